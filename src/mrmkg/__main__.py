@@ -1,0 +1,3 @@
+from mrmkg.cli import _entry
+
+_entry()

@@ -1,0 +1,66 @@
+"""The ``mrmkg`` command line. Each command group lives in ``mrmkg.commands.<name>`` and exposes
+a typer app (a group) or a function (a single command); this file only wires them together and
+turns user errors into one line on stderr and exit status 2, never a traceback."""
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from mrmkg.errors import InputError
+
+app = typer.Typer(
+    name="mrmkg",
+    help="Multimodal reasoning with a multimodal knowledge graph (MR-MKG) on a frozen language model.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# (module under mrmkg.commands, attribute, command name, is_group)
+COMMANDS = [
+    ("kg", "app", "kg", True),
+]
+
+for _mod, _attr, _name, _group in COMMANDS:
+    _obj = getattr(importlib.import_module(f"mrmkg.commands.{_mod}"), _attr)
+    if _group:
+        app.add_typer(_obj, name=_name)
+    else:
+        app.command(_name)(_obj)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: runs the app and maps :class:`InputError` to exit status 2."""
+    try:
+        app(args=argv, prog_name="mrmkg", standalone_mode=False)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as e:
+        print(f"error: {e.filename or ''}: file not found", file=sys.stderr)
+        return 2
+    except SystemExit as e:  # typer.Exit inside commands
+        return int(e.code or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # click usage errors come as ClickException subclasses
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            return 2
+        if isinstance(e, click.exceptions.Abort):
+            return 1
+        raise
+    return 0
+
+
+def _entry() -> None:  # console-script target
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    _entry()

@@ -1,0 +1,263 @@
+"""The multimodal knowledge graph (MMKG) data model.
+
+An :class:`MMKG` holds
+
+* entities: a stable string id (e.g. a Wikidata Q-id), a name and a description;
+* relations: a stable string id and a name;
+* triples: an ``int64`` array ``[T, 3]`` of (head, relation, tail) *indices*;
+* images: a list of image paths, each owned by one entity (the MMKG "image of" edge).
+
+Entities are keyed by id, never by name (MarKG has 291 names shared by several ids).
+Adjacency is kept as CSR arrays in both directions so that a graph of millions of triples
+fits in memory and one-hop expansion is a slice, not a Python loop.
+
+The image-to-entity edges are *not* stored as triples: every image node is linked to its
+entity by the reserved relation :data:`IMAGE_OF`, whose index is ``kg.image_of`` (always the
+last relation). Code that builds typed edges uses ``kg.num_relations`` (which counts it).
+
+On disk (``save``/``load``) a graph is a folder with ``graph.json`` (strings and metadata) and
+``graph.npz`` (integer arrays); MarKG reloads in well under a second.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mrmkg.errors import InputError
+from mrmkg.fileio import atomic_write_json
+
+IMAGE_OF = "image of"
+IMAGE_OF_ID = "__image_of__"
+FORMAT_VERSION = 1
+
+
+def _csr(keys: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Group positions ``0..len(keys)-1`` by key: returns (ptr [n+1], idx [len(keys)])."""
+    order = np.argsort(keys, kind="stable").astype(np.int64)
+    counts = np.bincount(keys, minlength=n)
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=ptr[1:])
+    return ptr, order
+
+
+@dataclass
+class MMKG:
+    """A multimodal knowledge graph. Build with :meth:`from_records` or a loader in ``kg.io``."""
+
+    entity_ids: list[str]
+    entity_names: list[str]
+    entity_descriptions: list[str]
+    relation_ids: list[str]  # the last one is always IMAGE_OF_ID
+    relation_names: list[str]
+    triples: np.ndarray  # int64 [T, 3] (head, relation, tail)
+    image_paths: list[str] = field(default_factory=list)
+    image_entity: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # [I]
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.triples = np.asarray(self.triples, dtype=np.int64).reshape(-1, 3)
+        self.image_entity = np.asarray(self.image_entity, dtype=np.int64).reshape(-1)
+        if not self.relation_ids or self.relation_ids[-1] != IMAGE_OF_ID:
+            self.relation_ids = list(self.relation_ids) + [IMAGE_OF_ID]
+            self.relation_names = list(self.relation_names) + [IMAGE_OF]
+        E = len(self.entity_ids)
+        if self.triples.size and (self.triples[:, [0, 2]].max() >= E or self.triples.min() < 0):
+            raise ValueError("triple refers to an entity index out of range")
+        if self.triples.size and self.triples[:, 1].max() >= self.image_of:
+            raise ValueError("triple refers to a relation index out of range")
+        self.out_ptr, self.out_idx = _csr(self.triples[:, 0], E)
+        self.in_ptr, self.in_idx = _csr(self.triples[:, 2], E)
+        self.img_ptr, self.img_idx = _csr(self.image_entity, E)
+        self._entity_index: dict[str, int] | None = None
+        self._relation_index: dict[str, int] | None = None
+
+    # ------------------------------------------------------------------ sizes and lookups
+    @property
+    def num_entities(self) -> int:
+        return len(self.entity_ids)
+
+    @property
+    def num_relations(self) -> int:
+        """Number of relation types, including the reserved ``image of``."""
+        return len(self.relation_ids)
+
+    @property
+    def image_of(self) -> int:
+        """Index of the reserved ``image of`` relation (image node -> its entity)."""
+        return len(self.relation_ids) - 1
+
+    @property
+    def num_triples(self) -> int:
+        return int(self.triples.shape[0])
+
+    @property
+    def num_images(self) -> int:
+        return len(self.image_paths)
+
+    def entity_index(self, entity_id: str) -> int:
+        if self._entity_index is None:
+            self._entity_index = {e: i for i, e in enumerate(self.entity_ids)}
+        try:
+            return self._entity_index[entity_id]
+        except KeyError:
+            raise KeyError(f"unknown entity id {entity_id!r}") from None
+
+    def has_entity(self, entity_id: str) -> bool:
+        try:
+            self.entity_index(entity_id)
+            return True
+        except KeyError:
+            return False
+
+    def relation_index(self, relation_id: str) -> int:
+        if self._relation_index is None:
+            self._relation_index = {r: i for i, r in enumerate(self.relation_ids)}
+        try:
+            return self._relation_index[relation_id]
+        except KeyError:
+            raise KeyError(f"unknown relation id {relation_id!r}") from None
+
+    def out_triples(self, entity: int) -> np.ndarray:
+        """Triple ids whose head is ``entity``."""
+        return self.out_idx[self.out_ptr[entity] : self.out_ptr[entity + 1]]
+
+    def in_triples(self, entity: int) -> np.ndarray:
+        """Triple ids whose tail is ``entity``."""
+        return self.in_idx[self.in_ptr[entity] : self.in_ptr[entity + 1]]
+
+    def incident_triples(self, entities: np.ndarray) -> np.ndarray:
+        """Unique ids of all triples touching any of ``entities`` (both directions), vectorised."""
+        entities = np.asarray(entities, dtype=np.int64)
+        if entities.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        parts = []
+        for ptr, idx in ((self.out_ptr, self.out_idx), (self.in_ptr, self.in_idx)):
+            starts, ends = ptr[entities], ptr[entities + 1]
+            lens = ends - starts
+            total = int(lens.sum())
+            if total == 0:
+                continue
+            # positions = concatenation of ranges [starts[i], ends[i]) without a Python loop
+            offs = np.repeat(starts - np.cumsum(lens) + lens, lens) + np.arange(total)
+            parts.append(idx[offs])
+        if not parts:
+            return np.zeros(0, dtype=np.int64)
+        return np.unique(np.concatenate(parts))
+
+    def images_of(self, entity: int) -> np.ndarray:
+        """Image indices owned by ``entity``."""
+        return self.img_idx[self.img_ptr[entity] : self.img_ptr[entity + 1]]
+
+    def degree(self) -> np.ndarray:
+        return (self.out_ptr[1:] - self.out_ptr[:-1]) + (self.in_ptr[1:] - self.in_ptr[:-1])
+
+    def verbalise(self, triple_id: int) -> str:
+        """``"head relation tail"`` with names: the text a triple is embedded and shown as."""
+        h, r, t = self.triples[triple_id]
+        return f"{self.entity_names[h]} {self.relation_names[r]} {self.entity_names[t]}"
+
+    def verbalise_all(self) -> list[str]:
+        n, r = self.entity_names, self.relation_names
+        return [f"{n[h]} {r[rel]} {n[t]}" for h, rel, t in self.triples.tolist()]
+
+    def entity_texts(self, with_description: bool = False) -> list[str]:
+        """Entity text used for entity-node embeddings: the name, optionally ``name: description``."""
+        if not with_description:
+            return list(self.entity_names)
+        return [f"{n}: {d}" if d else n for n, d in zip(self.entity_names, self.entity_descriptions)]
+
+    def stats(self) -> dict:
+        deg = self.degree()
+        with_img = int((np.diff(self.img_ptr) > 0).sum())
+        return {
+            "entities": self.num_entities,
+            "relations": self.num_relations - 1,
+            "triples": self.num_triples,
+            "images": self.num_images,
+            "entities_with_images": with_img,
+            "entities_in_triples": int((deg > 0).sum()),
+            "relations_in_triples": int(np.unique(self.triples[:, 1]).size) if self.num_triples else 0,
+            "mean_degree": float(deg[deg > 0].mean()) if (deg > 0).any() else 0.0,
+            "max_degree": int(deg.max()) if deg.size else 0,
+        }
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_records(
+        cls,
+        entities: list[tuple[str, str, str]],
+        relations: list[tuple[str, str]],
+        triples: list[tuple[str, str, str]],
+        images: list[tuple[str, str]] = (),
+        meta: dict | None = None,
+    ) -> "MMKG":
+        """Build from id-keyed records: entities (id, name, description), relations (id, name),
+        triples (head id, relation id, tail id), images (entity id, path)."""
+        eidx = {e[0]: i for i, e in enumerate(entities)}
+        ridx = {r[0]: i for i, r in enumerate(relations)}
+        if len(eidx) != len(entities):
+            raise ValueError("duplicate entity ids")
+        if len(ridx) != len(relations):
+            raise ValueError("duplicate relation ids")
+        arr = np.array([(eidx[h], ridx[r], eidx[t]) for h, r, t in triples], dtype=np.int64).reshape(-1, 3)
+        return cls(
+            entity_ids=[e[0] for e in entities],
+            entity_names=[e[1] for e in entities],
+            entity_descriptions=[e[2] for e in entities],
+            relation_ids=[r[0] for r in relations],
+            relation_names=[r[1] for r in relations],
+            triples=arr,
+            image_paths=[p for _, p in images],
+            image_entity=np.array([eidx[e] for e, _ in images], dtype=np.int64),
+            meta=dict(meta or {}),
+        )
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: str | Path) -> None:
+        """Write ``graph.json`` and ``graph.npz`` into ``directory`` (each file atomically)."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d / ".graph.npz.tmp.npz"
+        np.savez(tmp, triples=self.triples, image_entity=self.image_entity)
+        tmp.replace(d / "graph.npz")
+        atomic_write_json(
+            d / "graph.json",
+            {
+                "format_version": FORMAT_VERSION,
+                "meta": self.meta,
+                "entity_ids": self.entity_ids,
+                "entity_names": self.entity_names,
+                "entity_descriptions": self.entity_descriptions,
+                "relation_ids": self.relation_ids,
+                "relation_names": self.relation_names,
+                "image_paths": self.image_paths,
+            },
+            indent=None,
+        )
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "MMKG":
+        d = Path(directory)
+        if not (d / "graph.json").is_file() or not (d / "graph.npz").is_file():
+            raise InputError("not a built graph folder (expected graph.json and graph.npz; "
+                             "make one with `mrmkg kg build`)", path=d)
+        with open(d / "graph.json", encoding="utf-8") as f:
+            j = json.load(f)
+        if j.get("format_version") != FORMAT_VERSION:
+            raise InputError(f"graph format version {j.get('format_version')} is not {FORMAT_VERSION}; rebuild it",
+                             path=d / "graph.json")
+        arrays = np.load(d / "graph.npz", allow_pickle=False)
+        return cls(
+            entity_ids=j["entity_ids"],
+            entity_names=j["entity_names"],
+            entity_descriptions=j["entity_descriptions"],
+            relation_ids=j["relation_ids"],
+            relation_names=j["relation_names"],
+            triples=arrays["triples"],
+            image_paths=j["image_paths"],
+            image_entity=arrays["image_entity"],
+            meta=j.get("meta", {}),
+        )

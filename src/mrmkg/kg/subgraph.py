@@ -1,0 +1,146 @@
+"""A retrieved subgraph with provenance (which triples, which scores, which seeds).
+
+Shapes, with ``n`` nodes and ``e`` edges:
+
+* ``node_kind``  int8  [n]    0 = entity node, 1 = image node (an image of an entity)
+* ``node_ref``   int64 [n]    entity index (kind 0) or image index (kind 1) into the MMKG
+* ``edge_index`` int64 [2, e] local node ids, source = head, target = tail
+* ``edge_type``  int64 [e]    relation index; image edges use ``kg.image_of``
+* ``edge_triple`` int64 [e]   triple id in the MMKG, -1 for image-of edges
+* ``edge_score`` float32 [e]  cosine similarity of the triple to the query (0 for image edges)
+
+Message passing runs over ``edge_index`` as given (head -> tail); graph encoders that want both
+directions add reverse edges themselves.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+ENTITY, IMAGE = 0, 1
+
+
+@dataclass
+class Subgraph:
+    node_kind: np.ndarray
+    node_ref: np.ndarray
+    edge_index: np.ndarray
+    edge_type: np.ndarray
+    edge_triple: np.ndarray
+    edge_score: np.ndarray
+    seeds: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    query: str = ""
+
+    @classmethod
+    def empty(cls, query: str = "") -> "Subgraph":
+        z = np.zeros(0, dtype=np.int64)
+        return cls(np.zeros(0, np.int8), z, np.zeros((2, 0), np.int64), z, z, np.zeros(0, np.float32), z, query)
+
+    @classmethod
+    def from_triples(cls, kg, triple_ids, scores, seeds=(), query: str = "",
+                     images_per_entity: int = 0) -> "Subgraph":
+        """Nodes = the entities of ``triple_ids`` plus ``seeds``, and up to ``images_per_entity``
+        image nodes per entity, each linked to it by ``image of``."""
+        triple_ids = np.asarray(triple_ids, dtype=np.int64)
+        scores = np.asarray(scores, dtype=np.float32)
+        tri = kg.triples[triple_ids] if triple_ids.size else np.zeros((0, 3), np.int64)
+        seeds = np.asarray(seeds, dtype=np.int64)
+        ents = np.concatenate([tri[:, 0], tri[:, 2], seeds])
+        ents = ents[np.sort(np.unique(ents, return_index=True)[1])]  # first-seen order
+        local = {int(e): i for i, e in enumerate(ents.tolist())}
+        kinds = [np.zeros(len(ents), np.int8)]
+        refs = [ents]
+        src = [np.array([local[h] for h in tri[:, 0].tolist()], dtype=np.int64)]
+        dst = [np.array([local[t] for t in tri[:, 2].tolist()], dtype=np.int64)]
+        etype, etrip, escore = [tri[:, 1]], [triple_ids], [scores]
+        if images_per_entity > 0 and kg.num_images:
+            img_nodes, img_src, img_dst = [], [], []
+            nxt = len(ents)
+            for e in ents.tolist():
+                for im in kg.images_of(e)[:images_per_entity].tolist():
+                    img_nodes.append(im)
+                    img_src.append(nxt)
+                    img_dst.append(local[e])
+                    nxt += 1
+            if img_nodes:
+                k = len(img_nodes)
+                kinds.append(np.ones(k, np.int8))
+                refs.append(np.array(img_nodes, np.int64))
+                src.append(np.array(img_src, np.int64))
+                dst.append(np.array(img_dst, np.int64))
+                etype.append(np.full(k, kg.image_of, np.int64))
+                etrip.append(np.full(k, -1, np.int64))
+                escore.append(np.zeros(k, np.float32))
+        return cls(
+            node_kind=np.concatenate(kinds),
+            node_ref=np.concatenate(refs).astype(np.int64),
+            edge_index=np.stack([np.concatenate(src), np.concatenate(dst)]).astype(np.int64),
+            edge_type=np.concatenate(etype).astype(np.int64),
+            edge_triple=np.concatenate(etrip).astype(np.int64),
+            edge_score=np.concatenate(escore).astype(np.float32),
+            seeds=seeds,
+            query=query,
+        )
+
+    @property
+    def num_nodes(self) -> int:
+        return int(self.node_kind.shape[0])
+
+    @property
+    def num_edges(self) -> int:
+        return int(self.edge_type.shape[0])
+
+    @property
+    def triple_ids(self) -> np.ndarray:
+        return self.edge_triple[self.edge_triple >= 0]
+
+    @property
+    def triple_scores(self) -> np.ndarray:
+        return self.edge_score[self.edge_triple >= 0]
+
+    def to_pyg(self):
+        """A ``torch_geometric.data.Data`` with ``node_kind``, ``node_ref``, ``edge_index``,
+        ``edge_type`` and ``edge_score``; ``num_nodes`` is set so empty graphs batch correctly."""
+        import torch
+        from torch_geometric.data import Data
+
+        return Data(
+            node_kind=torch.from_numpy(self.node_kind.astype(np.int64)),
+            node_ref=torch.from_numpy(self.node_ref),
+            edge_index=torch.from_numpy(self.edge_index),
+            edge_type=torch.from_numpy(self.edge_type),
+            edge_score=torch.from_numpy(self.edge_score),
+            num_nodes=self.num_nodes,
+        )
+
+    def triples_table(self, kg) -> list[dict]:
+        """One dict per retrieved triple, best first: id, head/relation/tail ids and names, score."""
+        rows = []
+        for t, s in zip(self.triple_ids.tolist(), self.triple_scores.tolist()):
+            h, r, ta = kg.triples[t].tolist()
+            rows.append({
+                "id": t,
+                "head": kg.entity_ids[h], "head_name": kg.entity_names[h],
+                "relation": kg.relation_ids[r], "relation_name": kg.relation_names[r],
+                "tail": kg.entity_ids[ta], "tail_name": kg.entity_names[ta],
+                "score": round(float(s), 6),
+            })
+        rows.sort(key=lambda d: -d["score"])
+        return rows
+
+    def to_dict(self, kg) -> dict:
+        """JSON-ready provenance: the query, seed entities, nodes and triples with scores."""
+        nodes = []
+        for k, r in zip(self.node_kind.tolist(), self.node_ref.tolist()):
+            if k == ENTITY:
+                nodes.append({"kind": "entity", "id": kg.entity_ids[r], "name": kg.entity_names[r]})
+            else:
+                e = int(kg.image_entity[r])
+                nodes.append({"kind": "image", "image": kg.image_paths[r], "of": kg.entity_ids[e]})
+        return {
+            "query": self.query,
+            "seeds": [kg.entity_ids[s] for s in self.seeds.tolist()],
+            "nodes": nodes,
+            "triples": self.triples_table(kg),
+        }
