@@ -37,3 +37,26 @@ class VisionEncoder(ABC):
     @abstractmethod
     def encode_tokens(self, images: Sequence[ImageLike], batch_size: int = 32, progress: bool = False) -> np.ndarray:
         """Visual token features (patches / feature-map cells), float32 ``[len(images), num_tokens, dim]``."""
+
+
+class LLMBundle:
+    """A frozen language model with its tokenizer.
+
+    ``kind`` is ``"causal"`` (decoder-only: SmolLM2, LLaMA, Gemma) or ``"seq2seq"`` (T5, UL2).
+    ``name`` is the registry name, HF id or folder it was loaded from (stored with checkpoints so
+    that ``from_pretrained`` can find the same frozen model again).
+    """
+
+    def __init__(self, model, tokenizer, kind: str, name: str):
+        if kind not in ("causal", "seq2seq"):
+            raise ValueError(f"kind must be 'causal' or 'seq2seq', not {kind!r}")
+        self.model, self.tokenizer, self.kind, self.name = model, tokenizer, kind, name
+
+    @property
+    def hidden_size(self) -> int:
+        cfg = self.model.config
+        cfg = getattr(cfg, "get_text_config", lambda: cfg)()
+        return int(getattr(cfg, "hidden_size", None) or getattr(cfg, "d_model"))
+
+    def __repr__(self) -> str:
+        return f"LLMBundle(name={self.name!r}, kind={self.kind!r}, hidden_size={self.hidden_size})"
