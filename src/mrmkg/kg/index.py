@@ -1,0 +1,359 @@
+"""Embeddings of a multimodal KG and the FAISS indexes that search them.
+
+A :class:`KGIndex` holds, for one built graph, four float32 L2-normalised arrays
+
+* ``triple_emb``   ``[T, d_t]`` the verbalised triples ``"head relation tail"`` (text encoder)
+* ``entity_emb``   ``[E, d_t]`` entity names (or ``"name: description"``, see ``entity_text``)
+* ``relation_emb`` ``[R, d_t]`` relation names, ``R = kg.num_relations`` (includes ``image of``)
+* ``image_emb``    ``[I, d_v]`` entity images (vision encoder); ``(0, d_v)`` or ``(0, 0)`` without images
+
+and two FAISS indexes over ``triple_emb`` and ``image_emb``. Vectors are normalised, so the
+inner product is the cosine similarity. Below ``exact_max`` vectors an index is exact
+(``IndexFlatIP``); above it is approximate: HNSW (``IndexHNSWFlat``, inner-product metric) by
+default, or IVF with an HNSW coarse quantizer (``approx="ivf"``), which builds ~10x faster on
+millions of vectors; ``benchmarks/retrieval.py`` measures both against exact search.
+
+Every embedding goes through :func:`mrmkg.encoders.cache.cached_encode`, so rebuilding an index
+for an unchanged graph with the same encoders re-encodes nothing. On disk the index lives next
+to the graph, in ``<graph dir>/index/``::
+
+    manifest.json       encoder names and dims, counts, config, a key of graph + encoders + config
+    triple_emb.npy  entity_emb.npy  relation_emb.npy  image_emb.npy
+    triples.faiss   images.faiss
+
+The folder is written atomically (built under a temporary name, then renamed). ``load`` memory-maps
+the ``.npy`` arrays, so opening MarKG's index costs milliseconds plus reading the FAISS files.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from mrmkg.encoders.cache import cached_encode
+from mrmkg.errors import InputError
+from mrmkg.fileio import atomic_dir, atomic_write_json, sha256_bytes, sha256_texts
+
+INDEX_DIR = "index"
+FORMAT_VERSION = 1
+ENTITY_TEXT_CHOICES = ("name", "name+description")
+APPROX_CHOICES = ("hnsw", "ivf")
+
+
+@dataclass
+class IndexConfig:
+    """How a KG is embedded and indexed. Stored in the index manifest."""
+
+    text_encoder: str = field(default="minilm", metadata={
+        "help": "text encoder registry name (mrmkg.encoders.registry.get_text_encoder) for triples, "
+                "entities, relations and text queries"})
+    vision_encoder: str | None = field(default="efficientnet-lite0", metadata={
+        "help": "vision encoder registry name for entity images and image queries; None = ignore images"})
+    entity_text: str = field(default="name", metadata={
+        "help": "entity-node text: 'name' or 'name+description' (\"name: description\")"})
+    exact_max: int = field(default=20_000, metadata={
+        "help": "indexes with at most this many vectors use exact inner-product search (IndexFlatIP); "
+                "larger ones use the approximate index chosen by `approx`"})
+    approx: str = field(default="hnsw", metadata={
+        "help": "approximate index above exact_max: 'hnsw' (IndexHNSWFlat) or 'ivf' (IVF-Flat with an "
+                "HNSW coarse quantizer)"})
+    hnsw_m: int = field(default=32, metadata={"help": "HNSW graph degree M"})
+    hnsw_ef_construction: int = field(default=64, metadata={"help": "HNSW efConstruction (build quality)"})
+    hnsw_ef_search: int = field(default=64, metadata={
+        "help": "HNSW efSearch (query-time beam); raised to k when a search asks for more than this"})
+    ivf_nlist: int = field(default=0, metadata={
+        "help": "IVF lists; 0 = 4*sqrt(number of vectors)"})
+    ivf_nprobe: int = field(default=32, metadata={"help": "IVF lists visited per query"})
+    batch_size: int = field(default=64, metadata={"help": "encoder batch size while building"})
+    seed: int = field(default=0, metadata={"help": "seed of the IVF k-means (HNSW is deterministic)"})
+
+    def __post_init__(self) -> None:
+        if self.entity_text not in ENTITY_TEXT_CHOICES:
+            raise InputError(f"IndexConfig.entity_text must be one of {ENTITY_TEXT_CHOICES}, not {self.entity_text!r}")
+        if self.approx not in APPROX_CHOICES:
+            raise InputError(f"IndexConfig.approx must be one of {APPROX_CHOICES}, not {self.approx!r}")
+        for name in ("exact_max", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "ivf_nprobe", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"IndexConfig.{name} must be >= 1, not {getattr(self, name)!r}")
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    """Row-wise L2 normalisation (encoders promise it; re-doing it keeps IP == cosine for any encoder)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.size:
+        n = np.linalg.norm(x, axis=1, keepdims=True)
+        if np.abs(n - 1.0).max() > 1e-4:  # cached arrays are read-only; copy only when needed
+            x = x / np.maximum(n, 1e-12)
+    return x
+
+
+def build_faiss(x: np.ndarray, config: IndexConfig) -> faiss.Index:
+    """An inner-product FAISS index over ``x`` ``[n, d]``: exact up to ``exact_max`` rows, else approximate."""
+    n, d = x.shape
+    if n <= config.exact_max:
+        index = faiss.IndexFlatIP(d)
+    elif config.approx == "hnsw":
+        index = faiss.IndexHNSWFlat(d, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = config.hnsw_ef_construction
+        index.hnsw.efSearch = config.hnsw_ef_search
+    else:
+        nlist = config.ivf_nlist or max(1, int(4 * np.sqrt(n)))
+        quantizer = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = config.seed
+        # k-means on a sample: 64 points per list is plenty and keeps training in seconds
+        rng = np.random.default_rng(config.seed)
+        sample = x if n <= 64 * nlist else x[np.sort(rng.choice(n, 64 * nlist, replace=False))]
+        index.train(sample)
+        index.nprobe = config.ivf_nprobe
+    if n:
+        index.add(x)
+    return index
+
+
+def _set_search_params(index: faiss.Index, config: IndexConfig) -> None:
+    """Query-time parameters are not all persisted by faiss.write_index; re-apply them after loading."""
+    if isinstance(index, faiss.IndexHNSW):
+        index.hnsw.efSearch = config.hnsw_ef_search
+    elif isinstance(index, faiss.IndexIVF):
+        index.nprobe = config.ivf_nprobe
+
+
+def _search(index: faiss.Index, q: np.ndarray, k: int, dim: int, what: str,
+            config: IndexConfig) -> tuple[np.ndarray, np.ndarray]:
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    if q.ndim == 1:
+        q = q[None]
+    if q.ndim != 2 or q.shape[1] != dim:
+        raise ValueError(f"{what} queries must be [B, {dim}], got {list(q.shape)}")
+    k = min(int(k), index.ntotal)
+    if k <= 0:
+        return np.zeros((q.shape[0], 0), np.float32), np.zeros((q.shape[0], 0), np.int64)
+    if isinstance(index, faiss.IndexHNSW) and k > index.hnsw.efSearch:
+        index.hnsw.efSearch = k  # a beam narrower than k cannot return k good results
+        try:
+            scores, ids = index.search(q, k)
+        finally:
+            index.hnsw.efSearch = config.hnsw_ef_search
+    else:
+        scores, ids = index.search(q, k)
+    return scores, ids.astype(np.int64, copy=False)
+
+
+def graph_key(kg) -> str:
+    """Content key of everything an index depends on in a graph (names, triples, image paths)."""
+    return sha256_texts(
+        [str(kg.triples.shape), sha256_bytes(np.ascontiguousarray(kg.triples, dtype=np.int64).tobytes())]
+        + kg.entity_names + kg.entity_descriptions + kg.relation_names + list(kg.image_paths)
+        + [str(x) for x in np.asarray(kg.image_entity).tolist()],
+        salt="mrmkg-graph",
+    )
+
+
+def resolve_image_path(path: str, directory: str | Path | None) -> str:
+    """Image paths in a graph are absolute or relative to the graph folder (or to the cwd)."""
+    p = Path(path)
+    if p.is_absolute() or directory is None or p.exists():
+        return str(p)
+    return str(Path(directory) / p)
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    np.save(path, np.ascontiguousarray(arr, dtype=np.float32), allow_pickle=False)
+
+
+class KGIndex:
+    """Embeddings and FAISS indexes of one MMKG; see the module docstring for shapes and layout.
+
+    Build with :meth:`build`, open with :meth:`load`. ``manifest`` records the encoder registry
+    names and ids (``text_encoder`` / ``text_encoder_id``, ``vision_encoder`` / ``vision_encoder_id``),
+    dims, counts, the config and ``key``.
+    """
+
+    def __init__(self, triple_emb, entity_emb, relation_emb, image_emb, triple_index, image_index,
+                 config: IndexConfig, manifest: dict, directory: Path | None = None):
+        self.triple_emb, self.entity_emb = triple_emb, entity_emb
+        self.relation_emb, self.image_emb = relation_emb, image_emb
+        self.triple_index, self.image_index = triple_index, image_index
+        self.config, self.manifest, self.directory = config, manifest, directory
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def text_dim(self) -> int:
+        return int(self.triple_emb.shape[1])
+
+    @property
+    def image_dim(self) -> int:
+        return int(self.image_emb.shape[1])
+
+    @property
+    def num_triples(self) -> int:
+        return int(self.triple_emb.shape[0])
+
+    @property
+    def num_images(self) -> int:
+        return int(self.image_emb.shape[0])
+
+    @property
+    def exact(self) -> bool:
+        """True when triple search is exact (flat index)."""
+        return isinstance(self.triple_index, faiss.IndexFlat)
+
+    def __repr__(self) -> str:
+        kind = type(self.triple_index).__name__
+        return (f"KGIndex(triples={self.num_triples}, entities={self.entity_emb.shape[0]}, "
+                f"relations={self.relation_emb.shape[0]}, images={self.num_images}, d_t={self.text_dim}, "
+                f"d_v={self.image_dim}, triple_index={kind})")
+
+    # ------------------------------------------------------------------ search
+    def search_triples(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` triples by cosine. ``q`` float32 ``[B, d_t]`` (normalised) -> (scores ``[B, k']``,
+        ids ``[B, k']``), ``k' = min(k, T)``, best first."""
+        return _search(self.triple_index, q, k, self.text_dim, "triple", self.config)
+
+    def search_images(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` entity images by cosine. ``q`` ``[B, d_v]`` -> (scores ``[B, k']``, image ids ``[B, k']``)."""
+        if self.num_images == 0:
+            q = np.atleast_2d(q)
+            return np.zeros((q.shape[0], 0), np.float32), np.zeros((q.shape[0], 0), np.int64)
+        return _search(self.image_index, q, k, self.image_dim, "image", self.config)
+
+    # ------------------------------------------------------------------ build
+    @classmethod
+    def build(cls, kg, config: IndexConfig | None = None, directory: str | Path | None = None,
+              text_encoder=None, vision_encoder=None, progress: bool = True,
+              cache_root: str | Path | None = None, force: bool = False) -> "KGIndex":
+        """Embed ``kg`` and build its FAISS indexes; write them to ``<directory>/index/`` when given.
+
+        ``text_encoder`` / ``vision_encoder`` default to the registry encoders named in ``config``;
+        the vision encoder is only loaded when the graph has images. If ``<directory>/index/``
+        already holds an index with the same key (same graph, encoder ids and config), it is
+        loaded instead of rebuilt (``force=True`` rebuilds); otherwise every embedding comes from
+        the on-disk embedding cache when present, so only FAISS construction is repeated.
+        """
+        config = config or IndexConfig()
+        t0 = time.perf_counter()
+        if text_encoder is None:
+            from mrmkg.encoders.registry import get_text_encoder
+
+            text_encoder = get_text_encoder(config.text_encoder)
+        use_images = kg.num_images > 0 and (vision_encoder is not None or config.vision_encoder)
+        if vision_encoder is None and use_images:
+            from mrmkg.encoders.registry import get_vision_encoder
+
+            vision_encoder = get_vision_encoder(config.vision_encoder)
+        key = sha256_texts([graph_key(kg), text_encoder.name,
+                            vision_encoder.name if (vision_encoder is not None and use_images) else "",
+                            json.dumps(asdict(config), sort_keys=True)], salt="mrmkg-index")
+        if directory is not None and not force:
+            mf = Path(directory) / INDEX_DIR / "manifest.json"
+            if mf.is_file():
+                try:
+                    old = json.loads(mf.read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    old = {}
+                if old.get("key") == key and old.get("format_version") == FORMAT_VERSION:
+                    return cls.load(directory)
+
+        def enc(encoder, items, kind, what):
+            if progress and items:
+                print(f"embedding {len(items)} {what} with {encoder.name}", flush=True)
+            return _normalise(cached_encode(encoder, items, kind=kind, cache_root=cache_root,
+                                            progress=progress, batch_size=config.batch_size))
+
+        triple_emb = enc(text_encoder, kg.verbalise_all(), "text", "triples")
+        entity_emb = enc(text_encoder, kg.entity_texts(config.entity_text == "name+description"), "text", "entities")
+        relation_emb = enc(text_encoder, list(kg.relation_names), "text", "relations")
+        if use_images:
+            paths = [resolve_image_path(p, directory) for p in kg.image_paths]
+            image_emb = enc(vision_encoder, paths, "image", "entity images")
+        elif vision_encoder is not None:
+            image_emb = np.zeros((0, vision_encoder.dim), np.float32)
+        else:
+            image_emb = np.zeros((0, 0), np.float32)
+        if triple_emb.shape[0] != kg.num_triples or relation_emb.shape[0] != kg.num_relations:
+            raise RuntimeError("encoder returned the wrong number of rows")
+
+        t1 = time.perf_counter()
+        triple_index = build_faiss(triple_emb, config)
+        image_index = build_faiss(image_emb, config) if image_emb.shape[1] else faiss.IndexFlatIP(1)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "key": key,
+            "graph_key": graph_key(kg),
+            "text_encoder": config.text_encoder,
+            "text_encoder_id": text_encoder.name,
+            "text_dim": int(triple_emb.shape[1]),
+            "vision_encoder": config.vision_encoder if use_images or vision_encoder is not None else None,
+            "vision_encoder_id": vision_encoder.name if vision_encoder is not None else None,
+            "image_dim": int(image_emb.shape[1]),
+            "counts": {"triples": int(triple_emb.shape[0]), "entities": int(entity_emb.shape[0]),
+                       "relations": int(relation_emb.shape[0]), "images": int(image_emb.shape[0])},
+            "triple_index": type(triple_index).__name__,
+            "image_index": type(image_index).__name__,
+            "config": asdict(config),
+            "seconds": {"embed": round(t1 - t0, 3), "faiss": round(time.perf_counter() - t1, 3)},
+        }
+        index = cls(triple_emb, entity_emb, relation_emb, image_emb, triple_index, image_index,
+                    config, manifest, Path(directory) if directory is not None else None)
+        if directory is not None:
+            index.save(directory)
+        return index
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: str | Path) -> Path:
+        """Write ``<directory>/index/`` atomically; returns that folder."""
+        target = Path(directory) / INDEX_DIR
+        with atomic_dir(target) as tmp:
+            _save_npy(tmp / "triple_emb.npy", self.triple_emb)
+            _save_npy(tmp / "entity_emb.npy", self.entity_emb)
+            _save_npy(tmp / "relation_emb.npy", self.relation_emb)
+            _save_npy(tmp / "image_emb.npy", self.image_emb)
+            faiss.write_index(self.triple_index, str(tmp / "triples.faiss"))
+            faiss.write_index(self.image_index, str(tmp / "images.faiss"))
+            atomic_write_json(tmp / "manifest.json", self.manifest)
+        self.directory = Path(directory)
+        return target
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "KGIndex":
+        """Open ``<directory>/index/`` (``directory`` may also be the index folder itself).
+
+        Arrays are memory-mapped read-only; FAISS indexes are read into memory.
+        """
+        d = Path(directory)
+        idir = d if (d / "manifest.json").is_file() and d.name == INDEX_DIR else d / INDEX_DIR
+        mf = idir / "manifest.json"
+        if not mf.is_file():
+            raise InputError("no index found (expected index/manifest.json; build one with `mrmkg kg build`)",
+                             path=d)
+        try:
+            manifest = json.loads(mf.read_text(encoding="utf-8"))
+        except ValueError as e:
+            raise InputError(f"manifest is not valid JSON ({e})", path=mf) from None
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise InputError(f"index format version {manifest.get('format_version')} is not {FORMAT_VERSION}; "
+                             "rebuild it", path=mf)
+        arrays = {}
+        for name in ("triple_emb", "entity_emb", "relation_emb", "image_emb"):
+            p = idir / f"{name}.npy"
+            if not p.is_file():
+                raise InputError(f"missing {p.name}; rebuild the index", path=idir)
+            arrays[name] = np.load(p, mmap_mode="r", allow_pickle=False)
+        counts = manifest.get("counts", {})
+        for name, key in (("triple_emb", "triples"), ("entity_emb", "entities"), ("relation_emb", "relations"),
+                          ("image_emb", "images")):
+            if key in counts and arrays[name].shape[0] != counts[key]:
+                raise InputError(f"{name}.npy has {arrays[name].shape[0]} rows, manifest says {counts[key]}; "
+                                 "rebuild the index", path=idir)
+        config = IndexConfig(**manifest["config"])
+        triple_index = faiss.read_index(str(idir / "triples.faiss"))
+        image_index = faiss.read_index(str(idir / "images.faiss"))
+        _set_search_params(triple_index, config)
+        _set_search_params(image_index, config)
+        return cls(arrays["triple_emb"], arrays["entity_emb"], arrays["relation_emb"], arrays["image_emb"],
+                   triple_index, image_index, config, manifest, idir.parent)
