@@ -1,4 +1,250 @@
-"""`mrmkg kg ...`: build, inspect and query a multimodal knowledge graph."""
+"""`mrmkg kg ...`: build, inspect and query a multimodal knowledge graph.
+
+* ``mrmkg kg build SRC --format markg|tsv|jsonl --out DIR`` loads and validates a graph
+  (:mod:`mrmkg.kg.io`), saves it and builds its index (:class:`mrmkg.kg.index.KGIndex`) into DIR.
+  The whole folder is built under a temporary name and renamed at the end, so a failure
+  (bad input: exit status 2) never leaves a half-written DIR. Embeddings go through the on-disk
+  cache, so a second build of the same graph with the same encoders re-encodes nothing and says so.
+* ``mrmkg kg stats DIR`` prints the graph's statistics, what loading did (duplicates dropped,
+  records skipped) and the index's encoders.
+* ``mrmkg kg retrieve DIR "question" [--image PATH]`` prints the retrieved subgraph's triples,
+  best first (``--json`` for one machine-readable object).
+
+Heavy imports (torch, FAISS, encoders) happen inside the commands, so ``mrmkg --help`` stays fast.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Literal, Optional
+
 import typer
 
+from mrmkg.errors import InputError
+
 app = typer.Typer(help="Build, inspect and query a multimodal knowledge graph.", no_args_is_help=True)
+
+
+class _CountingEncoder:
+    """Forwards to an encoder and counts the items it really had to encode.
+
+    ``cached_encode`` calls ``encode`` only on a cache miss, so ``encoded == 0`` after a build
+    means every embedding was served from the cache (the encoder's ``name``/``dim`` are kept, so
+    cache keys are unchanged).
+    """
+
+    def __init__(self, inner):
+        self.inner, self.name, self.dim, self.encoded = inner, inner.name, inner.dim, 0
+
+    def encode(self, items, *args, **kwargs):
+        self.encoded += len(items)
+        return self.inner.encode(items, *args, **kwargs)
+
+    def __getattr__(self, attr):  # num_tokens, encode_tokens, ...
+        return getattr(self.inner, attr)
+
+
+def _console():
+    """Plain console: no markup (entity names may contain "[...]"), wide enough not to wrap ids
+    when the output goes to a file or pipe."""
+    import sys
+
+    from rich.console import Console
+
+    return Console(markup=False, highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+def _check_out_dir(out: Path) -> None:
+    """Refuse to replace a folder that is not a built graph (``build`` swaps the whole folder)."""
+    if out.exists():
+        if not out.is_dir():
+            raise InputError("--out exists and is not a folder", path=out)
+        if any(out.iterdir()) and not (out / "graph.json").is_file():
+            raise InputError("--out is a non-empty folder that is not a built graph; refusing to replace it "
+                             "(choose a new or empty folder)", path=out)
+
+
+@app.command()
+def build(
+    src: Annotated[Path, typer.Argument(help="graph source: a MarKG folder, a TSV triple file or folder, "
+                                             "or a .jsonl file")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder for the graph and its index "
+                                                          "(replaced atomically when the build succeeds)")],
+    format: Annotated[Literal["auto", "markg", "tsv", "jsonl"], typer.Option(
+        "--format", "-f", help="input format; 'auto' = markg for a folder with wiki_tuple_ids.txt, "
+                               "jsonl for *.jsonl, else tsv")] = "auto",
+    images: Annotated[Optional[Path], typer.Option(
+        "--images", help="markg: folder of <entity id>/<image file> sub-folders (default: SRC/images if present)")] = None,
+    entities: Annotated[Optional[Path], typer.Option(
+        "--entities", help="tsv: entity file id<TAB>name[<TAB>description] (default: entities.tsv in a SRC folder)")] = None,
+    relations: Annotated[Optional[Path], typer.Option(
+        "--relations", help="tsv: relation file id<TAB>name (default: relations.tsv in a SRC folder)")] = None,
+    image_list: Annotated[Optional[Path], typer.Option(
+        "--image-list", help="tsv: entity id<TAB>image path lines (default: images.tsv in a SRC folder)")] = None,
+    order: Annotated[Literal["hrt", "htr"], typer.Option(
+        "--order", help="tsv: column order of the triple files, head-relation-tail or head-tail-relation")] = "hrt",
+    text_encoder: Annotated[str, typer.Option(
+        "--text-encoder", help="text encoder for triples, entities and relations: 'minilm' or 'clip:<id or folder>'")] = "minilm",
+    vision_encoder: Annotated[str, typer.Option(
+        "--vision-encoder", help="vision encoder for entity images: 'efficientnet-lite0', 'clip:<id or folder>' "
+                                 "or 'none' (ignore images)")] = "efficientnet-lite0",
+    entity_text: Annotated[Literal["name", "name+description"], typer.Option(
+        "--entity-text", help="text embedded for each entity node")] = "name",
+    unknown_ids: Annotated[Literal["error", "skip", "add"], typer.Option(
+        "--unknown-ids", help="ids used in triples/images but not defined: stop, skip the record, "
+                              "or add it named by its id (skips and additions are counted)")] = "error",
+    duplicate_triples: Annotated[Literal["drop", "keep", "error"], typer.Option(
+        "--duplicate-triples", help="repeated triple lines: keep the first (counted), keep all, or stop")] = "drop",
+    bad_images: Annotated[Literal["error", "skip"], typer.Option(
+        "--bad-images", help="missing, truncated or non-image files: stop, or skip them (counted)")] = "error",
+    exact_max: Annotated[int, typer.Option(
+        "--exact-max", help="index exactly (flat) up to this many vectors, approximately (HNSW) above")] = 20_000,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show encoding progress")] = True,
+) -> None:
+    """Load and validate a graph, then save it with its embedding index into OUT."""
+    from mrmkg.encoders.registry import get_text_encoder, get_vision_encoder
+    from mrmkg.fileio import atomic_dir
+    from mrmkg.kg.index import IndexConfig, KGIndex
+    from mrmkg.kg.io import LoadOptions, load_graph
+
+    t0 = time.perf_counter()
+    _check_out_dir(out)
+    vision = None if vision_encoder.strip().lower() == "none" else vision_encoder
+    options = LoadOptions(unknown_ids=unknown_ids, duplicate_triples=duplicate_triples, bad_images=bad_images)
+    kg = load_graph(src, format, options, images_dir=images, entities=entities, relations=relations,
+                    images=image_list, order=order)
+    t_load = time.perf_counter() - t0
+    config = IndexConfig(text_encoder=text_encoder, vision_encoder=vision, entity_text=entity_text,
+                         exact_max=exact_max)
+    text_enc = _CountingEncoder(get_text_encoder(text_encoder))
+    vis_enc = _CountingEncoder(get_vision_encoder(vision)) if (vision and kg.num_images) else None
+    with atomic_dir(out) as tmp:
+        kg.save(tmp)
+        index = KGIndex.build(kg, config, tmp, text_encoder=text_enc, vision_encoder=vis_enc, progress=progress)
+    elapsed = time.perf_counter() - t0
+
+    con = _console()
+    rep = kg.meta["load"]
+    con.print(f"loaded {kg.num_entities} entities, {kg.num_relations - 1} relations, {kg.num_triples} triples, "
+              f"{kg.num_images} images from {src} ({rep['format']}) in {t_load:.2f} s")
+    for line in _report_lines(rep):
+        con.print(f"  {line}")
+    n_items = index.num_triples + int(index.entity_emb.shape[0]) + int(index.relation_emb.shape[0])
+    encoded = text_enc.encoded + (vis_enc.encoded if vis_enc is not None else 0)
+    total = n_items + index.num_images
+    if encoded == 0:
+        con.print(f"embeddings: all {total} served from the embedding cache (nothing re-encoded)")
+    else:
+        con.print(f"embeddings: encoded {encoded} of {total} ({text_enc.encoded} texts with {text_enc.name}"
+                  + (f", {vis_enc.encoded} images with {vis_enc.name}" if vis_enc is not None else "")
+                  + "); cached for the next build")
+    con.print(f"index: {index.manifest.get('triple_index')} over {index.num_triples} triples "
+              f"(d={index.text_dim}), {index.num_images} images")
+    con.print(f"wrote {out} in {elapsed:.1f} s")
+
+
+def _report_lines(rep: dict) -> list[str]:
+    """Human-readable lines for what a loader did (only the non-zero counts)."""
+    out = []
+    if rep.get("duplicate_triples"):
+        out.append(f"dropped {rep['duplicate_triples']} duplicate triple line(s) (kept the first of each)")
+    labels = {"skipped_triples_unknown_id": "skipped {} triple(s) with unknown ids",
+              "skipped_images_unknown_id": "skipped {} image(s) of unknown entities",
+              "skipped_descriptions_unknown_id": "skipped {} description(s) of unknown entities",
+              "added_entities": "added {} undefined entity id(s), named by their id",
+              "added_relations": "added {} undefined relation id(s), named by their id",
+              "skipped_bad_images": "skipped {} missing/unreadable image file(s)",
+              "self_loops": "kept {} self-loop triple(s) (head == tail)"}
+    for key, text in labels.items():
+        if rep.get(key):
+            out.append(text.format(rep[key]))
+    return out
+
+
+@app.command()
+def stats(
+    directory: Annotated[Path, typer.Argument(help="a folder written by `mrmkg kg build`")],
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object instead of tables")] = False,
+) -> None:
+    """Print statistics of a built graph: sizes, degrees, load report and index."""
+    from mrmkg.kg.graph import MMKG
+
+    kg = MMKG.load(directory)
+    s = kg.stats()
+    rep = kg.meta.get("load", {})
+    manifest_path = directory / "index" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else None
+    if as_json:
+        index = None if manifest is None else {k: manifest.get(k) for k in (
+            "text_encoder", "text_encoder_id", "text_dim", "vision_encoder", "vision_encoder_id", "image_dim",
+            "counts", "triple_index", "image_index")}
+        typer.echo(json.dumps({"graph": s, "load": rep, "index": index}, ensure_ascii=False))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"graph {directory}", show_header=True)
+    table.add_column("statistic")
+    table.add_column("value", justify="right")
+    for k, v in s.items():
+        table.add_row(k.replace("_", " "), f"{v:.2f}" if isinstance(v, float) else f"{v:,}")
+    if rep:
+        table.add_section()
+        table.add_row("source", f"{rep.get('source', '')} ({rep.get('format', '')})")
+        for path, n in rep.get("lines", {}).items():
+            table.add_row("triple lines read", f"{n:,}  ({Path(path).name})")
+        for line in _report_lines(rep):
+            table.add_row("load", line)
+    if manifest is not None:
+        table.add_section()
+        table.add_row("text encoder", f"{manifest.get('text_encoder_id')} (d={manifest.get('text_dim')})")
+        table.add_row("vision encoder", f"{manifest.get('vision_encoder_id')} (d={manifest.get('image_dim')})")
+        table.add_row("triple index", str(manifest.get("triple_index")))
+    else:
+        table.add_row("index", "none (build one with `mrmkg kg build`)")
+    _console().print(table)
+
+
+@app.command()
+def retrieve(
+    directory: Annotated[Path, typer.Argument(help="a folder written by `mrmkg kg build`")],
+    question: Annotated[Optional[str], typer.Argument(help="the question text (may be omitted with --image)")] = None,
+    image: Annotated[Optional[Path], typer.Option("--image", help="an image to query with (alone or with the text)")] = None,
+    n: Annotated[int, typer.Option("-n", help="first stage: triples nearest to the query whose entities seed the subgraph")] = 10,
+    N: Annotated[int, typer.Option("-N", help="triples kept after expanding the seeds and re-ranking (paper: 10 or 20)")] = 10,
+    hops: Annotated[int, typer.Option("--hops", help="expansion hops from the seed entities (paper: 1)")] = 1,
+    min_score: Annotated[Optional[float], typer.Option(
+        "--min-score", help="drop triples whose cosine to the query is below this")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object (query, seeds, nodes, triples)")] = False,
+) -> None:
+    """Retrieve the subgraph for a question (and/or image) and print its triples, best first."""
+    text = question if (question is not None and question.strip()) else None
+    if text is None and image is None:
+        raise InputError('empty query: give a question (e.g. "what is the capital of France") or --image PATH')
+    if image is not None:
+        from mrmkg.encoders.images import load_image
+
+        load_image(image)  # fail on a bad file before loading any model
+    from mrmkg.kg.retrieve import RetrievalConfig, Retriever, open_graph
+
+    kg, index = open_graph(directory)
+    config = RetrievalConfig(n=n, N=N, hops=hops, min_score=min_score)
+    sub = Retriever(kg, index, config).retrieve(text=text, image=str(image) if image is not None else None)
+    if sub.triple_ids.size == 0:
+        why = f" with a cosine of at least {min_score}" if min_score is not None else ""
+        raise InputError(f"the query matched no triple{why}: {sub.query!r} (try other words"
+                         + (", a lower --min-score" if min_score is not None else "") + ")")
+    if as_json:
+        typer.echo(json.dumps(sub.to_dict(kg), ensure_ascii=False))
+        return
+    from rich.table import Table
+
+    rows = sub.triples_table(kg)
+    table = Table(title=f"{len(rows)} triples for {sub.query!r} ({sub.seeds.size} seed entities, {sub.num_nodes} nodes)")
+    for col, kw in (("#", {"justify": "right"}), ("id", {"justify": "right"}), ("head", {}), ("relation", {}),
+                    ("tail", {}), ("score", {"justify": "right"})):
+        table.add_column(col, **kw)
+    for i, r in enumerate(rows, 1):
+        table.add_row(str(i), str(r["id"]), f"{r['head_name']} ({r['head']})",
+                      f"{r['relation_name']} ({r['relation']})", f"{r['tail_name']} ({r['tail']})", f"{r['score']:.4f}")
+    _console().print(table)
