@@ -1,0 +1,518 @@
+"""The MR-MKG model: graph encoder + adapters + alignment on top of a frozen LLM (paper §3.2-3.3).
+
+Prompt assembly (Eq. 7): ``prompt = H'_K ⊕ H'_I ⊕ H_T`` along the sequence axis, fed as
+``inputs_embeds``. ``H_T`` comes from the frozen input-embedding module (placeholders ``[E i]`` /
+``[R i]`` from the entity head). Per example, only the real rows of each segment are kept and the
+result is packed without holes, so a padded batch computes exactly what each item alone would:
+
+* causal LMs: ``[BOS] H'_K H'_I H_T Y`` right-padded for training (loss only on target tokens Y,
+  LM-head logits computed only on the rows that predict them) and ``[BOS] H'_K H'_I H_T``
+  left-padded for greedy generation with a KV cache; explicit ``position_ids`` in both.
+* seq2seq LMs: ``H'_K H'_I H_T`` (text ends with EOS) are the encoder's ``inputs_embeds``; the
+  target (+EOS) is the decoder's labels; generation runs the encoder once and a cached decoder loop.
+
+Ranking (``rank``): the hidden state at the answer slot -- the last prompt token for causal LMs (the
+position that predicts the next token), the first decoder position for seq2seq -- is scored against
+entity/relation token embeddings (``EntityHead``); cross-entropy over the candidates is the task loss.
+
+Loss: ``L = L_task + lambda * L_align`` (Eq. 8), ``L_task`` = token cross-entropy (mean over target
+tokens) plus ranking cross-entropy when the batch has answers.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mrmkg.errors import InputError
+from mrmkg.fileio import atomic_write_bytes, atomic_write_json
+from mrmkg.model.adapters import AttentionAdapter
+from mrmkg.model.alignment import triplet_alignment_loss
+from mrmkg.model.batch import ENTITY_TOKEN, RELATION_TOKEN, MRMKGBatch, MRMKGExample, collate
+from mrmkg.model.config import MRMKGConfig
+from mrmkg.model.entity_head import EntityHead
+from mrmkg.model.features import KGFeatures
+from mrmkg.model.graph_encoder import GraphEncoder
+
+FORMAT_VERSION = 1
+WEIGHTS = "model.safetensors"
+META = "mrmkg.json"
+
+
+@dataclass
+class MRMKGOutput:
+    """``loss`` = task + lambda * align. ``example_loss [B]``: per-example token-mean CE (gen tasks).
+    ``scores [B, C]`` for ranking batches."""
+
+    loss: torch.Tensor
+    gen_loss: torch.Tensor | None = None
+    rank_loss: torch.Tensor | None = None
+    align_loss: torch.Tensor | None = None
+    example_loss: torch.Tensor | None = None
+    scores: torch.Tensor | None = None
+
+
+def pack(segments: Sequence[tuple[torch.Tensor, torch.Tensor]], left: bool = False):
+    """Concatenate per-example real rows of ``segments`` without holes.
+
+    ``segments``: ``(x [B, L_i, ...], mask [B, L_i])`` pairs in prompt order. Returns
+    ``(packed [B, L, ...], mask [B, L], dest [B, sum L_i])`` where ``dest`` is the packed position
+    of every input row (valid only where its mask is True). ``left=True`` right-aligns each example
+    (left padding, for generation).
+    """
+    x = torch.cat([s[0] for s in segments], dim=1)
+    m = torch.cat([s[1] for s in segments], dim=1)
+    n = m.sum(dim=1)
+    width = int(n.max().item()) if n.numel() else 0
+    dest = torch.cumsum(m.long(), dim=1) - 1
+    if left:
+        dest = dest + (width - n)[:, None]
+    b, t = m.nonzero(as_tuple=True)
+    out = x.new_zeros((x.shape[0], width) + tuple(x.shape[2:]))
+    out = out.index_put((b, dest[b, t]), x[b, t])
+    mask = torch.zeros(x.shape[0], width, dtype=torch.bool, device=x.device)
+    mask[b, dest[b, t]] = True
+    return out, mask, dest
+
+
+def build_trainable_parts(config: MRMKGConfig, d: int, text_dim: int, vision_dim: int, num_relations: int,
+                          num_entities: int, image_token_dim: int, entity_init_std: float = 0.02) -> dict:
+    """The trainable modules (theta_a) for an LLM of width ``d``; absent parts are None.
+    Shared by ``MRMKG`` and the weight-free parameter counter (``params.count_trainable_parameters``)."""
+    parts = {"graph_encoder": None, "knowledge_adapter": None, "visual_adapter": None, "entity_head": None}
+    if config.use_kg:
+        parts["graph_encoder"] = GraphEncoder(config, text_dim, vision_dim, num_relations)
+        parts["knowledge_adapter"] = AttentionAdapter(config.gnn_hidden, d, config.adapter_length,
+                                                      config.adapter_projections)
+    if config.use_image and image_token_dim > 0:
+        parts["visual_adapter"] = AttentionAdapter(image_token_dim, d, config.adapter_length,
+                                                   config.adapter_projections)
+    if config.entity_head:
+        parts["entity_head"] = EntityHead(config.num_entity_tokens or num_entities,
+                                          config.num_relation_tokens or num_relations, d, init_std=entity_init_std)
+    return parts
+
+
+class MRMKG(nn.Module):
+    """MR-MKG around a frozen ``LLMBundle``.
+
+    Args:
+        config: ``MRMKGConfig``.
+        llm: ``mrmkg.encoders.base.LLMBundle`` (model, tokenizer, kind "causal"|"seq2seq", name).
+        features: frozen ``KGFeatures`` of the graph the subgraphs come from.
+        image_token_dim: width of the question image's visual tokens (default: ``features.vision_dim``).
+        entity_names / relation_names: names used to initialise entity / relation tokens.
+        report: print the parameter report (a rich table) after building.
+    """
+
+    def __init__(self, config: MRMKGConfig, llm, features: KGFeatures, image_token_dim: int | None = None,
+                 entity_names: Sequence[str] | None = None, relation_names: Sequence[str] | None = None,
+                 report: bool = True):
+        super().__init__()
+        self.config = config
+        self.llm = llm
+        self.kind = llm.kind
+        self.lm = llm.model
+        self.features = features
+        self.d = llm.hidden_size
+        self.image_token_dim = int(image_token_dim if image_token_dim is not None else features.vision_dim)
+        for p in self.lm.parameters():
+            p.requires_grad_(False)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            std = float(self.embed_tokens.weight.float().std()) if config.entity_head else 0.02
+            parts = build_trainable_parts(config, self.d, features.text_dim, features.vision_dim,
+                                          features.num_relations, features.num_entities, self.image_token_dim,
+                                          entity_init_std=std)
+        self.graph_encoder = parts["graph_encoder"]
+        self.knowledge_adapter = parts["knowledge_adapter"]
+        self.visual_adapter = parts["visual_adapter"]
+        self.entity_head = parts["entity_head"]
+        if self.entity_head is not None and (entity_names is not None or relation_names is not None):
+            self.entity_head.init_from_names(entity_names, relation_names, llm.tokenizer, self.embed_tokens)
+        self.align_generator = torch.Generator().manual_seed(config.seed)
+        if config.gradient_checkpointing:
+            self.lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.train(False)
+        if report:
+            from mrmkg.model.params import print_parameter_report
+
+            print_parameter_report(self)
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def embed_tokens(self) -> nn.Module:
+        return self.lm.get_input_embeddings()
+
+    @property
+    def device(self) -> torch.device:
+        return self.embed_tokens.weight.device
+
+    def train(self, mode: bool = True):
+        """Train the adapters; the frozen LLM stays in eval mode (no dropout). With gradient
+        checkpointing the LLM is put in train mode (HF only checkpoints then) with every Dropout
+        module kept in eval."""
+        super().train(mode)
+        if mode and self.config.gradient_checkpointing:
+            self.lm.train()
+            for m in self.lm.modules():
+                if isinstance(m, nn.Dropout):
+                    m.eval()
+        else:
+            self.lm.eval()
+        return self
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def parameter_report(self) -> dict:
+        from mrmkg.model.params import parameter_report
+
+        return parameter_report(self)
+
+    def collate(self, examples: Sequence[MRMKGExample], candidates=None, rank_over: str = "entity") -> MRMKGBatch:
+        """``mrmkg.model.batch.collate`` with this model's tokenizer, kind and length limits."""
+        return collate(examples, self.llm.tokenizer, self.kind, self.config.max_prompt_tokens,
+                       self.config.max_target_tokens, candidates=candidates, rank_over=rank_over)
+
+    def _autocast(self):
+        if self.config.dtype == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _check(self, batch: MRMKGBatch) -> None:
+        f = self.features
+        g = batch.graphs
+        if g is not None and g.num_nodes:
+            kinds, refs = g.node_kind, g.node_ref
+            for k, n, what in ((0, f.num_entities, "entity"), (1, f.num_images, "image")):
+                sel = refs[kinds == k]
+                if sel.numel() and (int(sel.max()) >= n or int(sel.min()) < 0):
+                    raise InputError(f"subgraph refers to {what} {int(sel.max())} but the KG features have {n} {what}s")
+            if g.edge_type.numel() and int(g.edge_type.max()) >= f.num_relations:
+                raise InputError(f"subgraph edge type {int(g.edge_type.max())} >= {f.num_relations} relations")
+        if batch.image_tokens is not None and self.visual_adapter is not None and batch.image_tokens.shape[-1] != self.image_token_dim:
+            raise InputError(f"image_tokens have width {batch.image_tokens.shape[-1]}; the model expects {self.image_token_dim}")
+        special = batch.text_kind != 0
+        if special.any():
+            if self.entity_head is None:
+                raise InputError("prompt has [E i]/[R i] placeholders but the model has no entity head (config.entity_head)")
+            for k, n, what in ((ENTITY_TOKEN, self.entity_head.entity.num_embeddings, "E"),
+                               (RELATION_TOKEN, self.entity_head.relation.num_embeddings, "R")):
+                ids = batch.text_ids[(batch.text_kind == k) & batch.text_mask]
+                if ids.numel() and int(ids.max()) >= n:
+                    raise InputError(f"prompt placeholder [{what}{int(ids.max())}] is out of range (model has {n})")
+
+    # ------------------------------------------------------------------ prompt
+    def embed_text(self, ids: torch.Tensor, kinds: torch.Tensor) -> torch.Tensor:
+        """``H_T [B, n, d]``: frozen word embeddings, entity/relation tokens at placeholders."""
+        vocab = kinds == 0
+        h = self.embed_tokens(torch.where(vocab, ids, torch.zeros_like(ids)))
+        if self.entity_head is not None and (~vocab).any():
+            ent = self.entity_head.entity(torch.where(kinds == ENTITY_TOKEN, ids, torch.zeros_like(ids)))
+            rel = self.entity_head.relation(torch.where(kinds == RELATION_TOKEN, ids, torch.zeros_like(ids)))
+            h = torch.where((kinds == ENTITY_TOKEN)[..., None], ent.to(h.dtype), h)
+            h = torch.where((kinds == RELATION_TOKEN)[..., None], rel.to(h.dtype), h)
+        return h
+
+    def prefix(self, batch: MRMKGBatch):
+        """Compute the prompt segments.
+
+        Returns ``(segments, align_loss)``: ``segments`` = list of ``(x [B, L, d], mask [B, L])`` for
+        H'_K, H'_I, H_T in that order (absent ones omitted); ``align_loss`` scalar or None.
+        """
+        from torch_geometric.utils import to_dense_batch
+
+        self._check(batch)
+        B = len(batch)
+        h_t = self.embed_text(batch.text_ids, batch.text_kind)
+        t_mask = batch.text_mask
+        segments = []
+        h_i = None
+        has_image = batch.has_image
+        img_seg = None
+        if self.visual_adapter is not None and batch.image_tokens is not None and has_image.any():
+            out, m, h_i = self.visual_adapter(batch.image_tokens, batch.image_mask, h_t, t_mask)
+            img_seg = (out, m)
+        align = None
+        if self.graph_encoder is not None and batch.graphs is not None and batch.graphs.num_nodes:
+            g = batch.graphs
+            x_k = self.graph_encoder(g, self.features)                     # [N, h]
+            dense, k_mask = to_dense_batch(x_k, g.batch, batch_size=B)     # [B, n_K, h]
+            q, q_mask = h_t, t_mask
+            if self.config.knowledge_query == "image" and h_i is not None:
+                q, q_mask = self._image_query(h_t, t_mask, h_i, batch.image_mask, has_image)
+            out, m, h_k = self.knowledge_adapter(dense, k_mask, q, q_mask)
+            segments.append((out, m))
+            if self.training and self.config.align_weight > 0:
+                rows = x_k if self.config.align_on == "graph" else h_k[k_mask]
+                align = triplet_alignment_loss(rows, g.node_kind, g.edge_index, g.batch,
+                                               self.config.align_margin, self.config.align_anchors,
+                                               self.config.align_negatives, self.align_generator)
+        if img_seg is not None:
+            segments.append(img_seg)
+        segments.append((h_t, t_mask))
+        return segments, align
+
+    @staticmethod
+    def _image_query(h_t, t_mask, h_i, i_mask, has_image):
+        """Per example: H_I as the knowledge query when it has an image, else H_T (padded to one length)."""
+        L = max(h_t.shape[1], h_i.shape[1])
+        pt = F.pad(h_t, (0, 0, 0, L - h_t.shape[1]))
+        pi = F.pad(h_i.to(h_t.dtype), (0, 0, 0, L - h_i.shape[1]))
+        mt = F.pad(t_mask, (0, L - t_mask.shape[1]))
+        mi = F.pad(i_mask, (0, L - i_mask.shape[1]))
+        sel = has_image[:, None]
+        return torch.where(sel[..., None], pi, pt), torch.where(sel, mi, mt)
+
+    def _bos_segment(self, B: int, dtype) -> list:
+        bos = self.llm.tokenizer.bos_token_id
+        if self.kind != "causal" or bos is None:
+            return []
+        ids = torch.full((B, 1), bos, dtype=torch.long, device=self.device)
+        return [(self.embed_tokens(ids).to(dtype), torch.ones(B, 1, dtype=torch.bool, device=self.device))]
+
+    @property
+    def _base(self) -> nn.Module:
+        return getattr(self.lm, self.lm.base_model_prefix)
+
+    def _lm_logits(self, h: torch.Tensor) -> torch.Tensor:
+        logits = self.lm.get_output_embeddings()(h)
+        cap = getattr(self.lm.config, "final_logit_softcapping", None)
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        return logits.float()
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, batch: MRMKGBatch) -> MRMKGOutput:
+        """Losses of one batch (targets and/or answers). Gradients reach only trainable modules."""
+        with self._autocast():
+            segments, align = self.prefix(batch)
+            dtype = segments[-1][0].dtype
+            segments = [(x.to(dtype), m) for x, m in segments]
+            B = len(batch)
+            gen_loss = example_loss = rank_loss = scores = None
+            want_rank = batch.answer_pos is not None and self.entity_head is not None
+            if self.kind == "causal":
+                segs = self._bos_segment(B, dtype) + segments
+                n_prompt = sum(m.sum(1) for _, m in segs)
+                if batch.target_ids is not None:
+                    y = self.embed_tokens(batch.target_ids).to(dtype)
+                    segs = segs + [(y, batch.target_mask)]
+                x, mask, dest = pack(segs)
+                pos = (torch.cumsum(mask.long(), 1) - 1).clamp_min(0)
+                hidden = self._base(inputs_embeds=x, attention_mask=mask.long(), position_ids=pos,
+                                    use_cache=False).last_hidden_state
+                if batch.target_ids is not None:
+                    L = batch.target_ids.shape[1]
+                    labels = torch.full(mask.shape, -100, dtype=torch.long, device=x.device)
+                    b, t = batch.target_mask.nonzero(as_tuple=True)
+                    labels[b, dest[:, -L:][b, t]] = batch.target_ids[b, t]
+                    sel = labels[:, 1:] != -100                       # rows that predict a target token
+                    logits = self._lm_logits(hidden[:, :-1][sel])     # [n_tgt, V] only
+                    gen_loss, example_loss = self._token_ce(logits, labels[:, 1:][sel], sel.nonzero()[:, 0], B)
+                if want_rank:
+                    slot = hidden[torch.arange(B, device=x.device), n_prompt - 1]
+            else:
+                x, mask, _ = pack(segments)
+                enc = self.lm.get_encoder()(inputs_embeds=x, attention_mask=mask.long()).last_hidden_state
+                if batch.target_ids is not None:
+                    labels = batch.target_ids.masked_fill(~batch.target_mask, -100)
+                    dec_in = self.lm._shift_right(labels)
+                    logits = self.lm(encoder_outputs=(enc,), attention_mask=mask.long(), decoder_input_ids=dec_in,
+                                     use_cache=False).logits.float()
+                    sel = batch.target_mask
+                    gen_loss, example_loss = self._token_ce(logits[sel], batch.target_ids[sel], sel.nonzero()[:, 0], B)
+                if want_rank:
+                    slot = self._seq2seq_slot(enc, mask)
+            if want_rank:
+                scores = self._scores(slot, batch)
+                rank_loss = F.cross_entropy(scores, batch.answer_pos, ignore_index=-100)
+        parts = [p for p in (gen_loss, rank_loss) if p is not None]
+        if not parts:
+            raise InputError("batch has neither targets nor answers (or answers without config.entity_head)")
+        loss = sum(parts)
+        if align is not None:
+            loss = loss + self.config.align_weight * align
+        return MRMKGOutput(loss=loss, gen_loss=gen_loss, rank_loss=rank_loss, align_loss=align,
+                           example_loss=example_loss, scores=scores)
+
+    @staticmethod
+    def _token_ce(logits, targets, rows, B):
+        tok = F.cross_entropy(logits, targets, reduction="none")
+        per = torch.zeros(B, device=logits.device).index_add(0, rows, tok)
+        cnt = torch.zeros(B, device=logits.device).index_add(0, rows, torch.ones_like(tok))
+        return tok.mean(), per / cnt.clamp_min(1)
+
+    def _seq2seq_slot(self, enc, mask):
+        start = self.lm.config.decoder_start_token_id or 0
+        dec_ids = torch.full((enc.shape[0], 1), start, dtype=torch.long, device=enc.device)
+        out = self.lm.get_decoder()(input_ids=dec_ids, encoder_hidden_states=enc,
+                                    encoder_attention_mask=mask.long(), use_cache=False)
+        return out.last_hidden_state[:, 0]
+
+    def _scores(self, slot: torch.Tensor, batch: MRMKGBatch) -> torch.Tensor:
+        table = self.entity_head.table(batch.rank_over)
+        cand = batch.candidates
+        if cand is None:
+            cand = torch.arange(table.shape[0], device=slot.device)
+        return self.entity_head.score(slot, cand, batch.rank_over).float()
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def rank(self, batch: MRMKGBatch) -> torch.Tensor:
+        """Candidate scores ``[B, C]`` (C = candidates, or every entity/relation token), one forward pass."""
+        if self.entity_head is None:
+            raise InputError("rank() needs config.entity_head = true")
+        with self._autocast():
+            segments, _ = self.prefix(batch)
+            dtype = segments[-1][0].dtype
+            segments = [(x.to(dtype), m) for x, m in segments]
+            B = len(batch)
+            if self.kind == "causal":
+                x, mask, _ = pack(self._bos_segment(B, dtype) + segments)
+                pos = (torch.cumsum(mask.long(), 1) - 1).clamp_min(0)
+                hidden = self._base(inputs_embeds=x, attention_mask=mask.long(), position_ids=pos,
+                                    use_cache=False).last_hidden_state
+                slot = hidden[torch.arange(B, device=x.device), mask.sum(1) - 1]
+            else:
+                x, mask, _ = pack(segments)
+                enc = self.lm.get_encoder()(inputs_embeds=x, attention_mask=mask.long()).last_hidden_state
+                slot = self._seq2seq_slot(enc, mask)
+            return self._scores(slot, batch)
+
+    @torch.no_grad()
+    def generate(self, batch: MRMKGBatch, max_new_tokens: int = 32) -> list[str]:
+        """Greedy decoding from the same prefix as training; returns the decoded strings."""
+        tok = self.llm.tokenizer
+        eos = tok.eos_token_id
+        with self._autocast():
+            segments, _ = self.prefix(batch)
+            dtype = segments[-1][0].dtype
+            segments = [(x.to(dtype), m) for x, m in segments]
+            B = len(batch)
+            out_ids = torch.zeros(B, 0, dtype=torch.long, device=self.device)
+            done = torch.zeros(B, dtype=torch.bool, device=self.device)
+            if self.kind == "causal":
+                x, mask, _ = pack(self._bos_segment(B, dtype) + segments, left=True)
+                mask = mask.long()
+                pos = (torch.cumsum(mask, 1) - 1).clamp_min(0)
+                o = self._base(inputs_embeds=x, attention_mask=mask, position_ids=pos, use_cache=True)
+                cache, last = o.past_key_values, o.last_hidden_state[:, -1]
+                nxt_pos = pos[:, -1:] + 1
+                for _ in range(max_new_tokens):
+                    nxt = self._lm_logits(last).argmax(-1)
+                    out_ids, done = self._append(out_ids, nxt, done, eos)
+                    if done.all():
+                        break
+                    mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
+                    o = self._base(inputs_embeds=self.embed_tokens(nxt[:, None]).to(dtype), attention_mask=mask,
+                                   position_ids=nxt_pos, past_key_values=cache, use_cache=True)
+                    cache, last, nxt_pos = o.past_key_values, o.last_hidden_state[:, -1], nxt_pos + 1
+            else:
+                x, mask, _ = pack(segments)
+                enc = self.lm.get_encoder()(inputs_embeds=x, attention_mask=mask.long()).last_hidden_state
+                start = self.lm.config.decoder_start_token_id or 0
+                nxt = torch.full((B,), start, dtype=torch.long, device=self.device)
+                cache = None
+                for _ in range(max_new_tokens):
+                    o = self.lm(encoder_outputs=(enc,), attention_mask=mask.long(), decoder_input_ids=nxt[:, None],
+                                past_key_values=cache, use_cache=True)
+                    cache = o.past_key_values
+                    nxt = o.logits[:, -1].float().argmax(-1)
+                    out_ids, done = self._append(out_ids, nxt, done, eos)
+                    if done.all():
+                        break
+        texts = []
+        for row in out_ids.tolist():
+            if eos is not None and eos in row:
+                row = row[:row.index(eos)]
+            texts.append(tok.decode(row, skip_special_tokens=True))
+        return texts
+
+    @staticmethod
+    def _append(out_ids, nxt, done, eos):
+        nxt = torch.where(done, torch.full_like(nxt, eos if eos is not None else 0), nxt)
+        out_ids = torch.cat([out_ids, nxt[:, None]], 1)
+        if eos is not None:
+            done = done | (nxt == eos)
+        return out_ids, done
+
+    # ------------------------------------------------------------------ persistence
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        return {n: p.detach().contiguous().cpu() for n, p in self.named_parameters() if p.requires_grad}
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write ``model.safetensors`` (trainable weights only) and ``mrmkg.json`` (config, frozen
+        model names, feature shapes), each atomically."""
+        from safetensors.torch import save
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(d / WEIGHTS, save(self.trainable_state_dict(), metadata={"format": "pt"}))
+        atomic_write_json(d / META, {
+            "format_version": FORMAT_VERSION,
+            "config": self.config.to_dict(),
+            "frozen": {"llm": self.llm.name, "llm_kind": self.kind, "text_encoder": self.config.text_encoder,
+                       "vision_encoder": self.config.vision_encoder},
+            "dims": {"d": self.d, "text_dim": self.features.text_dim, "vision_dim": self.features.vision_dim,
+                     "num_entities": self.features.num_entities, "num_relations": self.features.num_relations,
+                     "image_token_dim": self.image_token_dim},
+        })
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, llm=None, features: KGFeatures | None = None,
+                        report: bool = False) -> "MRMKG":
+        """Rebuild from ``save_pretrained`` output. ``llm`` defaults to ``load_llm(<saved name>)``;
+        ``features`` to the index of ``config.kg`` (required when the model uses the KG)."""
+        from safetensors.torch import load_file
+
+        d = Path(directory)
+        if not (d / META).is_file() or not (d / WEIGHTS).is_file():
+            raise InputError(f"not an MR-MKG checkpoint (expected {META} and {WEIGHTS})", path=d)
+        with open(d / META, encoding="utf-8") as f:
+            try:
+                meta = json.load(f)
+            except json.JSONDecodeError as e:
+                raise InputError(f"not valid JSON: {e.msg}", path=d / META, line=e.lineno) from None
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise InputError(f"checkpoint format {meta.get('format_version')} is not {FORMAT_VERSION}", path=d / META)
+        config = MRMKGConfig.from_dict(meta["config"], path=d / META)
+        dims = meta["dims"]
+        if llm is None:
+            from mrmkg.encoders.registry import load_llm
+
+            llm = load_llm(meta["frozen"]["llm"])
+        if features is None:
+            if config.kg:
+                from mrmkg.kg.index import KGIndex
+
+                features = KGFeatures.from_index(KGIndex.load(config.kg))
+            elif not config.use_kg and not config.entity_head:
+                features = KGFeatures.random(0, 1, 0, dims["text_dim"], dims["vision_dim"])
+            else:
+                raise InputError("this checkpoint needs KG features: pass features= or set config.kg", path=d / META)
+        got = {"d": llm.hidden_size, "text_dim": features.text_dim, "num_relations": features.num_relations}
+        for k, v in got.items():
+            if v != dims[k]:
+                raise InputError(f"checkpoint was trained with {k}={dims[k]}, the given model/features have {v}", path=d / META)
+        model = cls(config, llm, features, image_token_dim=dims["image_token_dim"], report=report)
+        state = load_file(str(d / WEIGHTS))
+        own = dict(model.named_parameters())
+        want = {n for n, p in own.items() if p.requires_grad}
+        if set(state) != want:
+            missing, extra = sorted(want - set(state)), sorted(set(state) - want)
+            raise InputError(f"weights do not match the config (missing {missing[:5]}, unexpected {extra[:5]})",
+                             path=d / WEIGHTS)
+        with torch.no_grad():
+            for n, t in state.items():
+                if own[n].shape != t.shape:
+                    raise InputError(f"{n}: shape {tuple(t.shape)} in file, {tuple(own[n].shape)} in model", path=d / WEIGHTS)
+                own[n].copy_(t)
+        return model
