@@ -211,3 +211,60 @@ def test_resolve_predictions_reports_failures_and_random_fallback_is_explicit_an
         sqa.resolve_predictions(outs, data.problems, fallback="guess")
     with pytest.raises(InputError, match="pid 999"):
         sqa.resolve_predictions({"999": "The answer is (A)."}, data.problems)
+
+
+# ------------------------------------------------------------------------ model examples
+class _FakeRetriever:
+    """Records the queries it gets and answers with an empty subgraph tagged by the query."""
+
+    def __init__(self):
+        self.calls = []
+
+    def retrieve_batch(self, texts, images=None):
+        from mrmkg.kg.subgraph import Subgraph
+
+        images = images if images is not None else [None] * len(texts)
+        self.calls.append((list(texts), list(images)))
+        return [Subgraph.empty(query=t or str(im)) for t, im in zip(texts, images)]
+
+
+class _FakeVision:
+    name, dim, num_tokens = "fake", 3, 2
+
+    def encode_tokens(self, images, batch_size=32, progress=False):
+        import numpy as np
+
+        return np.stack([np.full((2, 3), float(Path(p).parent.name)) for p in images]).astype("float32")
+
+
+def test_make_examples_builds_model_examples(data):
+    from mrmkg.model import MRMKGExample
+
+    probs = [data.problems[p] for p in ("101", "102")]
+    ret = _FakeRetriever()
+    ex = sqa.make_examples(probs, sqa.ScienceQAPromptConfig(format="QCM-LE"), retriever=ret, vision_encoder=_FakeVision())
+    assert all(isinstance(e, MRMKGExample) for e in ex)
+    assert ex[0].prompt == sqa.build_input(probs[0], "QCM-LE") and ex[0].target == sqa.build_target(probs[0], "QCM-LE")
+    assert ex[0].answer is None
+    # text retrieval with question + context + options; image tokens only for the image problem
+    assert ret.calls[0][0] == [sqa.retrieval_query(p) for p in probs]
+    assert ex[0].subgraph.query == sqa.retrieval_query(probs[0])
+    assert ex[0].image_tokens.shape == (2, 3) and ex[0].image_tokens[0, 0] == 101.0
+    assert ex[1].image_tokens is None
+    # answer stage at inference: generated rationale in, no target
+    inf = sqa.make_example(probs[1], sqa.ScienceQAPromptConfig(format="QCMG-A", retrieval="none"),
+                           rationale="Solution: fast.", with_target=False)
+    assert inf.prompt.endswith("Solution: fast.\nAnswer:") and inf.target is None and inf.subgraph is None
+
+
+def test_image_retrieval_falls_back_to_text_without_an_image(data):
+    probs = [data.problems[p] for p in ("101", "102")]
+    ret = _FakeRetriever()
+    sqa.make_examples(probs, sqa.ScienceQAPromptConfig(retrieval="image"), retriever=ret)
+    texts, images = ret.calls[0]
+    assert texts == [None, sqa.retrieval_query(probs[1])]
+    assert images == [probs[0].image_path, None]
+    with pytest.raises(InputError, match="needs a Retriever"):
+        sqa.make_examples(probs, sqa.ScienceQAPromptConfig(retrieval="text"))
+    with pytest.raises(ValueError, match="retrieval must be"):
+        sqa.ScienceQAPromptConfig(retrieval="graph")
