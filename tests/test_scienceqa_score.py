@@ -111,3 +111,24 @@ def test_empty_group_is_none_not_a_crash(data):
     s = S.score(data.problems, {"108": 0, "109": 1})  # language science only, no image
     assert s.accuracy["NAT"] is None and s.accuracy["IMG"] is None
     assert s.rounded()["LAN"] == 50.0 and s.rounded()["Average"] == 50.0
+
+
+def test_cli_check_prompts_score(tmp_path, capsys):
+    from mrmkg.cli import main
+
+    assert main(["scienceqa", "check", str(FIX)]) == 0
+    out = capsys.readouterr().out
+    assert "test" in out and "12" in out
+    assert main(["scienceqa", "prompts", str(FIX), "--split", "test", "--limit", "1", "--format", "QCM-A"]) == 0
+    assert "Context: Look at the picture of the two objects.\nOptions: (A) iron nail (B) glass cup\nAnswer:" \
+        in capsys.readouterr().out
+    m = tmp_path / "metrics.json"
+    assert main(["scienceqa", "score", str(FIX), str(FIX / "predictions_test.jsonl"), "--out", str(m)]) == 0
+    out = capsys.readouterr().out
+    assert "58.33" in out and "83.33" in out
+    assert json.loads(m.read_text())["accuracy"] == ROUNDED
+    # a user error is one line and exit status 2
+    assert main(["scienceqa", "score", str(FIX), str(tmp_path / "nope.jsonl")]) == 2
+    assert "predictions file not found" in capsys.readouterr().err
+    assert main(["scienceqa", "score", str(FIX), str(FIX / "predictions_test.jsonl"), "--split", "val"]) == 2
+    assert "no prediction for pid 13" in capsys.readouterr().err

@@ -207,3 +207,16 @@ def test_records_round_trip_and_bad_lines(toy, tmp_path):
         kg_qa.load_records(p)
     sub = kg_qa.subgraph_to_mmkg(toy, recs[0].subgraph)
     assert sub.num_triples == recs[0].subgraph.triple_ids.size and sub.has_entity("Q1")
+
+
+def test_cli_stage1_vg_and_kg_qa(tmp_path, capsys, toy):
+    from mrmkg.cli import main
+
+    out = tmp_path / "vgout"
+    assert main(["stage1", "vg", str(FIX), "--out", str(out), "--images", str(FIX / "images")]) == 0
+    assert "instances: 3" in capsys.readouterr().out and (out / "records.jsonl").is_file()
+    toy.save(tmp_path / "g")
+    assert main(["stage1", "kg-qa", str(tmp_path / "g"), "--out", str(tmp_path / "r.jsonl")]) == 0
+    assert len(kg_qa.load_records(tmp_path / "r.jsonl")) == 5
+    assert main(["stage1", "vg", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2
+    assert "qa_to_region_mapping.json not found" in capsys.readouterr().err

@@ -21,6 +21,8 @@ app = typer.Typer(
 # (module under mrmkg.commands, attribute, command name, is_group)
 COMMANDS = [
     ("kg", "app", "kg", True),
+    ("scienceqa", "app", "scienceqa", True),
+    ("stage1", "app", "stage1", True),
 ]
 
 for _mod, _attr, _name, _group in COMMANDS:

@@ -1,0 +1,55 @@
+"""`mrmkg stage1 ...`: build stage-1 (pretraining) instances from Visual Genome or from any graph."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Optional
+
+import typer
+
+app = typer.Typer(help="Stage-1 pretraining data: Visual Genome scene graphs (paper A.3) or QA from any MMKG.",
+                  no_args_is_help=True)
+
+
+@app.command()
+def vg(vg_dir: Annotated[Path, typer.Argument(help="folder with scene_graphs.json, question_answers.json, "
+                                                   "qa_to_region_mapping.json, image_data.json (+ attributes.json)")],
+       out: Annotated[Path, typer.Option("--out", "-o", help="output folder (graph/, crops/, records.jsonl)")],
+       images: Annotated[Optional[Path], typer.Option(help="folder of VG images (VG_100K/, VG_100K_2/); "
+                                                           "default VG_DIR")] = None,
+       scope: Annotated[Literal["image", "region"], typer.Option(help="scene graph of the whole image, or "
+                                                                      "the QA's region graph")] = "image",
+       max_instances: Annotated[Optional[int], typer.Option(help="stop after this many instances")] = None,
+       max_triples: Annotated[Optional[int], typer.Option(help="cap on triples per instance")] = None,
+       skip_missing_images: Annotated[bool, typer.Option("--skip-missing-images",
+                                                         help="skip instances whose image is missing")] = False) -> None:
+    """Region-based VG QA -> instances whose MMKG is the image's scene graph with object crops."""
+    from mrmkg.tasks.vg import VGConfig, build_vg
+
+    d = build_vg(vg_dir, out, images_dir=images, config=VGConfig(
+        graph_scope=scope, max_instances=max_instances, max_triples=max_triples,
+        skip_missing_images=skip_missing_images))
+    for k, v in d.counts.items():
+        print(f"{k}: {v}")
+    print(f"wrote {out} (graph: {d.kg.num_entities} entities, {d.kg.num_triples} triples, {d.kg.num_images} crops)")
+
+
+@app.command("kg-qa")
+def kg_qa(graph: Annotated[Path, typer.Argument(help="a graph folder written by `mrmkg kg build`")],
+          out: Annotated[Path, typer.Option("--out", "-o", help="records file to write (JSON Lines)")],
+          max_answers: Annotated[int, typer.Option(help="skip (entity, relation) pairs with more answers")] = 3,
+          max_triples: Annotated[int, typer.Option(help="triples per neighbourhood subgraph")] = 10,
+          image_questions: Annotated[bool, typer.Option("--image-questions/--no-image-questions")] = True,
+          max_instances: Annotated[Optional[int], typer.Option(help="sample this many (seeded)")] = None,
+          seed: Annotated[int, typer.Option(help="sampling seed")] = 0) -> None:
+    """'What is the <relation> of <entity>?' and 'What is shown in this image?' instances from a graph."""
+    from mrmkg.kg.graph import MMKG
+    from mrmkg.tasks.kg_qa import KGQAConfig, build_kg_qa, save_records
+
+    kg = MMKG.load(graph)
+    recs, counts = build_kg_qa(kg, KGQAConfig(max_answers=max_answers, max_triples=max_triples,
+                                              image_questions=image_questions, max_instances=max_instances,
+                                              seed=seed))
+    save_records(recs, out)
+    for k, v in counts.items():
+        print(f"{k}: {v}")
+    print(f"wrote {len(recs)} records to {out}")
