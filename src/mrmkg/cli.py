@@ -23,6 +23,7 @@ COMMANDS = [
     ("kg", "app", "kg", True),
     ("scienceqa", "app", "scienceqa", True),
     ("stage1", "app", "stage1", True),
+    ("train", "train", "train", False),
 ]
 
 for _mod, _attr, _name, _group in COMMANDS:
