@@ -268,3 +268,37 @@ def test_image_retrieval_falls_back_to_text_without_an_image(data):
         sqa.make_examples(probs, sqa.ScienceQAPromptConfig(retrieval="text"))
     with pytest.raises(ValueError, match="retrieval must be"):
         sqa.ScienceQAPromptConfig(retrieval="graph")
+
+
+# ------------------------------------------------------------------------------ configs
+CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("scienceqa-*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_configs_validate_against_every_schema(path):
+    from mrmkg.model import MRMKGConfig
+    from mrmkg.tasks.kg_qa import Stage1TaskArgs
+    from mrmkg.train import load_train_config
+    from mrmkg.yamlconfig import from_dict
+
+    cfg = load_train_config(path)
+    mc = from_dict(MRMKGConfig, cfg.model)
+    if cfg.task == "stage1":
+        from_dict(Stage1TaskArgs, cfg.task_args)
+        assert (cfg.epochs, cfg.batch_size, cfg.optim.lr) == (2, 2, 5e-5)  # paper A.3
+        assert mc.max_target_tokens in (128, 32)
+    else:
+        assert cfg.task == "scienceqa"
+        args = from_dict(sqa.ScienceQATaskArgs, cfg.task_args)
+        assert args.prompt.format in ("QCM-LE", "QCMG-A") and args.answer_fallback == "none"
+        assert args.retrieval_config().hops == 1
+        assert (cfg.epochs, cfg.batch_size, cfg.optim.lr) == (3, 1, 4e-5)  # paper 4.1
+    assert cfg.optim.weight_decay == 0.01
+    if "flan" in path.stem:
+        assert mc.llm.startswith("google/flan-") and mc.max_prompt_tokens == 512 and not cfg.cpu
+
+
+def test_paper_rows_have_all_three_configs():
+    stems = {p.stem for p in CONFIGS}
+    for row in ("flan-t5-xl", "flan-t5-xxl", "flan-ul2", "smollm2-cpu"):
+        assert {f"scienceqa-{row}-{s}" for s in ("stage1", "rationale", "answer")} <= stems

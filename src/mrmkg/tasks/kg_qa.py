@@ -231,3 +231,22 @@ def load_records(path: str | Path) -> list[Stage1Record]:
                                     subgraph=_sg_from_json(d.get("subgraph"), path, i), image=d.get("image"),
                                     meta=d.get("meta") or {}))
     return out
+
+
+@dataclass
+class Stage1TaskArgs:
+    """``task_args`` of a stage-1 run (configs/*-stage1.yaml); validated with ``yamlconfig.from_dict``."""
+
+    source: str = field(default="vg", metadata={"help": "vg: a folder written by `mrmkg stage1 vg` (graph/ + records.jsonl); "
+                                                        "records: a records.jsonl from `mrmkg stage1 kg-qa` over `kg`"})
+    data: str = field(default="runs/stage1-vg", metadata={"help": "the vg output folder, or the records file"})
+    kg: str = field(default="", metadata={"help": "graph folder (with index) the records' subgraphs refer to; "
+                                                  "vg: '' = <data>/graph (index it with `mrmkg kg build`)"})
+    eval_fraction: float = field(default=0.02, metadata={"help": "held-out share of instances for the dev loss (seeded)"})
+    limit: int | None = field(default=None, metadata={"help": "use only the first instances (smoke runs)"})
+
+    def __post_init__(self) -> None:
+        if self.source not in ("vg", "records"):
+            raise ValueError(f"source must be 'vg' or 'records', not {self.source!r}")
+        if not 0.0 <= self.eval_fraction < 1.0:
+            raise ValueError("eval_fraction must be in [0, 1)")

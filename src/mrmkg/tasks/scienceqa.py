@@ -458,14 +458,15 @@ def make_examples(
         if retriever is None:
             raise InputError(f"retrieval {mode!r} needs a Retriever (set retrieval: none to run without the MMKG)")
         texts = [retrieval_query(p, config.use_caption) for p in problems]
+        imgs = [p.image_path for p in problems]
         if mode == "text":
             subgraphs = retriever.retrieve_batch(texts)
         else:
             # image / text+image: a problem without an image (half of ScienceQA) falls back to its
             # text query, so no example is left without knowledge; the paper does not say what it did.
-            subgraphs = [retriever.retrieve(text=t if (mode == "text+image" or p.image_path is None) else None,
-                                            image=p.image_path)
-                         for p, t in zip(problems, texts)]
+            if mode == "image":
+                texts = [t if im is None else None for t, im in zip(texts, imgs)]
+            subgraphs = retriever.retrieve_batch(texts, imgs)
     tokens: list[np.ndarray | None] = [None] * len(problems)
     if config.with_image and vision_encoder is not None:
         with_img = [i for i, p in enumerate(problems) if p.image_path is not None]
@@ -499,3 +500,54 @@ def iter_split(data: ScienceQA, names: Iterable[str]) -> list[ScienceQAProblem]:
     for n in names:
         out += data.split(n)
     return out
+
+
+# ------------------------------------------------------------------------ run configuration
+def _retrieval_default():
+    from mrmkg.kg.retrieve import RetrievalConfig
+
+    # N = 20 for ScienceQA: Figure 3 peaks around 20 triples; one hop (paper §4.1)
+    return RetrievalConfig(n=10, N=20, hops=1)
+
+
+def _retrieval_type():
+    from mrmkg.kg.retrieve import RetrievalConfig
+
+    return RetrievalConfig
+
+
+@dataclass
+class ScienceQATaskArgs:
+    """``task_args`` of a ScienceQA run (configs/scienceqa-*.yaml); validated with ``yamlconfig.from_dict``."""
+
+    root: str = field(default="data/scienceqa", metadata={"help": "folder with problems.json and pid_splits.json"})
+    images: str | None = field(default=None, metadata={"help": "folder of <split>/<pid>/image.png (default <root>/images)"})
+    kg: str = field(default="", metadata={"help": "graph folder built by `mrmkg kg build` ('' = no knowledge graph)"})
+    train_split: str = field(default="train", metadata={"help": "split trained on"})
+    eval_split: str = field(default="val", metadata={"help": "split evaluated during/after training"})
+    test_split: str = field(default="test", metadata={"help": "split scored by `mrmkg eval` (paper: test, 4,241)"})
+    prompt: ScienceQAPromptConfig = field(default_factory=ScienceQAPromptConfig, metadata={"help": "prompt format and retrieval mode"})
+    retrieval: dict = field(default_factory=dict, metadata={"help": "RetrievalConfig fields (n, N, hops, images_per_entity, ...); "
+                                                                   "default n=10, N=20, hops=1"})
+    rationales: str | None = field(default=None, metadata={"help": "QCMG-A at inference: predictions.jsonl of the rationale "
+                                                                    "stage (its 'output' per pid is the generated rationale)"})
+    max_new_tokens: int = field(default=512, metadata={"help": "generation length (MM-CoT: 512 rationale, 64 answer)"})
+    answer_fallback: str = field(default="none", metadata={"help": "none: unparseable answers are wrong; random: "
+                                                                   "MM-CoT's random option (comparison only)"})
+    limit: int | None = field(default=None, metadata={"help": "use only the first problems of each split (smoke runs)"})
+
+    def __post_init__(self) -> None:
+        if self.answer_fallback not in ("none", "random"):
+            raise ValueError(f"answer_fallback must be 'none' or 'random', not {self.answer_fallback!r}")
+        if isinstance(self.prompt, dict):
+            self.prompt = ScienceQAPromptConfig(**self.prompt)
+
+    def retrieval_config(self):
+        """The :class:`~mrmkg.kg.retrieve.RetrievalConfig` (paper defaults overridden by ``retrieval``)."""
+        import dataclasses
+
+        from mrmkg.yamlconfig import from_dict
+
+        base = dataclasses.asdict(_retrieval_default())
+        base.update(self.retrieval)
+        return from_dict(_retrieval_type(), base)
