@@ -136,10 +136,16 @@ def _dtype(dtype) -> torch.dtype:
         return torch.float32  # CPU default; pass torch.bfloat16 (or "bfloat16") for speed
     if isinstance(dtype, torch.dtype):
         return dtype
-    d = getattr(torch, str(dtype).replace("torch.", ""), None)
-    if not isinstance(d, torch.dtype):
-        raise InputError(f"unknown dtype {dtype!r}; expected float32, bfloat16 or float16")
+    name = str(dtype).replace("torch.", "").lower()
+    d = _DTYPE_ALIASES.get(name, getattr(torch, name, None))
+    if d not in _DTYPE_ALIASES.values():
+        raise InputError(f"unknown dtype {dtype!r}; expected float32, bfloat16 or float16 (or fp32, bf16, fp16)")
     return d
+
+
+_DTYPE_ALIASES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+                  "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
+                  "half": torch.float16, "float": torch.float32}
 
 
 def load_llm(name: str = "smollm2-135m", dtype=None, progress: bool = True) -> LLMBundle:
