@@ -126,6 +126,36 @@ def test_clip_vision_pooled_and_tokens(clip_dir, photos):
     np.testing.assert_allclose(pooled[0], torch.nn.functional.normalize(ref, dim=-1)[0].numpy(), atol=1e-5)
 
 
+def test_clip_vision_reads_saved_processor_config(clip_dir, photos, tmp_path):
+    """A real checkpoint folder carries preprocessor_config.json; it is used (here: a different
+    normalisation, which must change the vectors)."""
+    from mrmkg.encoders.vision import ClipVisionEncoder
+
+    base = ClipVisionEncoder(clip_dir)
+    folder = tmp_path / "with_proc"
+    shutil.copytree(clip_dir, folder)
+    proc = base.processor
+    proc.image_mean, proc.image_std = [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]
+    proc.save_pretrained(folder)
+    enc = ClipVisionEncoder(folder)
+    assert list(enc.processor.image_mean) == [0.5, 0.5, 0.5]
+    assert not np.allclose(enc.encode(photos[:1]), ClipVisionEncoder(clip_dir).encode(photos[:1]), atol=1e-4)
+
+
+def test_hub_identity_includes_cached_revision(tmp_path, monkeypatch):
+    from mrmkg.encoders import hf
+
+    snap = tmp_path / "models--org--clip" / "snapshots" / ("ab" * 20)
+    snap.mkdir(parents=True)
+    (snap / "config.json").write_text("{}")
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo, fn: str(snap / fn))
+    assert hf.identity("clip-text", "org/clip") == "clip-text:org/clip@" + "ab" * 6
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo, fn: None)
+    assert hf.identity("clip-text", "org/clip") == "clip-text:org/clip"
+
+
 def test_clip_names_identify_weights(clip_dir, tmp_path):
     from mrmkg.encoders.text import ClipTextEncoder
     from mrmkg.encoders.vision import ClipVisionEncoder

@@ -48,12 +48,27 @@ def folder_hash(folder: str | os.PathLike, n: int = 12) -> str:
     return _hash_files(key)[:n]
 
 
+def hub_revision(model_id: str) -> str | None:
+    """The commit of ``model_id``'s snapshot in the local Hugging Face cache, if it is there."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(model_id, "config.json")
+    except Exception:  # malformed id, no hub library: no revision to report
+        return None
+    # .../models--org--name/snapshots/<commit>/config.json
+    return Path(cached).parent.name if isinstance(cached, str) else None
+
+
 def identity(prefix: str, id_or_folder: str | os.PathLike) -> str:
-    """A cache-key name: ``"<prefix>:<hub id>"`` or ``"<prefix>:<folder name>@<hash12>"``."""
+    """A cache-key name: ``"<prefix>:<folder name>@<hash12>"`` for a folder;
+    ``"<prefix>:<hub id>@<commit12>"`` for a hub id in the local HF cache (so an updated hub model
+    gets a new key), ``"<prefix>:<hub id>"`` when its snapshot is not cached yet."""
     if is_local(id_or_folder):
         p = Path(id_or_folder).expanduser().resolve()
         return f"{prefix}:{p.name}@{folder_hash(p)}"
-    return f"{prefix}:{id_or_folder}"
+    rev = hub_revision(str(id_or_folder))
+    return f"{prefix}:{id_or_folder}@{rev[:12]}" if rev else f"{prefix}:{id_or_folder}"
 
 
 def resolve(id_or_folder: str | os.PathLike) -> str:
