@@ -42,13 +42,14 @@ def tiny_llm(kind: str = "llama", seed: int = 0) -> LLMBundle:
     if kind == "llama":
         cfg = LlamaConfig(vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                          bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=True)
+                          bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=True,
+                          initializer_range=0.3)  # std 0.02 makes a 32-wide LM output ~uniform logits
         model, k = LlamaForCausalLM(cfg), "causal"
     elif kind == "gemma":
         cfg = Gemma3TextConfig(vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                num_attention_heads=4, num_key_value_heads=2, head_dim=8,
                                max_position_embeddings=256, sliding_window=64, bos_token_id=1, eos_token_id=2,
-                               pad_token_id=0, final_logit_softcapping=30.0)
+                               pad_token_id=0, final_logit_softcapping=30.0, initializer_range=0.3)
         model, k = Gemma3ForCausalLM(cfg), "causal"
     elif kind == "t5":
         cfg = T5Config(vocab_size=V, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=4,

@@ -138,7 +138,10 @@ class MRMKG(nn.Module):
             self.entity_head.init_from_names(entity_names, relation_names, llm.tokenizer, self.embed_tokens)
         self.align_generator = torch.Generator().manual_seed(config.seed)
         if config.gradient_checkpointing:
-            self.lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            if hasattr(self.lm, "activation_checkpointing_enable"):  # transformers >= 5.x name
+                self.lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                self.lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.train(False)
         if report:
             from mrmkg.model.params import print_parameter_report
