@@ -24,6 +24,7 @@ COMMANDS = [
     ("scienceqa", "app", "scienceqa", True),
     ("stage1", "app", "stage1", True),
     ("train", "train", "train", False),
+    ("eval", "eval_command", "eval", False),
 ]
 
 for _mod, _attr, _name, _group in COMMANDS:
