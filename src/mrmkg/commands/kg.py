@@ -98,6 +98,9 @@ def build(
         "--duplicate-triples", help="repeated triple lines: keep the first (counted), keep all, or stop")] = "drop",
     bad_images: Annotated[Literal["error", "skip"], typer.Option(
         "--bad-images", help="missing, truncated or non-image files: stop, or skip them (counted)")] = "error",
+    check_images: Annotated[bool, typer.Option(
+        "--check-images/--no-check-images", help="decode every image while loading, so a bad file is reported "
+                                                 "with its list file and line before any encoding starts")] = True,
     exact_max: Annotated[int, typer.Option(
         "--exact-max", help="index exactly (flat) up to this many vectors, approximately (HNSW) above")] = 20_000,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show encoding progress")] = True,
@@ -111,7 +114,8 @@ def build(
     t0 = time.perf_counter()
     _check_out_dir(out)
     vision = None if vision_encoder.strip().lower() == "none" else vision_encoder
-    options = LoadOptions(unknown_ids=unknown_ids, duplicate_triples=duplicate_triples, bad_images=bad_images)
+    options = LoadOptions(unknown_ids=unknown_ids, duplicate_triples=duplicate_triples, bad_images=bad_images,
+                          check_images=check_images)
     kg = load_graph(src, format, options, images_dir=images, entities=entities, relations=relations,
                     images=image_list, order=order)
     t_load = time.perf_counter() - t0
@@ -198,7 +202,8 @@ def stats(
     if manifest is not None:
         table.add_section()
         table.add_row("text encoder", f"{manifest.get('text_encoder_id')} (d={manifest.get('text_dim')})")
-        table.add_row("vision encoder", f"{manifest.get('vision_encoder_id')} (d={manifest.get('image_dim')})")
+        vid = manifest.get("vision_encoder_id")
+        table.add_row("vision encoder", f"{vid} (d={manifest.get('image_dim')})" if vid else "none")
         table.add_row("triple index", str(manifest.get("triple_index")))
     else:
         table.add_row("index", "none (build one with `mrmkg kg build`)")

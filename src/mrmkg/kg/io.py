@@ -326,8 +326,12 @@ class _GraphBuilder:
         return triples[np.sort(first)]  # first occurrences, in file order
 
     def _resolve_images(self) -> tuple[list[str], list[int]]:
+        from tqdm.auto import tqdm
+
         paths, owners = [], []
-        for eid, img, src, line in self.images:
+        # decoding tens of thousands of images takes minutes: show progress for big lists only
+        for eid, img, src, line in tqdm(self.images, desc="check images", unit="img",
+                                        disable=len(self.images) < 1000 or not self.opt.check_images):
             i = self.eidx.get(eid)
             if i is None:
                 if self.opt.unknown_ids == "error":
