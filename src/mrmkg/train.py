@@ -52,7 +52,7 @@ from mrmkg.yamlconfig import Source, apply_overrides, from_dict, load_yaml, to_d
 
 __all__ = [
     "OptimConfig", "TrainConfig", "Task", "TASKS", "load_train_config", "make_task", "train",
-    "latest_checkpoint", "trainable_state", "load_trainable_state", "EpochSampler", "TrainResult",
+    "latest_checkpoint", "to_device", "trainable_state", "load_trainable_state", "EpochSampler", "TrainResult",
 ]
 
 
@@ -155,6 +155,8 @@ class Task(Protocol):
 TASKS = {
     "mars": "mrmkg.tasks.mars:MarsTask",
     "markg": "mrmkg.tasks.mars:MarKGPretrainTask",
+    "scienceqa": "mrmkg.tasks.scienceqa_task:ScienceQATask",
+    "stage1": "mrmkg.tasks.stage1_task:Stage1Task",
 }
 
 
@@ -450,7 +452,7 @@ def train(config: TrainConfig, task: Task | None = None, resume: bool = False, o
         micro = sampler.micro_batches(epoch, in_epoch)
         step_loss = torch.zeros(())
         for m, idx in enumerate(micro):
-            batch = task.collate([examples[int(i)] for i in idx])
+            batch = to_device(task.collate([examples[int(i)] for i in idx]), accelerator.device)
             sync = m == len(micro) - 1
             ctx = accelerator.no_sync(model) if (not sync and world > 1) else _nullcontext()
             with ctx:
@@ -526,6 +528,20 @@ def train(config: TrainConfig, task: Task | None = None, resume: bool = False, o
     accelerator.wait_for_everyone()
     return TrainResult(out, global_step, trained_samples, seconds, trained_samples / max(seconds, 1e-9),
                        max(rss), history[-1]["loss"] if history else None, metrics, history, digests)
+
+
+def to_device(obj, device):
+    """Move a batch to ``device``: tensors, objects with ``.to`` (e.g. ``MRMKGBatch``), and
+    lists / tuples / dicts of them; anything else is returned as is. A no-op on CPU."""
+    if torch.device(device).type == "cpu":
+        return obj
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(x, device) for x in obj)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    if hasattr(obj, "to") and not isinstance(obj, str):
+        return obj.to(device)
+    return obj
 
 
 class _LossOnly(torch.nn.Module):

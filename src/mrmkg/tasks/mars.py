@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from mrmkg.errors import InputError
+from mrmkg.train import to_device
 
 MODES = (0, 1, 2)
 #: which of (example head, example tail, question) is shown as an image, per MarT mode
@@ -393,7 +394,7 @@ class MarsTask:
         for s in it:
             chunk = examples[s : s + batch_size]
             batch = mrmkg.collate(chunk, candidates=self.candidates, rank_over="entity")
-            scores = mrmkg.rank(batch).float()
+            scores = mrmkg.rank(to_device(batch, mrmkg.device)).float().cpu()
             gold = [pos_of[r.answer] for r in records[s : s + batch_size]]
             ranks = gold_ranks(scores, gold)
             top = torch.topk(scores, k=min(10, scores.shape[1]), dim=1)
@@ -516,10 +517,9 @@ class MarKGPretrainTask:
         examples = self.make_examples(self.dev_ids)
         ranks = {"entity": [], "relation": []}
         for s in range(0, len(examples), batch_size):
-            for b, kind in zip(self.collate(examples[s : s + batch_size]), ("entity", "relation")):
-                kind = b.rank_over
-                scores = mrmkg.rank(b)
-                ranks[kind] += gold_ranks(scores, b.answer_pos.tolist()).tolist()
+            for b in self.collate(examples[s : s + batch_size]):
+                scores = mrmkg.rank(to_device(b, mrmkg.device)).float().cpu()
+                ranks[b.rank_over] += gold_ranks(scores, b.answer_pos.tolist()).tolist()
         out = {}
         for kind, r in ranks.items():
             if r:
