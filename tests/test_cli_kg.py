@@ -285,3 +285,13 @@ def test_build_and_retrieve_real_markg(data_dir, tmp_path, capsys):
     rc, so, _ = run(["kg", "retrieve", str(out), "Algeria is a country in North Africa", "-N", "10", "--json"], capsys)
     j = json.loads(so)
     assert rc == 0 and 1 <= len(j["triples"]) <= 10
+
+
+def test_stats_of_a_graph_without_index(graph_src, tmp_path, capsys):
+    from mrmkg.kg.io import load_graph
+
+    load_graph(graph_src).save(tmp_path / "bare")
+    rc, so, _ = run(["kg", "stats", str(tmp_path / "bare")], capsys)
+    assert rc == 0 and "none (build one with `mrmkg kg build`)" in so
+    rc, _, se = run(["kg", "retrieve", str(tmp_path / "bare"), "France"], capsys)
+    assert rc == 2 and "no index found" in se
