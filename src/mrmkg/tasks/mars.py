@@ -377,12 +377,15 @@ class MarsTask:
     def collate(self, examples):
         return [self._model.collate(examples, candidates=self.candidates, rank_over="entity")]
 
-    def predict(self, model: TaskModel, records: Sequence[MarsRecord], batch_size: int = 16, progress: bool = False):
-        """Rank the candidates for every record. Returns a list of prediction dicts (split order)."""
+    def predict(self, model: TaskModel, records: Sequence[MarsRecord], batch_size: int = 16, progress: bool = False,
+                examples=None):
+        """Rank the candidates for every record. Returns a list of prediction dicts (split order).
+        ``examples``: the records' prepared examples, when the caller has them (retrieval is skipped)."""
         mrmkg = model.mrmkg if isinstance(model, TaskModel) else model
         self._model = mrmkg
+        was_training = mrmkg.training
         mrmkg.eval()
-        examples = self.make_examples(records)
+        examples = self.make_examples(records) if examples is None else examples
         cand_ids = [self.kg.entity_ids[c] for c in self.candidates.tolist()]
         pos_of = {int(c): i for i, c in enumerate(self.candidates.tolist())}
         preds = []
@@ -406,14 +409,21 @@ class MarsTask:
                     "retrieved": [[t, sc] for t, sc in zip(ex.meta["triples"], ex.meta["triple_scores"])],
                     "mode": rec.mode, "sides": ex.meta["sides"],
                 })
+        mrmkg.train(was_training)
         return preds
 
     def evaluate(self, model, batch_size: int = 16) -> dict:
-        recs = load_mars_split(_resolve(self.data_dir, self.config.dev_file), self.kg)
-        if self.config.max_eval_examples:
-            recs = recs[: self.config.max_eval_examples]
-        preds = self.predict(model, recs, batch_size)
-        return ranking_metrics([p["rank"] for p in preds])
+        """Metrics on ``dev_file`` (its examples are built once and reused by later evaluations)."""
+        if getattr(self, "_dev", None) is None:
+            recs = load_mars_split(_resolve(self.data_dir, self.config.dev_file), self.kg)
+            if self.config.max_eval_examples:
+                recs = recs[: self.config.max_eval_examples]
+            self._dev = (recs, self.make_examples(recs))
+        recs, examples = self._dev
+        preds = self.predict(model, recs, batch_size, examples=examples)
+        out = ranking_metrics([p["rank"] for p in preds])
+        out["image_sides"] = describe_sides(preds)
+        return out
 
 
 def _top_triples(kg, sg, N: int, images_per_entity: int):
