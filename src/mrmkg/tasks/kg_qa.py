@@ -242,11 +242,17 @@ class Stage1TaskArgs:
     data: str = field(default="runs/stage1-vg", metadata={"help": "the vg output folder, or the records file"})
     kg: str = field(default="", metadata={"help": "graph folder (with index) the records' subgraphs refer to; "
                                                   "vg: '' = <data>/graph (index it with `mrmkg kg build`)"})
-    eval_fraction: float = field(default=0.02, metadata={"help": "held-out share of instances for the dev loss (seeded)"})
+    eval_fraction: float = field(default=0.02, metadata={"help": "held-out share of instances for the dev metrics "
+                                                                 "(exact match, loss; seeded)"})
     limit: int | None = field(default=None, metadata={"help": "use only the first instances (smoke runs)"})
+    max_new_tokens: int = field(default=32, metadata={"help": "generation length of dev answers"})
+    with_image: bool = field(default=True, metadata={"help": "give instances their image's visual tokens (the encoder "
+                                                             "named by model.vision_encoder)"})
 
     def __post_init__(self) -> None:
         if self.source not in ("vg", "records"):
             raise ValueError(f"source must be 'vg' or 'records', not {self.source!r}")
         if not 0.0 <= self.eval_fraction < 1.0:
             raise ValueError("eval_fraction must be in [0, 1)")
+        if self.max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be >= 1")

@@ -530,7 +530,9 @@ class ScienceQATaskArgs:
     retrieval: dict = field(default_factory=dict, metadata={"help": "RetrievalConfig fields (n, N, hops, images_per_entity, ...); "
                                                                    "default n=10, N=20, hops=1"})
     rationales: str | None = field(default=None, metadata={"help": "QCMG-A at inference: predictions.jsonl of the rationale "
-                                                                    "stage (its 'output' per pid is the generated rationale)"})
+                                                                    "stage (its 'output' per pid is the generated rationale); "
+                                                                    "'{split}' is replaced by the evaluated split; unset = gold "
+                                                                    "rationales (an oracle upper bound, not the paper's setting)"})
     max_new_tokens: int = field(default=512, metadata={"help": "generation length (MM-CoT: 512 rationale, 64 answer)"})
     answer_fallback: str = field(default="none", metadata={"help": "none: unparseable answers are wrong; random: "
                                                                    "MM-CoT's random option (comparison only)"})

@@ -1,0 +1,362 @@
+"""ScienceQA as a :class:`mrmkg.train.Task`: Multimodal-CoT training and evaluation through the engine.
+
+``task: scienceqa`` in a training config (``task_args`` = :class:`~mrmkg.tasks.scienceqa.ScienceQATaskArgs`)
+trains MR-MKG on one stage of Multimodal-CoT, chosen by ``task_args.prompt.format``:
+
+* ``QCM-LE`` (rationale stage): input question/context/options -> ``"Solution: {lecture} {solution}."``;
+* ``QCMG-A`` (answer stage): the same input plus a rationale line -> ``"The answer is (X)."``; training
+  uses the *gold* rationale (as MM-CoT does);
+* ``QCM-A`` (direct answer): no rationale.
+
+Each example gets the sub-MMKG retrieved from ``task_args.kg`` (question + context + options as the
+query, paper A.6/A.7) and, for problems with an image, the frozen vision encoder's tokens of the image
+(the encoder named by ``model.vision_encoder``).
+
+**Evaluation** (:meth:`ScienceQATask.evaluate`, called by the engine on ``eval_split``, and
+:func:`evaluate_scienceqa`, the entry point of ``mrmkg scienceqa eval`` that writes files): greedy
+generation -> strict answer parsing (:func:`~mrmkg.tasks.scienceqa.resolve_predictions`, unparseable =
+wrong and counted, MM-CoT's random fallback only with ``answer_fallback: random``) -> the official
+scorer's columns (NAT SOC LAN TXT IMG NO G1-6 G7-12 Average). The rationale stage has no answer to
+parse; it is monitored with ROUGE-L F1 and exact match of the generated rationale against the gold
+one (:func:`rationale_metrics`), and its ``predictions.jsonl`` feeds the answer stage.
+
+**Rationales of the answer stage at inference** (``task_args.rationales``): a ``predictions.jsonl``
+written by ``mrmkg scienceqa eval`` on a rationale-stage checkpoint (its ``output`` per pid is the
+generated rationale; ``{split}`` in the path is replaced by the evaluated split, so one setting serves
+val during training and test at the end). Every evaluated pid must have one (an InputError names the
+file and the first missing pid). Unset: the *gold* rationale is used at inference too — an oracle
+upper bound (MM-CoT's "w/ gold rationale" row), not the paper's setting; metrics record which.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from mrmkg.errors import InputError
+from mrmkg.tasks import scienceqa as sqa
+from mrmkg.tasks import scienceqa_score as S
+
+#: problems whose examples (retrieval + image tokens) are built at a time: bounds the memory of
+#: image tokens (49 x 1280 floats per image for EfficientNet-Lite0) during evaluation
+EVAL_CHUNK = 256
+
+
+# ------------------------------------------------------------------------------ helpers
+def read_rationales(path: str | Path) -> dict[str, str]:
+    """pid -> generated rationale from a ``predictions.jsonl`` of the rationale stage (``output``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("rationales file not found (the predictions.jsonl of the rationale stage, written by "
+                         "`mrmkg scienceqa eval` on the rationale checkpoint)", path=p)
+    out: dict[str, str] = {}
+    with open(p, encoding="utf-8") as f:
+        for ln, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(f"not valid JSON ({e.msg})", path=p, line=ln) from None
+            if not isinstance(rec, dict) or "pid" not in rec or not isinstance(rec.get("output"), str):
+                raise InputError('expected an object with "pid" and "output" (the generated rationale)', path=p, line=ln)
+            out[str(rec["pid"])] = rec["output"].strip()
+    return out
+
+
+def _lcs(a: list[str], b: list[str]) -> int:
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0]
+        for j, y in enumerate(b):
+            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
+        prev = cur
+    return prev[-1]
+
+
+def rouge_l(pred: str, ref: str) -> float:
+    """Sentence ROUGE-L F1 (beta = 1) on lowercased whitespace tokens, in [0, 1].
+
+    A monitoring number for the rationale stage, not the ``rouge`` package's exact figure (that one
+    tokenises differently and weighs recall by beta = 1.2)."""
+    a, b = pred.lower().split(), ref.lower().split()
+    if not a or not b:
+        return float(a == b)
+    lcs = _lcs(a, b)
+    if lcs == 0:
+        return 0.0
+    p, r = lcs / len(a), lcs / len(b)
+    return 2 * p * r / (p + r)
+
+
+def rationale_metrics(outputs: dict[str, str], problems: dict[str, sqa.ScienceQAProblem]) -> dict:
+    """Mean ROUGE-L F1 (x100) and exact-match rate (x100) of generated vs. gold QCM-LE targets."""
+    if not outputs:
+        raise ValueError("no outputs to score")
+    refs = {pid: sqa.build_target(problems[pid], "QCM-LE") for pid in outputs}
+    rl = [rouge_l(outputs[p], refs[p]) for p in outputs]
+    em = [outputs[p].strip() == refs[p] for p in outputs]
+    return {"rouge_l": round(100.0 * float(np.mean(rl)), 2), "exact_match": round(100.0 * float(np.mean(em)), 2),
+            "n": len(outputs)}
+
+
+def _flat_scores(scores: S.ScienceQAScores, report: sqa.ParseReport) -> dict:
+    out: dict = dict(scores.rounded())  # the official columns, in order
+    out.update({"n": scores.total["Average"], "unparsed": report.unparsed, "fallback": report.fallback})
+    return out
+
+
+def _to_half(examples: list) -> list:
+    # image tokens are kept as float16 in the training set (halves the memory of 6k x 49 x 1280
+    # EfficientNet tokens); collate converts them back to float32
+    for ex in examples:
+        if ex.image_tokens is not None:
+            ex.image_tokens = np.asarray(ex.image_tokens, dtype=np.float16)
+    return examples
+
+
+# ------------------------------------------------------------------------------ the task
+class ScienceQATask:
+    """ScienceQA (one Multimodal-CoT stage) as a :class:`mrmkg.train.Task`; see the module docstring.
+
+    Args:
+        args: validated ``task_args``.
+        model_args: ``model`` section of the training config (:class:`~mrmkg.model.MRMKGConfig` fields).
+        seed: the run's seed (model init).
+    """
+
+    def __init__(self, args: sqa.ScienceQATaskArgs, model_args: dict | None = None, seed: int = 0):
+        from mrmkg.model import MRMKGConfig
+
+        self.args = args
+        self.model_args = dict(model_args or {})
+        self.seed = seed
+        self.data = sqa.load_scienceqa(args.root, images_dir=args.images)
+        for name in (args.train_split, args.eval_split):
+            self.data.split(name)  # unknown split names fail now, not after training
+        self.kg = self.index = self.retriever = None
+        if args.kg:
+            from mrmkg.kg.retrieve import Retriever, open_graph
+
+            self.kg, self.index = open_graph(args.kg)
+            self.retriever = Retriever(self.kg, self.index, args.retrieval_config())
+        elif args.prompt.retrieval != "none":
+            raise InputError("field 'task_args.kg': a graph folder (`mrmkg kg build`) is required unless "
+                             "task_args.prompt.retrieval is 'none'")
+        # resolve the model config once: it decides whether image tokens are needed and their width
+        self.model_config = MRMKGConfig.from_dict(self._model_dict())
+        self._vision = None
+        self._model = None
+        self._train = None
+
+    @classmethod
+    def from_config(cls, args: dict, train_config=None) -> "ScienceQATask":
+        from mrmkg.yamlconfig import Source, from_dict
+
+        cfg = from_dict(sqa.ScienceQATaskArgs, args, Source(), prefix="task_args.")
+        return cls(cfg, getattr(train_config, "model", {}), getattr(train_config, "seed", 0))
+
+    # -- pieces
+    def _model_dict(self) -> dict:
+        # the KG prefix is on exactly when there is a graph to retrieve from; generation, no entity head
+        return {"seed": self.seed, "use_kg": self.retriever is not None, **self.model_args,
+                "kg": self.args.kg, "entity_head": False}
+
+    @property
+    def uses_images(self) -> bool:
+        return self.args.prompt.with_image and self.model_config.use_image
+
+    @property
+    def vision_encoder(self):
+        """The frozen encoder of question images (``model.vision_encoder``), loaded on first use."""
+        if self._vision is None and self.uses_images:
+            from mrmkg.encoders.registry import get_vision_encoder
+
+            self._vision = get_vision_encoder(self.model_config.vision_encoder)
+        return self._vision
+
+    def features(self):
+        from mrmkg.model import KGFeatures
+
+        if self.index is not None:
+            return KGFeatures.from_index(self.index)
+        # no graph: an empty feature table (the KG prefix is off); widths only matter for the checkpoint
+        return KGFeatures.random(0, 1, 0, 1, 0)
+
+    def problems(self, split: str, limit: int | None = None) -> list[sqa.ScienceQAProblem]:
+        probs = self.data.split(split)
+        limit = self.args.limit if limit is None else limit
+        return probs[:limit] if limit else probs
+
+    def rationales_for(self, split: str, pids: Sequence[str], path: str | None = None) -> dict[str, str] | None:
+        """Generated rationales of ``pids`` for the answer stage (None = gold; see module docstring)."""
+        if self.args.prompt.format != "QCMG-A":
+            return None
+        path = self.args.rationales if path is None else path
+        if not path:
+            return None
+        p = Path(str(path).replace("{split}", split))
+        rats = read_rationales(p)
+        missing = [pid for pid in pids if pid not in rats]
+        if missing:
+            raise InputError(f"no generated rationale for pid {missing[0]} ({len(missing)} of {len(pids)} problems "
+                             f"of split {split!r}); evaluate the rationale checkpoint on this split first", path=p)
+        return rats
+
+    def make_examples(self, problems: Sequence[sqa.ScienceQAProblem], with_target: bool = True,
+                      rationales: dict[str, str] | None = None) -> list:
+        """``MRMKGExample`` per problem (:func:`mrmkg.tasks.scienceqa.make_examples`)."""
+        return sqa.make_examples(problems, self.args.prompt, retriever=self.retriever,
+                                 vision_encoder=self.vision_encoder if self.uses_images else None,
+                                 rationales=rationales, with_target=with_target)
+
+    # -- Task protocol
+    def build_model(self):
+        from mrmkg.encoders.registry import load_llm
+        from mrmkg.model import MRMKG
+
+        llm = load_llm(self.model_config.llm, progress=False)
+        dim = self.vision_encoder.dim if self.uses_images else 0
+        self._model = MRMKG(self.model_config, llm, self.features(), image_token_dim=dim, report=False)
+        return self._model
+
+    def load_model(self, directory):
+        """An MR-MKG model saved by ``save_pretrained`` (features from this task's graph)."""
+        from mrmkg.model import MRMKG
+
+        self._model = MRMKG.from_pretrained(directory, features=self.features())
+        return self._model
+
+    def train_examples(self) -> list:
+        if self._train is None:
+            # the answer stage's generated rationales of the eval split must exist before hours of training
+            self.rationales_for(self.args.eval_split, [p.pid for p in self.problems(self.args.eval_split)])
+            probs = self.problems(self.args.train_split)
+            out = []
+            for s in range(0, len(probs), EVAL_CHUNK):  # gold rationales for QCMG-A (MM-CoT)
+                out += _to_half(self.make_examples(probs[s : s + EVAL_CHUNK]))
+            self._train = out
+        return self._train
+
+    def collate(self, examples):
+        return self._model.collate(examples)
+
+    def predict(self, model, problems: Sequence[sqa.ScienceQAProblem], batch_size: int = 8,
+                rationales: dict[str, str] | None = None, progress: bool = False) -> list[dict]:
+        """Generate for every problem (split order). One dict per problem: ``pid``, ``prediction``
+        (choice index or None: strict parse, never guessed), ``parse`` (status), ``output`` (the
+        generated text), ``answer`` (gold index), ``retrieved`` (the subgraph's provenance,
+        :meth:`Subgraph.to_dict <mrmkg.kg.subgraph.Subgraph.to_dict>`, or None without a graph)."""
+        self._model = model
+        model.eval()
+        preds = []
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(problems), desc=f"generate {self.args.prompt.format}", unit="problem")
+        for c in range(0, len(problems), EVAL_CHUNK):
+            chunk = list(problems[c : c + EVAL_CHUNK])
+            examples = self.make_examples(chunk, with_target=False, rationales=rationales)
+            for s in range(0, len(chunk), batch_size):
+                part = examples[s : s + batch_size]
+                texts = model.generate(model.collate(part), max_new_tokens=self.args.max_new_tokens)
+                for p, ex, text in zip(chunk[s : s + batch_size], part, texts):
+                    pa = sqa.parse_answer(text, len(p.choices))
+                    preds.append({
+                        "pid": p.pid, "prediction": pa.index, "parse": pa.status, "output": text,
+                        "answer": p.answer,
+                        "retrieved": None if ex.subgraph is None or self.kg is None else ex.subgraph.to_dict(self.kg),
+                    })
+                if bar is not None:
+                    bar.update(len(part))
+        if bar is not None:
+            bar.close()
+        return preds
+
+    def score(self, preds: list[dict]) -> tuple[dict, S.ScienceQAScores | None, sqa.ParseReport | None]:
+        """(flat metrics, official scores, parse report) of predictions; scores are None for QCM-LE."""
+        outputs = {p["pid"]: p["output"] for p in preds}
+        if self.args.prompt.format == "QCM-LE":
+            return rationale_metrics(outputs, self.data.problems), None, None
+        resolved, report = sqa.resolve_predictions(outputs, self.data.problems, fallback=self.args.answer_fallback,
+                                                   seed=self.seed)
+        scores = S.score(self.data.problems, resolved)
+        return _flat_scores(scores, report), scores, report
+
+    def evaluate(self, model, batch_size: int = 8) -> dict:
+        """Metrics on ``eval_split`` (first ``limit`` problems): the official columns for the answer
+        formats (plus ``n``, ``unparsed``), ROUGE-L / exact match for the rationale stage."""
+        probs = self.problems(self.args.eval_split)
+        rats = self.rationales_for(self.args.eval_split, [p.pid for p in probs])
+        preds = self.predict(model, probs, batch_size, rationales=rats)
+        metrics, _, _ = self.score(preds)
+        if self.args.prompt.format == "QCMG-A":
+            metrics["rationales"] = "generated" if rats is not None else "gold"
+        return metrics
+
+
+# ------------------------------------------------------------------------------ entry point
+def evaluate_scienceqa(checkpoint: str | Path, out: str | Path, split: str | None = None, batch_size: int = 8,
+                       kg: str | None = None, rationales: str | None = None, limit: int | None = None,
+                       root: str | None = None, progress: bool = True) -> dict:
+    """Evaluate a ScienceQA checkpoint of ``mrmkg train`` on ``split`` and write, atomically, into ``out``:
+
+    * ``predictions.jsonl``: one line per problem (:meth:`ScienceQATask.predict`), readable by
+      ``mrmkg scienceqa score`` and, for the rationale stage, by the answer stage (``rationales``);
+    * ``metrics.json``: answer formats: :func:`~mrmkg.tasks.scienceqa_score.write_metrics` (columns,
+      accuracy, counts, per-topic accuracy) plus ``parse`` (the report), ``split``, ``checkpoint``,
+      ``format``, ``rationales``, ``seconds``; rationale stage: ROUGE-L and exact match.
+    * ``eval_config.yaml``: what was run.
+
+    ``split`` defaults to the run's ``test_split``; ``kg``, ``rationales`` (may hold ``{split}``),
+    ``limit`` and ``root`` override the run's ``task_args``. Returns the metrics dict written.
+    """
+    import yaml
+
+    from mrmkg.evaluate import resolve_checkpoint
+    from mrmkg.fileio import atomic_dir, atomic_write_json, atomic_write_text
+    from mrmkg.train import load_train_config
+
+    model_dir, cfg_path = resolve_checkpoint(checkpoint)
+    cfg = load_train_config(cfg_path)
+    if cfg.task != "scienceqa":
+        raise InputError(f"this checkpoint was trained on task {cfg.task!r}, not 'scienceqa'", path=cfg_path)
+    args = dict(cfg.task_args)
+    for key, val in (("kg", kg), ("rationales", rationales), ("limit", limit), ("root", root)):
+        if val is not None:
+            args[key] = val
+    task = ScienceQATask.from_config(args, cfg)
+    split = split or task.args.test_split
+    probs = task.problems(split)
+    if not probs:
+        raise InputError(f"split {split!r} has no problems")
+    rats = task.rationales_for(split, [p.pid for p in probs])
+    model = task.load_model(model_dir)
+    t0 = time.perf_counter()
+    preds = task.predict(model, probs, batch_size, rationales=rats, progress=progress)
+    seconds = time.perf_counter() - t0
+    flat, scores, report = task.score(preds)
+    fmt = task.args.prompt.format
+    extra = {"split": split, "checkpoint": str(checkpoint), "format": fmt, "seconds": round(seconds, 3),
+             "problems_per_s": round(len(preds) / max(seconds, 1e-9), 3)}
+    if fmt == "QCMG-A":
+        extra["rationales"] = "gold" if rats is None else str(task.args.rationales).replace("{split}", split)
+    with atomic_dir(out) as tmp:
+        atomic_write_text(tmp / "predictions.jsonl", "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in preds))
+        if scores is not None:
+            S.write_metrics(scores, tmp / "metrics.json", parse=report.to_dict(), **extra)
+            metrics = json.loads((tmp / "metrics.json").read_text(encoding="utf-8"))
+        else:
+            metrics = {**flat, **extra}
+            atomic_write_json(tmp / "metrics.json", metrics)
+        atomic_write_text(tmp / "eval_config.yaml", yaml.safe_dump(
+            {"checkpoint": str(checkpoint), "split": split, "batch_size": batch_size, "task_args": args},
+            sort_keys=False))
+    if progress and scores is not None:
+        S.print_scores(scores, topics=False)
+    return metrics

@@ -1,0 +1,185 @@
+"""Stage-1 pretraining (paper A.3) as a :class:`mrmkg.train.Task`: question -> answer over an instance's MMKG.
+
+``task: stage1`` with ``task_args`` = :class:`~mrmkg.tasks.kg_qa.Stage1TaskArgs` trains MR-MKG's
+adapters on :class:`~mrmkg.tasks.kg_qa.Stage1Record` files:
+
+* ``source: vg``: a folder written by ``mrmkg stage1 vg`` (``records.jsonl``; ``graph/`` is the one
+  MMKG all instances live in; index it with ``mrmkg kg build`` — ``task_args.kg`` defaults to it);
+* ``source: records``: a ``records.jsonl`` written by ``mrmkg stage1 kg-qa`` over the graph ``kg``.
+
+Each record becomes an ``MRMKGExample``: prompt ``"Question: ..\\nAnswer:"``, the answer as the
+generative target, the record's subgraph (indices into ``kg``) and, when it has an image (the VG photo
+or an entity image), that image's visual tokens. The answer is generated, as at fine-tuning time.
+
+**Dev portion**: a seeded ``eval_fraction`` of the instances (at least one when the fraction is > 0)
+is held out. :meth:`Stage1Task.evaluate` reports ``exact_match`` (x100: greedy answer == gold after
+:func:`normalize_answer`, VQA-style: lowercase, whitespace collapsed, trailing period and articles
+dropped), ``dev_loss`` (the mean training loss on the dev portion) and ``n``.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mrmkg.errors import InputError
+from mrmkg.kg.subgraph import ENTITY
+from mrmkg.tasks.kg_qa import Stage1Record, Stage1TaskArgs, load_records, to_examples
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+
+
+def normalize_answer(text: str) -> str:
+    """Lowercase, drop articles and a trailing period, collapse whitespace (VQA-style, simplified)."""
+    t = text.strip().lower().rstrip(".").strip()
+    t = _ARTICLES.sub(" ", t)
+    return " ".join(t.split())
+
+
+def exact_match(pred: str, gold: str) -> bool:
+    return normalize_answer(pred) == normalize_answer(gold)
+
+
+def split_dev(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train ids, dev ids), both sorted: a seeded ``fraction`` of ``range(n)`` is dev (>= 1 when
+    ``fraction > 0`` and ``n >= 2``; never all of them)."""
+    if fraction <= 0 or n < 2:
+        return np.arange(n), np.zeros(0, np.int64)
+    k = min(max(1, int(round(fraction * n))), n - 1)
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[k:]), np.sort(perm[:k])
+
+
+class Stage1Task:
+    """Stage-1 QA instances as a :class:`mrmkg.train.Task`; see the module docstring."""
+
+    def __init__(self, args: Stage1TaskArgs, model_args: dict | None = None, seed: int = 0):
+        from mrmkg.kg.index import resolve_image_path
+        from mrmkg.kg.retrieve import open_graph
+        from mrmkg.model import MRMKGConfig
+
+        self.args = args
+        self.model_args = dict(model_args or {})
+        self.seed = seed
+        data = Path(args.data)
+        if args.source == "vg":
+            if not (data / "records.jsonl").is_file():
+                raise InputError("field 'task_args.data': not a folder written by `mrmkg stage1 vg` "
+                                 "(records.jsonl is missing)", path=data)
+            records_file, graph = data / "records.jsonl", Path(args.kg) if args.kg else data / "graph"
+        else:
+            if not args.kg:
+                raise InputError("field 'task_args.kg': source 'records' needs the graph folder the records "
+                                 "were built from (with its index)")
+            records_file, graph = data, Path(args.kg)
+        self.graph = str(graph)
+        if not (graph / "index").is_dir():
+            raise InputError("the graph has no index; build it with `mrmkg kg build` first", path=graph)
+        self.kg, self.index = open_graph(graph)
+        records = load_records(records_file)
+        if args.limit:
+            records = records[: args.limit]
+        if not records:
+            raise InputError("no stage-1 records", path=records_file)
+        for r in records:
+            if r.image:
+                r.image = resolve_image_path(r.image, graph)  # kg-qa images are relative to the graph folder
+            sg = r.subgraph
+            if sg is not None and sg.num_nodes:
+                ent = sg.node_ref[sg.node_kind == ENTITY]
+                img = sg.node_ref[sg.node_kind != ENTITY]
+                if (ent.size and int(ent.max()) >= self.kg.num_entities) or (img.size and int(img.max()) >= self.kg.num_images):
+                    raise InputError(f"record {r.id}: its subgraph refers to nodes the graph does not have; "
+                                     "was it built from another graph?", path=records_file)
+        self.records: list[Stage1Record] = records
+        self.train_ids, self.dev_ids = split_dev(len(records), args.eval_fraction, seed)
+        self.model_config = MRMKGConfig.from_dict({"seed": seed, **self.model_args, "kg": self.graph,
+                                                   "entity_head": False})
+        self._vision = None
+        self._model = None
+        self._train = None
+
+    @classmethod
+    def from_config(cls, args: dict, train_config=None) -> "Stage1Task":
+        from mrmkg.yamlconfig import Source, from_dict
+
+        cfg = from_dict(Stage1TaskArgs, args, Source(), prefix="task_args.")
+        return cls(cfg, getattr(train_config, "model", {}), getattr(train_config, "seed", 0))
+
+    @property
+    def uses_images(self) -> bool:
+        return self.args.with_image and self.model_config.use_image
+
+    @property
+    def vision_encoder(self):
+        if self._vision is None and self.uses_images:
+            from mrmkg.encoders.registry import get_vision_encoder
+
+            self._vision = get_vision_encoder(self.model_config.vision_encoder)
+        return self._vision
+
+    def make_examples(self, ids: np.ndarray, with_target: bool = True) -> list:
+        recs = [self.records[int(i)] for i in ids]
+        ex = to_examples(recs, vision_encoder=self.vision_encoder if self.uses_images else None, with_target=with_target)
+        for e, r in zip(ex, recs):
+            e.meta["id"] = r.id
+            if e.image_tokens is not None:
+                e.image_tokens = np.asarray(e.image_tokens, dtype=np.float16)  # memory; collate restores fp32
+        return ex
+
+    # -- Task protocol
+    def build_model(self):
+        from mrmkg.encoders.registry import load_llm
+        from mrmkg.model import MRMKG, KGFeatures
+
+        llm = load_llm(self.model_config.llm, progress=False)
+        dim = self.vision_encoder.dim if self.uses_images else 0
+        self._model = MRMKG(self.model_config, llm, KGFeatures.from_index(self.index), image_token_dim=dim,
+                            report=False)
+        return self._model
+
+    def train_examples(self) -> list:
+        if self._train is None:
+            self._train = self.make_examples(self.train_ids)
+        return self._train
+
+    def collate(self, examples):
+        return self._model.collate(examples)
+
+    def predict(self, model, ids: np.ndarray | None = None, batch_size: int = 8) -> list[dict]:
+        """Greedy answers for records ``ids`` (default: the dev portion): ``id``, ``output``, ``target``,
+        ``correct`` (exact match)."""
+        ids = self.dev_ids if ids is None else ids
+        self._model = model
+        model.eval()
+        out = []
+        for s in range(0, len(ids), batch_size):
+            part = ids[s : s + batch_size]
+            texts = model.generate(model.collate(self.make_examples(part, with_target=False)),
+                                   max_new_tokens=self.args.max_new_tokens)
+            for i, t in zip(part.tolist(), texts):
+                r = self.records[i]
+                out.append({"id": r.id, "output": t, "target": r.target, "correct": exact_match(t, r.target)})
+        return out
+
+    def evaluate(self, model, batch_size: int = 8) -> dict:
+        """``exact_match`` (x100), ``dev_loss`` and ``n`` on the dev portion ({} when there is none)."""
+        if not len(self.dev_ids):
+            return {}
+        preds = self.predict(model, self.dev_ids, batch_size)
+        total, n = 0.0, 0
+        # the alignment loss samples anchors from the model's own generator: restore it, so that
+        # evaluating (eval_every) leaves the training draws unchanged
+        gen = getattr(model, "align_generator", None)
+        state = gen.get_state() if gen is not None else None
+        with torch.no_grad():
+            for s in range(0, len(self.dev_ids), batch_size):
+                ex = self.make_examples(self.dev_ids[s : s + batch_size])
+                total += float(model(model.collate(ex)).loss) * len(ex)
+                n += len(ex)
+        if gen is not None:
+            gen.set_state(state)
+        return {"exact_match": round(100.0 * float(np.mean([p["correct"] for p in preds])), 2),
+                "dev_loss": round(total / n, 6), "n": len(preds)}
