@@ -158,9 +158,6 @@ def test_build_unknown_ids_skip_is_reported(graph_src, tmp_path, cache, capsys):
     assert rc == 0 and "skipped 1 triple(s) with unknown ids" in so
 
 
-@pytest.mark.xfail(reason="cli.main catches click.ClickException, but typer 0.29 raises its vendored "
-                          "typer._click exceptions (subclasses of typer.TyperException): lead to fix cli.py",
-                   raises=Exception, strict=False)
 def test_build_bad_option_value_exits_2(graph_src, tmp_path, capsys):
     rc, _, se = run(["kg", "build", str(graph_src), "--out", str(tmp_path / "g"), "--format", "csv"], capsys)
     assert rc == 2 and "csv" in se

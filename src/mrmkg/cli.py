@@ -36,30 +36,32 @@ for _mod, _attr, _name, _group in COMMANDS:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: runs the app and maps :class:`InputError` to exit status 2."""
+    """Entry point: runs the app; user errors (bad input, bad usage) exit 2 with one line, no traceback."""
     try:
-        app(args=argv, prog_name="mrmkg", standalone_mode=False)
+        rc = app(args=argv, prog_name="mrmkg", standalone_mode=False)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except FileNotFoundError as e:
-        print(f"error: {e.filename or ''}: file not found", file=sys.stderr)
+        print(f"error: {e.filename or e}: file not found", file=sys.stderr)
         return 2
-    except SystemExit as e:  # typer.Exit inside commands
+    except typer.Exit as e:
+        return int(getattr(e, "exit_code", 0) or 0)
+    except typer.Abort:
+        return 1
+    except typer.TyperException as e:  # usage errors (missing option, bad value); typer vendors click
+        show = getattr(e, "show", None)
+        if show:
+            show()
+        else:
+            print(f"error: {e}", file=sys.stderr)
+        return int(getattr(e, "exit_code", 2) or 2)
+    except SystemExit as e:
         return int(e.code or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # click usage errors come as ClickException subclasses
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            return 2
-        if isinstance(e, click.exceptions.Abort):
-            return 1
-        raise
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 def _entry() -> None:  # console-script target
