@@ -38,34 +38,41 @@ def _thumbnail(path: str, px: int = THUMB_PX) -> np.ndarray | None:
         return None
 
 
-def _layout(n: int, edges: list[tuple[int, int]], seed: int) -> np.ndarray:
-    """Node positions [n, 2] in roughly [-1, 1]: Kamada-Kawai (stable, few crossings for the
-    10-40 node graphs retrieval returns), started from a seeded spring layout; a circle for
-    graphs without edges."""
+IMAGE_EDGE_LENGTH = 0.7  # target length of an image-of edge relative to an entity-entity edge
+
+
+def _layout(subgraph: Subgraph, seed: int) -> np.ndarray:
+    """Node positions [n, 2] within [-1, 1].
+
+    Kamada-Kawai (stable, few crossings for the 10-40 node graphs retrieval returns), started
+    from a seeded spring layout, on the undirected graph in which an ``image of`` edge is
+    shorter than a relation edge: thumbnails stay beside their entity and, because every pair
+    of nodes is held at its graph distance, off the edges between entities. Components are
+    chained by virtual edges (Kamada-Kawai needs a connected graph); no edges -> a circle.
+    """
     import networkx as nx
 
-    if n == 0:
-        return np.zeros((0, 2))
-    if n == 1:
-        return np.zeros((1, 2))
+    n = subgraph.num_nodes
+    if n <= 1:
+        return np.zeros((n, 2))
+    kinds = subgraph.node_kind
     g = nx.Graph()
     g.add_nodes_from(range(n))
-    g.add_edges_from(edges)
-    if not edges:
+    for a, b in subgraph.edge_index.T.tolist():
+        if a != b:
+            w = 1.0 if kinds[a] == ENTITY and kinds[b] == ENTITY else IMAGE_EDGE_LENGTH
+            g.add_edge(a, b, weight=min(w, g.edges[a, b]["weight"]) if g.has_edge(a, b) else w)
+    if g.number_of_edges() == 0:
         pos = nx.circular_layout(g)
     else:
-        # components are laid out separately by networkx' spring layout; Kamada-Kawai needs a
-        # connected graph, so weakly link components with long virtual edges
         comps = [sorted(c) for c in nx.connected_components(g)]
-        h = g.copy()
         for a, b in zip(comps, comps[1:]):
-            h.add_edge(a[0], b[0], weight=2.0)
-        init = nx.spring_layout(h, seed=seed)
-        pos = nx.kamada_kawai_layout(h, pos=init)
+            g.add_edge(a[0], b[0], weight=1.5)
+        pos = nx.kamada_kawai_layout(g, pos=nx.spring_layout(g, seed=seed), weight="weight")
     xy = np.array([pos[i] for i in range(n)], dtype=float)
-    xy -= xy.mean(0)
-    scale = np.abs(xy).max()
-    return xy / scale if scale > 0 else xy
+    lo, hi = xy.min(0), xy.max(0)
+    # fill the canvas: centre the bounding box and stretch each axis to [-1, 1]
+    return np.where(hi > lo, (2 * xy - lo - hi) / np.where(hi > lo, hi - lo, 1.0), 0.0)
 
 
 def render_subgraph(kg, subgraph: Subgraph, path: str | Path, title: str | None = None,
@@ -90,22 +97,22 @@ def render_subgraph(kg, subgraph: Subgraph, path: str | Path, title: str | None 
     n = subgraph.num_nodes
     src, dst = subgraph.edge_index
     pairs = list(zip(src.tolist(), dst.tolist()))
-    pos = _layout(n, [(a, b) for a, b in pairs if a != b], seed)
+    pos = _layout(subgraph, seed)
 
     side = min(14.0, max(5.0, 2.2 * math.sqrt(max(n, 1)) + 2.0))
     fig = Figure(figsize=(side, side * 0.8))
     FigureCanvasAgg(fig)
     ax = fig.add_axes((0.02, 0.02, 0.96, 0.9 if title else 0.96))
     ax.set_axis_off()
-    ax.set_xlim(-1.3, 1.3)
-    ax.set_ylim(-1.25, 1.25)
+    ax.set_xlim(-1.25, 1.25)
+    ax.set_ylim(-1.25, 1.2)
     if title:
         fig.suptitle(textwrap.shorten(title, 110), fontsize=12, y=0.97)
     if n == 0:
         ax.text(0, 0, "empty subgraph: retrieval returned nothing", ha="center", va="center", fontsize=12, color="0.4")
         return _save(fig, path, fmt, dpi)
 
-    ax.text(-1.28, -1.23, "bold box: seed entity  ·  arrow: head -> tail, relation and retrieval score  ·  "
+    ax.text(-1.23, -1.23, "bold box: seed entity  ·  arrow: head -> tail, relation and retrieval score  ·  "
             "dotted: image of", fontsize=7, color="0.4", ha="left", va="bottom")
     seeds = set(subgraph.seeds.tolist())
     node_ref = subgraph.node_ref.tolist()
@@ -120,7 +127,7 @@ def render_subgraph(kg, subgraph: Subgraph, path: str | Path, title: str | None 
     for (a, b), texts in labels.items():
         if a == b:
             continue
-        bend = 0.25 if (b, a) in labels else 0.0  # a pair linked both ways: curve apart
+        bend = 0.3 if (b, a) in labels else 0.0  # a pair linked both ways: curve apart
         is_image = kinds[a] != ENTITY or kinds[b] != ENTITY
         arrow = FancyArrowPatch(pos[a], pos[b], arrowstyle="-|>", mutation_scale=12,
                                 connectionstyle=f"arc3,rad={bend}", color="0.55" if is_image else "0.25",
@@ -141,7 +148,8 @@ def render_subgraph(kg, subgraph: Subgraph, path: str | Path, title: str | None 
                 color="#1a4c8b",
                 bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85))
 
-    # ---- nodes
+    # ---- nodes (thumbnails shrink a little in crowded pictures)
+    zoom = 0.9 if n <= 16 else 0.7
     for i in range(n):
         x, y = pos[i]
         if kinds[i] == ENTITY:
@@ -159,7 +167,7 @@ def render_subgraph(kg, subgraph: Subgraph, path: str | Path, title: str | None 
                 ax.text(x, y, "image\n(unreadable)", ha="center", va="center", fontsize=7, zorder=4,
                         bbox=dict(boxstyle="square,pad=0.3", fc="0.9", ec="0.5"))
                 continue
-            box = AnnotationBbox(OffsetImage(arr, zoom=0.9), (x, y), frameon=True, pad=0.15, zorder=4,
+            box = AnnotationBbox(OffsetImage(arr, zoom=zoom), (x, y), frameon=True, pad=0.15, zorder=4,
                                  bboxprops=dict(ec="0.5", lw=0.8))
             ax.add_artist(box)
     return _save(fig, path, fmt, dpi)
