@@ -19,6 +19,7 @@ from mrmkg.train import TASKS, TrainConfig, make_task, train
 from test_model_common import tiny_llm
 
 FIX = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).resolve().parent.parent
 SQA_ROOT = FIX / "scienceqa"
 TINY_MODEL = dict(gnn_hidden=16, gnn_heads=2, gnn_relation_dim=8, gnn_num_blocks=4, dropout=0.0, dtype="fp32",
                   align_weight=0.5, max_prompt_tokens=96, max_target_tokens=24, seed=0)
@@ -127,12 +128,23 @@ def test_direct_answer_trains_and_evaluates_with_official_columns(kind, tmp_path
 def test_rationale_then_answer_stage_uses_generated_rationales(tmp_path, graph_dir, llm_dirs):
     from mrmkg.tasks.scienceqa_task import ScienceQATask, evaluate_scienceqa
 
+    from mrmkg.cli import main as cli_main
+
     llm = llm_dirs["llama"]
-    res = train(_config(tmp_path, "rationale", llm, **_sqa_args(graph_dir, "QCM-LE", max_new_tokens=6)))
-    assert set(res.metrics) == {"rouge_l", "exact_match", "n"} and res.metrics["n"] == 4
+    # the rationale stage through the CLI with the shipped CPU config, shrunk by --set overrides
+    sets = [f"task_args.root={SQA_ROOT}", f"task_args.kg={graph_dir}", f"model.kg={graph_dir}", f"model.llm={llm}",
+            "task_args.limit=4", "task_args.max_new_tokens=6", "task_args.retrieval={n: 3, N: 4}",
+            "model.gnn_hidden=16", "model.dtype=fp32", "precision=fp32", "max_steps=2", "batch_size=2",
+            "progress=false", f"output_dir={tmp_path / 'rationale'}"]
+    argv = ["train", "--config", str(REPO / "configs" / "scienceqa-smollm2-cpu-rationale.yaml")]
+    assert cli_main(argv + [x for kv in sets for x in ("--set", kv)]) == 0
+    m = json.loads((tmp_path / "rationale" / "metrics.json").read_text())
+    assert set(m) == {"rouge_l", "exact_match", "n"} and m["n"] == 4
     for split in ("val", "test"):
-        m = evaluate_scienceqa(tmp_path / "rationale", tmp_path / f"rat-{split}", split=split, progress=False)
-        assert m["format"] == "QCM-LE" and m["n"] == 4
+        assert cli_main(["scienceqa", "eval", str(tmp_path / "rationale"), "--split", split,
+                         "--out", str(tmp_path / f"rat-{split}"), "--no-progress"]) == 0
+        m = json.loads((tmp_path / f"rat-{split}" / "metrics.json").read_text())
+        assert m["format"] == "QCM-LE" and m["n"] == 4 and m["split"] == split
     rat_file = str(tmp_path / "rat-{split}" / "predictions.jsonl")
     generated = {p["pid"]: p["output"] for p in _jsonl(tmp_path / "rat-test" / "predictions.jsonl")}
 
@@ -145,6 +157,7 @@ def test_rationale_then_answer_stage_uses_generated_rationales(tmp_path, graph_d
 
     # inference inputs carry the generated rationale line; training inputs the gold one
     task = make_task(cfg)
+    assert isinstance(task, ScienceQATask)
     probs = task.problems("test")
     inf = task.make_examples(probs, with_target=False, rationales=task.rationales_for("test", [p.pid for p in probs]))
     for p, ex in zip(probs, inf):
@@ -161,7 +174,6 @@ def test_rationale_then_answer_stage_uses_generated_rationales(tmp_path, graph_d
         train(bad)
     assert "short.jsonl" in str(e.value) and "pid 14" in str(e.value)
     assert not (tmp_path / "bad" / "final").exists()
-    assert isinstance(task, ScienceQATask)
 
 
 def test_answer_scoring_is_strict_and_matches_the_official_scorer(tmp_path):
@@ -222,16 +234,17 @@ def test_stage1_on_kg_qa_records_trains_evaluates_and_is_deterministic(tmp_path,
 
 
 def test_stage1_on_visual_genome_folder(tmp_path, llm_dirs):
-    from mrmkg.kg.index import IndexConfig, KGIndex
+    from mrmkg.kg.index import KGIndex
     from mrmkg.tasks.stage1_task import exact_match
     from mrmkg.tasks.vg import VGConfig, build_vg
 
-    vg = build_vg(FIX / "vg", tmp_path / "vg", images_dir=FIX / "vg" / "images", config=VGConfig())
-    KGIndex.build(vg.kg, IndexConfig(), directory=tmp_path / "vg" / "graph", progress=False)
+    build_vg(FIX / "vg", tmp_path / "vg", images_dir=FIX / "vg" / "images", config=VGConfig())
+    assert not (tmp_path / "vg" / "graph" / "index").exists()  # the task indexes the VG graph itself
     res = train(_config(tmp_path, "s1vg", llm_dirs["llama"], task="stage1", source="vg", data=str(tmp_path / "vg"),
                         eval_fraction=0.34, max_new_tokens=3))
     assert res.global_step == 1 or res.global_step == 2  # 2 training instances, batch 2: one step per epoch
     assert res.metrics["n"] == 1 and res.metrics["dev_loss"] > 0
+    assert KGIndex.load(tmp_path / "vg" / "graph").manifest["vision_encoder"] == "efficientnet-lite0"
     assert exact_match("A ball.", "ball") and exact_match(" The man ", "man.") and not exact_match("red", "green")
 
 

@@ -1,4 +1,4 @@
-"""`mrmkg scienceqa ...`: check the official ScienceQA files, show prompts, score predictions."""
+"""`mrmkg scienceqa ...`: check the official ScienceQA files, show prompts, score predictions, evaluate a checkpoint."""
 from __future__ import annotations
 
 import sys
@@ -7,7 +7,8 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-app = typer.Typer(help="ScienceQA: validate the official files, show Multimodal-CoT prompts, score predictions.",
+app = typer.Typer(help="ScienceQA: validate the official files, show Multimodal-CoT prompts, evaluate checkpoints, "
+                       "score predictions.",
                   no_args_is_help=True)
 
 RootArg = Annotated[Path, typer.Argument(help="folder with problems.json and pid_splits.json "
@@ -83,3 +84,31 @@ def score(root: RootArg,
     if out is not None:
         write_metrics(s, out, split=split, predictions=str(predictions))
         print(f"wrote {out}")
+
+
+@app.command("eval")
+def eval_(checkpoint: Annotated[Path, typer.Argument(help="run folder of `mrmkg train` (task: scienceqa), its final/ "
+                                                          "folder, or a model folder")],
+          out: Annotated[Path, typer.Option("--out", "-o", help="output folder, replaced atomically: "
+                                                                "predictions.jsonl, metrics.json, eval_config.yaml")],
+          split: Annotated[Optional[str], typer.Option(help="split to evaluate (default: the run's test_split)")] = None,
+          batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="problems per generate call")] = 8,
+          kg: Annotated[Optional[str], typer.Option("--kg", help="graph folder instead of the run's task_args.kg")] = None,
+          rationales: Annotated[Optional[str], typer.Option(
+              help="answer stage: predictions.jsonl of the rationale stage ('{split}' is replaced), instead of "
+                   "the run's task_args.rationales")] = None,
+          root: Annotated[Optional[str], typer.Option(help="ScienceQA folder instead of the run's task_args.root")] = None,
+          limit: Annotated[Optional[int], typer.Option(help="only the first problems of the split (smoke runs)")] = None,
+          progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show a progress bar")] = True) -> None:
+    """Generate for every problem of a split, parse answers strictly and score (paper's columns).
+
+    The rationale stage (QCM-LE) writes the generated rationales the answer stage (QCMG-A) reads."""
+    from mrmkg.tasks.scienceqa_task import evaluate_scienceqa
+
+    m = evaluate_scienceqa(checkpoint, out, split=split, batch_size=batch_size, kg=kg, rationales=rationales,
+                           limit=limit, root=root, progress=progress)
+    if "rouge_l" in m:
+        print(f"rouge_l={m['rouge_l']:.2f} exact_match={m['exact_match']:.2f} n={m['n']}")
+    else:
+        print(f"Average={m['accuracy']['Average']} n={m['total']['Average']} unparsed={m['unparsed']}")
+    print(f"wrote {out}/predictions.jsonl and {out}/metrics.json")

@@ -264,7 +264,7 @@ class ScienceQATask:
             examples = self.make_examples(chunk, with_target=False, rationales=rationales)
             for s in range(0, len(chunk), batch_size):
                 part = examples[s : s + batch_size]
-                texts = model.generate(model.collate(part), max_new_tokens=self.args.max_new_tokens)
+                texts = model.generate(model.collate(part).to(model.device), max_new_tokens=self.args.max_new_tokens)
                 for p, ex, text in zip(chunk[s : s + batch_size], part, texts):
                     pa = sqa.parse_answer(text, len(p.choices))
                     preds.append({

@@ -4,7 +4,8 @@
 adapters on :class:`~mrmkg.tasks.kg_qa.Stage1Record` files:
 
 * ``source: vg``: a folder written by ``mrmkg stage1 vg`` (``records.jsonl``; ``graph/`` is the one
-  MMKG all instances live in; index it with ``mrmkg kg build`` — ``task_args.kg`` defaults to it);
+  MMKG all instances live in, ``task_args.kg`` defaults to it; the task indexes it on first use with
+  the model's ``text_encoder`` / ``vision_encoder`` when ``graph/index`` is absent);
 * ``source: records``: a ``records.jsonl`` written by ``mrmkg stage1 kg-qa`` over the graph ``kg``.
 
 Each record becomes an ``MRMKGExample``: prompt ``"Question: ..\\nAnswer:"``, the answer as the
@@ -75,8 +76,19 @@ class Stage1Task:
                                  "were built from (with its index)")
             records_file, graph = data, Path(args.kg)
         self.graph = str(graph)
+        self.model_config = MRMKGConfig.from_dict({"seed": seed, **self.model_args, "kg": self.graph,
+                                                   "entity_head": False})
         if not (graph / "index").is_dir():
-            raise InputError("the graph has no index; build it with `mrmkg kg build` first", path=graph)
+            if args.source != "vg":
+                raise InputError("the graph has no index; build it with `mrmkg kg build` first", path=graph)
+            # the VG builder's graph/ is a saved MMKG, which `mrmkg kg build` does not read: index it
+            # here, once, with the model's frozen encoders (written atomically into graph/index)
+            from mrmkg.kg.graph import MMKG
+            from mrmkg.kg.index import IndexConfig, KGIndex
+
+            KGIndex.build(MMKG.load(graph), IndexConfig(text_encoder=self.model_config.text_encoder,
+                                                        vision_encoder=self.model_config.vision_encoder),
+                          directory=graph, progress=False)
         self.kg, self.index = open_graph(graph)
         records = load_records(records_file)
         if args.limit:
@@ -95,8 +107,6 @@ class Stage1Task:
                                      "was it built from another graph?", path=records_file)
         self.records: list[Stage1Record] = records
         self.train_ids, self.dev_ids = split_dev(len(records), args.eval_fraction, seed)
-        self.model_config = MRMKGConfig.from_dict({"seed": seed, **self.model_args, "kg": self.graph,
-                                                   "entity_head": False})
         self._vision = None
         self._model = None
         self._train = None
@@ -157,7 +167,7 @@ class Stage1Task:
         out = []
         for s in range(0, len(ids), batch_size):
             part = ids[s : s + batch_size]
-            texts = model.generate(model.collate(self.make_examples(part, with_target=False)),
+            texts = model.generate(model.collate(self.make_examples(part, with_target=False)).to(model.device),
                                    max_new_tokens=self.args.max_new_tokens)
             for i, t in zip(part.tolist(), texts):
                 r = self.records[i]
@@ -177,7 +187,7 @@ class Stage1Task:
         with torch.no_grad():
             for s in range(0, len(self.dev_ids), batch_size):
                 ex = self.make_examples(self.dev_ids[s : s + batch_size])
-                total += float(model(model.collate(ex)).loss) * len(ex)
+                total += float(model(model.collate(ex).to(model.device)).loss) * len(ex)
                 n += len(ex)
         if gen is not None:
             gen.set_state(state)
