@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from mrmkg.errors import InputError
 from mrmkg.tasks import scienceqa as sqa
