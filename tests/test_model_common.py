@@ -119,3 +119,15 @@ def test_config_load_names_file_and_field(tmp_path):
     with pytest.raises(InputError) as e:
         MRMKGConfig.load(p)
     assert e.value.line == 2
+
+
+def test_features_from_index_arrays_are_frozen_and_not_saved():
+    from types import SimpleNamespace
+
+    idx = SimpleNamespace(entity_emb=np.ones((5, 4), np.float32), relation_emb=np.ones((3, 4), np.float32),
+                          image_emb=np.zeros((0, 0), np.float32))
+    f = KGFeatures.from_index(idx)
+    assert (f.num_entities, f.num_relations, f.num_images, f.text_dim, f.image_of) == (5, 3, 0, 4, 2)
+    assert f.state_dict() == {} and not list(f.parameters())
+    with pytest.raises(ValueError, match="width"):
+        KGFeatures(np.ones((2, 4)), np.ones((2, 5)))
