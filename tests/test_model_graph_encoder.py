@@ -84,3 +84,20 @@ def test_same_seed_same_encoder():
         return GraphEncoder(small_config(), 12, 10, R).eval()
     g = Batch.from_data_list([four_nodes().to_pyg()])
     torch.testing.assert_close(build()(g, feats()), build()(g, feats()), rtol=0, atol=0)
+
+
+def test_rgat_parameters_are_deterministic_and_finite():
+    """PyG's RGATConv leaves ``l2`` uninitialised; the encoder must fill it so that two models built
+    with the same seed are identical, parameter by parameter."""
+    from mrmkg.model.config import MRMKGConfig
+    from mrmkg.model.graph_encoder import GraphEncoder
+
+    def build():
+        torch.manual_seed(0)
+        return GraphEncoder(MRMKGConfig(graph_encoder="rgat", gnn_hidden=16, gnn_heads=2, gnn_num_blocks=2,
+                                        gnn_relation_dim=8), text_dim=8, vision_dim=4, num_relations=3)
+
+    a, b = build().state_dict(), build().state_dict()
+    for k in a:
+        assert torch.isfinite(a[k]).all(), k
+        assert torch.equal(a[k], b[k]), k

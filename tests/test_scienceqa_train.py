@@ -75,13 +75,11 @@ def _sqa_args(graph_dir, fmt="QCM-A", **kw) -> dict:
 
 
 def _final_weights(run: Path) -> dict[str, bytes]:
-    """The trained weights of a run, minus PyG RGATConv's ``l2``: PyG 2.8 never initialises that
-    (unused by the default attention) parameter -- ``reset_parameters`` drops the result of its
-    ``torch.full`` -- so it holds whatever memory ``torch.empty`` returned, different in every run."""
+    """The trained weights of a run, byte for byte."""
     from safetensors.torch import load_file
 
     state = load_file(str(run / "final" / "trainable.safetensors"))
-    return {k: v.numpy().tobytes() for k, v in state.items() if not k.endswith(".l2")}
+    return {k: v.numpy().tobytes() for k, v in state.items()}
 
 
 def _jsonl(path: Path) -> list[dict]:

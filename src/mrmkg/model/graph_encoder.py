@@ -69,6 +69,10 @@ class GraphEncoder(nn.Module):
                 bases = None if blocks else (config.gnn_num_bases or None)
                 conv = RGATConv(h, h // heads, n_types, num_bases=bases, num_blocks=blocks,
                                 heads=heads, concat=True, edge_dim=he)
+                # PyG 2.8's reset_parameters computes l2's init but discards it, leaving
+                # torch.empty garbage (sometimes NaN) that breaks determinism of saved weights.
+                with torch.no_grad():
+                    conv.l2.fill_(1.0 / conv.out_channels)
             elif self.kind == "gat":
                 conv = GATConv(h, h // heads, heads=heads, concat=True, edge_dim=he, add_self_loops=True)
             else:
