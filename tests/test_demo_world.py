@@ -272,3 +272,32 @@ def test_load_errors_name_the_file(world, tmp_path):
     with pytest.raises(InputError) as e:
         load_world(copy)
     assert e.value.line == 2 and e.value.path.endswith("dev.jsonl")
+
+
+# ------------------------------------------------------------------ with the real encoders
+@pytest.mark.slow
+def test_real_retrieval_finds_the_subject_of_image_questions(tmp_path):
+    """End to end with MiniLM + EfficientNet-Lite0: index the world, retrieve for image and text
+    questions, and draw one subgraph."""
+    from mrmkg.kg.index import IndexConfig, KGIndex
+    from mrmkg.kg.retrieve import RetrievalConfig, Retriever
+    from mrmkg.viz import render_subgraph
+
+    w = build_world(tiny(), out=tmp_path / "w")
+    index = KGIndex.build(w.kg, IndexConfig(), directory=w.kg_dir, progress=False, cache_root=tmp_path / "emb")
+    r = Retriever(w.kg, index, RetrievalConfig(n=5, N=10, image_k=3))
+    image_qs = [q for q in w.all_questions() if q.type == "image"][:30]
+    hits = 0
+    for q in image_qs:
+        sg = r.retrieve(text=q.text, image=q.image)
+        hits += w.kg.entity_index(q.subject) in sg.node_ref[sg.node_kind == 0].tolist()
+    assert hits / len(image_qs) >= 0.7
+    text_qs = [q for q in w.all_questions() if q.type == "text" and q.relation in ("eats", "lives_in")][:20]
+    found = 0
+    for q in text_qs:
+        rows = r.retrieve(text=q.text).triples_table(w.kg)
+        found += any((x["head"], x["relation"], x["tail"]) == (q.subject, q.relation, q.answer) for x in rows)
+    assert found / len(text_qs) >= 0.7
+    sg = r.retrieve(text=image_qs[0].text, image=image_qs[0].image)
+    out = render_subgraph(w.kg, sg, tmp_path / "sub.png", title=image_qs[0].text)
+    assert out.stat().st_size > 10_000

@@ -47,8 +47,8 @@ def _layout(subgraph: Subgraph, seed: int) -> np.ndarray:
     Kamada-Kawai (stable, few crossings for the 10-40 node graphs retrieval returns), started
     from a seeded spring layout, on the undirected graph in which an ``image of`` edge is
     shorter than a relation edge: thumbnails stay beside their entity and, because every pair
-    of nodes is held at its graph distance, off the edges between entities. Components are
-    chained by virtual edges (Kamada-Kawai needs a connected graph); no edges -> a circle.
+    of nodes is held at its graph distance, off the edges between entities. Components hang
+    from an invisible hub (Kamada-Kawai needs a connected graph); no edges -> a circle.
     """
     import networkx as nx
 
@@ -66,8 +66,11 @@ def _layout(subgraph: Subgraph, seed: int) -> np.ndarray:
         pos = nx.circular_layout(g)
     else:
         comps = [sorted(c) for c in nx.connected_components(g)]
-        for a, b in zip(comps, comps[1:]):
-            g.add_edge(a[0], b[0], weight=1.5)
+        if len(comps) > 1:
+            # an invisible hub joins the components: they arrange around it (a chain of
+            # virtual edges would string them out on a line)
+            for c in comps:
+                g.add_edge(-1, c[0], weight=1.5)
         pos = nx.kamada_kawai_layout(g, pos=nx.spring_layout(g, seed=seed), weight="weight")
     xy = np.array([pos[i] for i in range(n)], dtype=float)
     lo, hi = xy.min(0), xy.max(0)
