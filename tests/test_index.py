@@ -166,6 +166,21 @@ def test_approximate_agrees_with_exact(approx, cache):
     assert np.all(true >= se[:, -1:] - 1e-5)
 
 
+def test_auto_picks_hnsw_then_ivf(cache):
+    kg = toy_graph(n_entities=60, n_triples=300, seed=2)
+    small = KGIndex.build(kg, IndexConfig(exact_max=10, hnsw_max=1000), text_encoder=BowEncoder(), progress=False,
+                          cache_root=cache)
+    large = KGIndex.build(kg, IndexConfig(exact_max=10, hnsw_max=100, ivf_nlist=4, ivf_nprobe=4),
+                          text_encoder=BowEncoder(), progress=False, cache_root=cache)
+    assert isinstance(small.triple_index, faiss.IndexHNSWFlat)
+    assert isinstance(large.triple_index, faiss.IndexIVFFlat) and large.triple_index.nprobe == 4
+    assert large.manifest["triple_index"] == "IndexIVFFlat"
+    # nprobe == nlist visits every list: IVF is then exact
+    q = BowEncoder().encode(["red river", "king music"])
+    np.testing.assert_allclose(large.search_triples(q, 5)[0], np.sort(q @ large.triple_emb.T, axis=1)[:, ::-1][:, :5],
+                               atol=1e-5)
+
+
 def test_persistence_round_trip_mmap(tmp_path, cache):
     imgs = make_images(tmp_path, ["Q0", "Q1", "Q5"])
     kg = toy_graph(images=imgs)
