@@ -131,3 +131,21 @@ def test_features_from_index_arrays_are_frozen_and_not_saved():
     assert f.state_dict() == {} and not list(f.parameters())
     with pytest.raises(ValueError, match="width"):
         KGFeatures(np.ones((2, 4)), np.ones((2, 5)))
+
+
+def test_entity_scores_stay_fp32_under_bf16_autocast():
+    """Ranking thousands of candidates in bf16 creates ties (which count in the gold's favour)."""
+    from mrmkg.model.entity_head import EntityHead
+
+    torch.manual_seed(0)
+    head = EntityHead(num_entities=2000, num_relations=3, d=64)
+    hidden = torch.randn(2, 64)
+    cands = torch.arange(2000)
+    ref = head.score(hidden, cands)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        got = head.score(hidden, cands)
+        got_per_example = head.score(hidden, cands.expand(2, -1))
+    assert got.dtype == torch.float32 and got_per_example.dtype == torch.float32
+    assert torch.equal(got, ref)
+    torch.testing.assert_close(got_per_example, ref)
+    assert torch.unique(got[0]).numel() == 2000  # no ties

@@ -66,8 +66,11 @@ class EntityHead(nn.Module):
 
     def score(self, hidden: torch.Tensor, candidates: torch.Tensor, kind: str = "entity") -> torch.Tensor:
         """``hidden [B, d]``, ``candidates [C]`` (shared) or ``[B, C]`` (per example) -> ``[B, C]``."""
-        w = self.table(kind).float()  # scores in fp32 (cheap: C x d), also under autocast
-        h = hidden.float()
-        if candidates.dim() == 1:
-            return h @ w[candidates].t()
-        return torch.einsum("bd,bcd->bc", h, w[candidates])
+        # Autocast would round the matmul back to bf16 (8 bits of mantissa): thousands of candidates
+        # then tie, and ties count in the gold's favour. Scoring is cheap (C x d), so run it in fp32.
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            w = self.table(kind).float()
+            h = hidden.float()
+            if candidates.dim() == 1:
+                return h @ w[candidates].t()
+            return torch.einsum("bd,bcd->bc", h, w[candidates])
