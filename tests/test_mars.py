@@ -263,8 +263,8 @@ def test_markg_pretrain_then_mars_init_from(world, tmp_path):
     p.write_text(yaml.safe_dump(stage1))
     r1 = train(load_train_config(p))
     assert {"entity/mrr", "relation/mrr", "entity/n"} <= set(r1.metrics)
-    r2 = train(load_train_config(_train_cfg(world, tmp_path / "s2", epochs=1),
-                                 [f"init_from={tmp_path / 's1'}", "optim.lr=1e-12", "max_steps=1"]))
+    train(load_train_config(_train_cfg(world, tmp_path / "s2", epochs=1),
+                              [f"init_from={tmp_path / 's1'}", "optim.lr=1e-12", "max_steps=1"]))
     from safetensors.torch import load_file
 
     w1 = load_file(str(tmp_path / "s1" / "final" / "trainable.safetensors"))

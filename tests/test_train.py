@@ -273,7 +273,7 @@ def test_resume_after_sigkill_is_exact(tmp_path):
 
     res = subprocess.run(cmd + ["-o", str(run), "--resume"], env=_cli_env(), capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
-    assert f"resumed from" in res.stdout
+    assert "resumed from" in res.stdout
     wr, wk = _weights(tmp_path / "ref"), _weights(run)
     assert all(torch.equal(wr[k], wk[k]) for k in wr)
     mr = json.loads((tmp_path / "ref" / "metrics.json").read_text())

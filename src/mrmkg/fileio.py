@@ -85,3 +85,32 @@ def sha256_texts(texts, salt: str = "") -> str:
         h.update(len(b).to_bytes(8, "little"))
         h.update(b)
     return h.hexdigest()
+
+
+def read_jsonl(path: str | Path, what: str = "JSON Lines file", expected: str = "one JSON object per line"):
+    """Yield ``(line_number, object)`` for each non-blank line of a JSON Lines file.
+
+    Every problem raises :class:`mrmkg.errors.InputError` naming the file (and line): a missing
+    file (``"<what> not found"``), bytes that are not UTF-8, invalid JSON, or a line that is not a
+    JSON object. ``expected`` completes the messages so users learn the format.
+    """
+    from mrmkg.errors import InputError
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{what} not found", path=p)
+    with open(p, "rb") as f:
+        for ln, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError(f"bytes that are not UTF-8 at column {e.start + 1}", path=p, line=ln) from None
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(f"not valid JSON ({e.msg}); expected {expected}", path=p, line=ln) from None
+            if not isinstance(obj, dict):
+                raise InputError(f"expected {expected}, found {type(obj).__name__}", path=p, line=ln)
+            yield ln, obj

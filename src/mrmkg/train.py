@@ -28,11 +28,9 @@ has nothing to spare, and it keeps the data position a pair of integers).
 """
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import json
 import math
-import os
 import random
 import re
 import resource

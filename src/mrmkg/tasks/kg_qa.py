@@ -33,7 +33,7 @@ from typing import Sequence
 import numpy as np
 
 from mrmkg.errors import InputError
-from mrmkg.fileio import atomic_write_text
+from mrmkg.fileio import atomic_write_text, read_jsonl
 from mrmkg.kg.graph import MMKG
 from mrmkg.kg.subgraph import ENTITY, Subgraph
 
@@ -213,23 +213,14 @@ def save_records(records: Sequence[Stage1Record], path: str | Path) -> None:
 def load_records(path: str | Path) -> list[Stage1Record]:
     """Read records written by :func:`save_records`; bad lines raise InputError naming file:line."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError("records file not found", path=path)
     out = []
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"not valid JSON ({e.msg})", path=path, line=i) from None
-            for k in ("id", "prompt", "target"):
-                if not isinstance(d.get(k), str):
-                    raise InputError(f"field '{k}': expected a string", path=path, line=i)
-            out.append(Stage1Record(id=d["id"], question=d.get("question", ""), prompt=d["prompt"], target=d["target"],
-                                    subgraph=_sg_from_json(d.get("subgraph"), path, i), image=d.get("image"),
-                                    meta=d.get("meta") or {}))
+    for i, d in read_jsonl(path, "records file", "one stage-1 record (JSON object) per line"):
+        for k in ("id", "prompt", "target"):
+            if not isinstance(d.get(k), str):
+                raise InputError(f"field '{k}': expected a string", path=path, line=i)
+        out.append(Stage1Record(id=d["id"], question=d.get("question", ""), prompt=d["prompt"], target=d["target"],
+                                subgraph=_sg_from_json(d.get("subgraph"), path, i), image=d.get("image"),
+                                meta=d.get("meta") or {}))
     return out
 
 

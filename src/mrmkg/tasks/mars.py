@@ -35,7 +35,6 @@ is never handed to the model; the head's image as visual token when it has one.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
@@ -44,6 +43,7 @@ import numpy as np
 import torch
 
 from mrmkg.errors import InputError
+from mrmkg.fileio import read_jsonl
 from mrmkg.train import to_device
 
 MODES = (0, 1, 2)
@@ -86,36 +86,25 @@ def load_mars_split(path: str | Path, kg) -> list[MarsRecord]:
     unless the record has an ``id`` field.
     """
     p = Path(path)
-    if not p.is_file():
-        raise InputError("MARS split file not found", path=p)
     out = []
-    with open(p, encoding="utf-8") as f:
-        for ln, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            try:
-                r = json.loads(raw)
-            except json.JSONDecodeError as e:
-                raise InputError(f"not valid JSON: {e.msg}", path=p, line=ln) from None
-            if not isinstance(r, dict):
-                raise InputError("expected a JSON object per line", path=p, line=ln)
-            for key in ("example", "question", "answer", "mode"):
-                if key not in r:
-                    raise InputError(f"field '{key}' is missing", path=p, line=ln)
-            ex = r["example"]
-            if not isinstance(ex, list) or len(ex) != 2:
-                raise InputError(f"field 'example': expected a list of two entity ids, got {ex!r}", path=p, line=ln)
-            mode = r["mode"]
-            if isinstance(mode, bool) or mode not in MODES:
-                raise InputError(f"field 'mode': expected 0, 1 or 2, got {mode!r}", path=p, line=ln)
-            rel = r.get("relation")
-            if rel is not None and not isinstance(rel, str):
-                raise InputError(f"field 'relation': expected a string, got {rel!r}", path=p, line=ln)
-            out.append(MarsRecord(
-                id=str(r.get("id", f"{p.stem}-{ln}")),
-                head=_entity(kg, ex[0], p, ln, "example[0]"), tail=_entity(kg, ex[1], p, ln, "example[1]"),
-                question=_entity(kg, r["question"], p, ln, "question"), answer=_entity(kg, r["answer"], p, ln, "answer"),
-                mode=int(mode), relation=rel, path=str(p), line=ln))
+    for ln, r in read_jsonl(p, "MARS split file", "one JSON object per line (a MARS record)"):
+        for key in ("example", "question", "answer", "mode"):
+            if key not in r:
+                raise InputError(f"field '{key}' is missing", path=p, line=ln)
+        ex = r["example"]
+        if not isinstance(ex, list) or len(ex) != 2:
+            raise InputError(f"field 'example': expected a list of two entity ids, got {ex!r}", path=p, line=ln)
+        mode = r["mode"]
+        if isinstance(mode, bool) or mode not in MODES:
+            raise InputError(f"field 'mode': expected 0, 1 or 2, got {mode!r}", path=p, line=ln)
+        rel = r.get("relation")
+        if rel is not None and not isinstance(rel, str):
+            raise InputError(f"field 'relation': expected a string, got {rel!r}", path=p, line=ln)
+        out.append(MarsRecord(
+            id=str(r.get("id", f"{p.stem}-{ln}")),
+            head=_entity(kg, ex[0], p, ln, "example[0]"), tail=_entity(kg, ex[1], p, ln, "example[1]"),
+            question=_entity(kg, r["question"], p, ln, "question"), answer=_entity(kg, r["answer"], p, ln, "answer"),
+            mode=int(mode), relation=rel, path=str(p), line=ln))
     if not out:
         raise InputError("MARS split file has no examples", path=p)
     return out

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Mapping
 
 from mrmkg.errors import InputError
-from mrmkg.fileio import atomic_write_json
+from mrmkg.fileio import atomic_write_json, read_jsonl
 from mrmkg.tasks.scienceqa import ScienceQAProblem
 
 COLUMNS = ("NAT", "SOC", "LAN", "TXT", "IMG", "NO", "G1-6", "G7-12", "Average")
@@ -157,14 +157,8 @@ def read_predictions(path: str | Path) -> dict[str, int | None]:
                 out[str(pid)] = _pred_value(v, path, None, str(pid))
             return out
     out: dict[str, int | None] = {}
-    for i, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"not valid JSON ({e.msg}); expected one JSON object per line", path=path, line=i) from None
-        if not isinstance(rec, dict) or "pid" not in rec or "prediction" not in rec:
+    for i, rec in read_jsonl(path, "predictions file"):
+        if "pid" not in rec or "prediction" not in rec:
             raise InputError('expected an object with "pid" and "prediction" (choice index or null)', path=path, line=i)
         pid = str(rec["pid"])
         if pid in out:

@@ -37,6 +37,7 @@ from typing import Sequence
 import numpy as np
 
 from mrmkg.errors import InputError
+from mrmkg.fileio import read_jsonl
 from mrmkg.tasks import scienceqa as sqa
 from mrmkg.tasks import scienceqa_score as S
 
@@ -49,21 +50,13 @@ EVAL_CHUNK = 256
 def read_rationales(path: str | Path) -> dict[str, str]:
     """pid -> generated rationale from a ``predictions.jsonl`` of the rationale stage (``output``)."""
     p = Path(path)
-    if not p.is_file():
-        raise InputError("rationales file not found (the predictions.jsonl of the rationale stage, written by "
-                         "`mrmkg scienceqa eval` on the rationale checkpoint)", path=p)
     out: dict[str, str] = {}
-    with open(p, encoding="utf-8") as f:
-        for ln, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"not valid JSON ({e.msg})", path=p, line=ln) from None
-            if not isinstance(rec, dict) or "pid" not in rec or not isinstance(rec.get("output"), str):
-                raise InputError('expected an object with "pid" and "output" (the generated rationale)', path=p, line=ln)
-            out[str(rec["pid"])] = rec["output"].strip()
+    what = ("rationales file (the predictions.jsonl of the rationale stage, written by "
+            "`mrmkg scienceqa eval` on the rationale checkpoint)")
+    for ln, rec in read_jsonl(p, what):
+        if "pid" not in rec or not isinstance(rec.get("output"), str):
+            raise InputError('expected an object with "pid" and "output" (the generated rationale)', path=p, line=ln)
+        out[str(rec["pid"])] = rec["output"].strip()
     return out
 
 
