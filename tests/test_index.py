@@ -164,6 +164,10 @@ def test_approximate_agrees_with_exact(approx, cache):
     true = np.take_along_axis(q @ exact.triple_emb.T, ia, axis=1)
     np.testing.assert_allclose(true, sa, atol=1e-5)
     assert np.all(true >= se[:, -1:] - 1e-5)
+    if approx == "hnsw":  # k above efSearch widens the beam for that call only
+        s, ids = approxi.search_triples(q[:2], 300)
+        assert ids.shape == (2, 300) and (ids >= 0).all() and len(set(ids[0].tolist())) == 300
+        assert np.all(np.diff(s, axis=1) <= 1e-6) and approxi.triple_index.hnsw.efSearch == cfg.hnsw_ef_search
 
 
 def test_auto_picks_hnsw_then_ivf(cache):
@@ -204,6 +208,15 @@ def test_persistence_round_trip_mmap(tmp_path, cache):
     s, ids = back.search_images(qv, 2)
     assert ids[0, 0] == kg.image_paths.index(imgs["Q5"][1]) and s[0, 0] == pytest.approx(1.0, abs=1e-5)
     assert KGIndex.load(tmp_path / "g" / "index").num_triples == kg.num_triples  # index folder itself
+
+
+def test_relative_image_paths_resolve_against_graph_folder(tmp_path, cache):
+    (tmp_path / "g" / "images").mkdir(parents=True)
+    abs_imgs = make_images(tmp_path / "g" / "images", ["Q4"], per_entity=1)
+    kg = toy_graph(images={"Q4": ["images/Q4_0.png"]})
+    idx = KGIndex.build(kg, IndexConfig(), tmp_path / "g", text_encoder=BowEncoder(), vision_encoder=ThumbEncoder(),
+                        progress=False, cache_root=cache)
+    np.testing.assert_allclose(idx.image_emb, ThumbEncoder().encode(abs_imgs["Q4"]), atol=1e-6)
 
 
 def test_rebuild_served_from_cache(tmp_path, cache):

@@ -132,8 +132,7 @@ def _set_search_params(index: faiss.Index, config: IndexConfig) -> None:
         index.nprobe = config.ivf_nprobe
 
 
-def _search(index: faiss.Index, q: np.ndarray, k: int, dim: int, what: str,
-            config: IndexConfig) -> tuple[np.ndarray, np.ndarray]:
+def _search(index: faiss.Index, q: np.ndarray, k: int, dim: int, what: str) -> tuple[np.ndarray, np.ndarray]:
     q = np.ascontiguousarray(q, dtype=np.float32)
     if q.ndim == 1:
         q = q[None]
@@ -143,11 +142,8 @@ def _search(index: faiss.Index, q: np.ndarray, k: int, dim: int, what: str,
     if k <= 0:
         return np.zeros((q.shape[0], 0), np.float32), np.zeros((q.shape[0], 0), np.int64)
     if isinstance(index, faiss.IndexHNSW) and k > index.hnsw.efSearch:
-        index.hnsw.efSearch = k  # a beam narrower than k cannot return k good results
-        try:
-            scores, ids = index.search(q, k)
-        finally:
-            index.hnsw.efSearch = config.hnsw_ef_search
+        # a beam narrower than k cannot return k good results; per-call params keep this thread-safe
+        scores, ids = index.search(q, k, params=faiss.SearchParametersHNSW(efSearch=k))
     else:
         scores, ids = index.search(q, k)
     return scores, ids.astype(np.int64, copy=False)
@@ -222,14 +218,14 @@ class KGIndex:
     def search_triples(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` triples by cosine. ``q`` float32 ``[B, d_t]`` (normalised) -> (scores ``[B, k']``,
         ids ``[B, k']``), ``k' = min(k, T)``, best first."""
-        return _search(self.triple_index, q, k, self.text_dim, "triple", self.config)
+        return _search(self.triple_index, q, k, self.text_dim, "triple")
 
     def search_images(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` entity images by cosine. ``q`` ``[B, d_v]`` -> (scores ``[B, k']``, image ids ``[B, k']``)."""
         if self.num_images == 0:
             q = np.atleast_2d(q)
             return np.zeros((q.shape[0], 0), np.float32), np.zeros((q.shape[0], 0), np.int64)
-        return _search(self.image_index, q, k, self.image_dim, "image", self.config)
+        return _search(self.image_index, q, k, self.image_dim, "image")
 
     # ------------------------------------------------------------------ build
     @classmethod
