@@ -102,7 +102,7 @@ def build(
         "--check-images/--no-check-images", help="decode every image while loading, so a bad file is reported "
                                                  "with its list file and line before any encoding starts")] = True,
     exact_max: Annotated[int, typer.Option(
-        "--exact-max", help="index exactly (flat) up to this many vectors, approximately (HNSW) above")] = 20_000,
+        "--exact-max", help="index exactly (flat) up to this many vectors, approximately above (HNSW up to 2M vectors, IVF beyond)")] = 20_000,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show encoding progress")] = True,
 ) -> None:
     """Load and validate a graph, then save it with its embedding index into OUT."""

@@ -267,7 +267,7 @@ class Retriever:
 
     # ------------------------------------------------------------------ internals
     def _assemble(self, qt, qv, hit_t, hit_vt, hit_vi, query: str) -> Subgraph:
-        cfg, kg, idx = self.config, self.kg, self.index
+        cfg, kg = self.config, self.kg
         seed_parts = []
         for hit in (hit_t, hit_vt):
             if hit is not None:

@@ -14,7 +14,7 @@ from torch import nn
 
 
 def _as_tensor(a, name: str) -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(a, dtype=np.float32) if not isinstance(a, torch.Tensor) else a)
+    t = torch.as_tensor(np.array(a, dtype=np.float32) if not isinstance(a, torch.Tensor) else a)  # copy: index arrays are read-only mmaps
     t = t.detach().float()
     if t.dim() != 2:
         raise ValueError(f"{name} must be 2-D, got shape {tuple(t.shape)}")
