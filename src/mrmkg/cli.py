@@ -25,6 +25,7 @@ COMMANDS = [
     ("stage1", "app", "stage1", True),
     ("train", "train", "train", False),
     ("eval", "eval_command", "eval", False),
+    ("demo", "demo", "demo", False),
 ]
 
 for _mod, _attr, _name, _group in COMMANDS:

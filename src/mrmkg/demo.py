@@ -1,0 +1,333 @@
+"""``mrmkg demo``: the whole method, end to end, on the built-in world (what ``make demo`` runs).
+
+Steps (each cached, so a second run only prints):
+
+1. generate the world (:func:`mrmkg.tasks.demo_world.build_world`, cached by its config key);
+2. build its index (:meth:`mrmkg.kg.index.KGIndex.build`, beside the graph, cached by key);
+3. train and evaluate the ablation ladder (:data:`RUNGS`), each rung a :class:`~mrmkg.tasks.demo_task.DemoTask`
+   run through the training engine; rung (v) first trains stage 1 (:class:`~mrmkg.tasks.demo_task.DemoStage1Task`)
+   and starts stage 2 from it (``init_from``). A rung's folder is named by a hash of everything that
+   determines it (world, index, model, task and training config, and for (v) the stage-1 hash),
+   and holds ``final/`` weights, ``predictions.jsonl`` and ``result.json``; a complete folder is
+   reused, so only changed rungs retrain;
+4. print one table (rung x image / text / analogy / overall accuracy on the evaluated split, plus
+   training time), answer three sample questions with their retrieved subgraphs, draw one
+   subgraph (:func:`mrmkg.viz.render_subgraph`) and say where everything was written.
+
+Output folder: ``metrics.json`` (every rung's metrics, timings, the image-question gain),
+``table.md``, ``predictions/<rung>.jsonl``, ``subgraph.png``, ``runs/`` (the rung folders).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from mrmkg.errors import InputError
+from mrmkg.fileio import atomic_write_json, atomic_write_text
+
+DEMO_FORMAT = 1  # bump when what a rung computes changes (it keys the rung folders)
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One row of the ladder; each adds one thing to the row before."""
+
+    name: str
+    label: str
+    facts: bool = False     # retrieved triples written into the prompt
+    graph: bool = False     # subgraph through RGAT + knowledge adapter
+    align: bool = False     # triplet alignment loss on
+    pretrain: bool = False  # stage 1 first, stage 2 from its weights
+
+
+RUNGS = (
+    Rung("no_kg", "(i) no KG"),
+    Rung("kg_text", "(ii) + KG as text triples", facts=True),
+    Rung("mmkg", "(iii) + MMKG via RGAT + adapter", facts=True, graph=True),
+    Rung("align", "(iv) + alignment loss", facts=True, graph=True, align=True),
+    Rung("pretrain", "(v) + stage-1 pretraining", facts=True, graph=True, align=True, pretrain=True),
+)
+
+
+@dataclass
+class DemoConfig:
+    """Everything ``mrmkg demo`` does; every field enters the cache keys of what it affects."""
+
+    out: str = field(default="runs/demo", metadata={"help": "output folder (metrics, table, predictions, picture, rung runs)"})
+    seed: int = field(default=0, metadata={"help": "seed of the world, sampling, model init and data order"})
+    world: dict = field(default_factory=dict, metadata={"help": "WorldConfig fields (default: the default world)"})
+    llm: str = field(default="smollm2-135m", metadata={"help": "frozen LLM (load_llm name, HF id or folder)"})
+    text_encoder: str = field(default="minilm", metadata={"help": "text encoder of the index and text queries"})
+    vision_encoder: str = field(default="efficientnet-lite0", metadata={"help": "vision encoder of image nodes and question pictures"})
+    rungs: tuple = field(default=tuple(r.name for r in RUNGS), metadata={"help": "rungs to run, by name"})
+    eval_split: str = field(default="test", metadata={"help": "split the table reports (dev or test)"})
+    train_per_type: int = field(default=120, metadata={"help": "training questions per type (seeded sample)"})
+    eval_per_type: int = field(default=40, metadata={"help": "evaluated questions per type (the split's first ones)"})
+    stage1_per_type: int = field(default=160, metadata={"help": "stage-1 facts per form (text / image) (seeded sample)"})
+    steps: int = field(default=30, metadata={"help": "optimizer steps per rung (stage 2)"})
+    stage1_steps: int = field(default=30, metadata={"help": "optimizer steps of stage 1"})
+    batch_size: int = field(default=8, metadata={"help": "examples per step"})
+    lr: float = field(default=1e-3, metadata={"help": "peak learning rate (linear decay, 10% warm-up)"})
+    text_triples: int = field(default=5, metadata={"help": "retrieved triples written into the prompt (rungs ii-v)"})
+    N: int = field(default=6, metadata={"help": "retrieved triples in the subgraph fed to the RGAT (rungs iii-v)"})
+    model: dict = field(default_factory=lambda: {"dtype": "fp32", "adapter_length": "nodes"}, metadata={
+        "help": "MRMKGConfig fields for every rung (fp32: bf16 autocast is slower on CPUs without bf16 units)"})
+    align_weight: float = field(default=0.1, metadata={"help": "lambda of the alignment loss in rungs iv-v"})
+    eval_batch_size: int = field(default=16, metadata={"help": "examples per evaluation batch"})
+    progress: bool = field(default=True, metadata={"help": "progress bars"})
+
+    def __post_init__(self):
+        self.rungs = tuple(self.rungs)
+        known = {r.name for r in RUNGS}
+        bad = [r for r in self.rungs if r not in known]
+        if bad or not self.rungs:
+            raise InputError(f"demo rungs {list(self.rungs)}: expected some of {sorted(known)}", path="DemoConfig.rungs")
+        if self.eval_split not in ("dev", "test"):
+            raise InputError(f"eval_split must be dev or test, got {self.eval_split!r}", path="DemoConfig.eval_split")
+        for name in ("steps", "stage1_steps", "batch_size", "train_per_type", "eval_per_type", "stage1_per_type"):
+            if getattr(self, name) < 1:
+                raise InputError(f"must be >= 1, got {getattr(self, name)}", path=f"DemoConfig.{name}")
+
+
+def quick_config(**overrides) -> DemoConfig:
+    """``--quick``: a smaller world and a few steps per rung (a smoke run, not a result)."""
+    base = DemoConfig(world={"n_creatures": 60, "n_distractors": 12, "n_foods": 16, "n_places": 8, "n_materials": 8,
+                             "n_clans": 6},
+                      train_per_type=24, eval_per_type=12, stage1_per_type=24, steps=4, stage1_steps=3)
+    return replace(base, **overrides)
+
+
+def _key(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------------------------- the pipeline
+class Demo:
+    """The demo pipeline; ``text_encoder`` / ``vision_encoder`` objects replace the registry ones
+    (tests pass tiny stand-ins)."""
+
+    def __init__(self, config: DemoConfig, text_encoder=None, vision_encoder=None, console=None):
+        from rich.console import Console
+
+        self.config = config
+        self.out = Path(config.out).absolute()
+        self.console = console or Console()
+        self._text, self._vision = text_encoder, vision_encoder
+
+    # -- steps 1-2
+    def prepare(self, fresh: bool = False):
+        """Build (or reuse) the world and its index; returns the world."""
+        from mrmkg.kg.index import IndexConfig, KGIndex
+        from mrmkg.tasks.demo_world import WorldConfig, build_world
+
+        cfg = self.config
+        wcfg = WorldConfig.from_dict({"seed": cfg.seed, **cfg.world})
+        t0 = time.perf_counter()
+        self.world = build_world(wcfg, force=fresh, progress=cfg.progress)
+        self.console.print(f"[bold]world[/] {self.world.root} ({self.world.kg.num_entities} entities, "
+                           f"{self.world.kg.num_triples} triples, {self.world.kg.num_images} pictures) "
+                           f"in {time.perf_counter() - t0:.1f} s")
+        t0 = time.perf_counter()
+        if self._text is None:
+            from mrmkg.encoders.registry import get_text_encoder
+
+            self._text = get_text_encoder(cfg.text_encoder)
+        if self._vision is None:
+            from mrmkg.encoders.registry import get_vision_encoder
+
+            self._vision = get_vision_encoder(cfg.vision_encoder)
+        self.index = KGIndex.build(self.world.kg, IndexConfig(text_encoder=cfg.text_encoder, vision_encoder=cfg.vision_encoder),
+                                   directory=self.world.kg_dir, text_encoder=self._text, vision_encoder=self._vision,
+                                   progress=cfg.progress, force=fresh)
+        self.console.print(f"[bold]index[/] {self.world.kg_dir / 'index'} in {time.perf_counter() - t0:.1f} s")
+        return self.world
+
+    # -- step 3
+    def _task_args(self, rung: Rung, stage1: bool = False) -> dict:
+        cfg = self.config
+        return {"world": str(self.world.root), "eval_split": cfg.eval_split, "facts": rung.facts, "graph": rung.graph,
+                "text_triples": cfg.text_triples, "N": cfg.N,
+                "max_train_per_type": cfg.stage1_per_type if stage1 else cfg.train_per_type,
+                "max_eval_per_type": cfg.eval_per_type}
+
+    def _model_args(self, rung: Rung) -> dict:
+        cfg = self.config
+        return {**cfg.model, "llm": cfg.llm, "text_encoder": cfg.text_encoder, "vision_encoder": cfg.vision_encoder,
+                "align_weight": cfg.align_weight if rung.align else 0.0}
+
+    def _train_config(self, rung: Rung, out: Path, steps: int, init_from: str | None, stage1: bool):
+        from mrmkg.train import OptimConfig, TrainConfig
+
+        cfg = self.config
+        return TrainConfig(
+            task="mrmkg.tasks.demo_task:" + ("DemoStage1Task" if stage1 else "DemoTask"),
+            task_args=self._task_args(rung, stage1), model=self._model_args(rung), init_from=init_from,
+            output_dir=str(out), seed=cfg.seed, epochs=1000, max_steps=steps, batch_size=cfg.batch_size,
+            precision="fp32" if self._model_args(rung).get("dtype") == "fp32" else "bf16",
+            optim=OptimConfig(lr=cfg.lr, warmup_ratio=0.1), eval_at_end=False, log_every=5, progress=cfg.progress)
+
+    def _run_key(self, tc, parent: str | None) -> str:
+        from mrmkg.yamlconfig import to_dict
+
+        d = to_dict(tc)
+        for k in ("output_dir", "init_from", "progress"):
+            d.pop(k, None)
+        d["task_args"] = {k: v for k, v in d["task_args"].items() if k != "world"}
+        return _key({"format": DEMO_FORMAT, "train": d, "world": self.world.config.key(),
+                     "index": self.index.manifest.get("key"), "parent": parent})
+
+    def _train(self, rung: Rung, stage1: bool, parent: Path | None, fresh: bool) -> tuple[Path, dict]:
+        """Train one run (or reuse it). Returns (run folder, result dict)."""
+        from mrmkg.tasks.demo_task import DemoStage1Task, DemoTask, DemoTaskConfig
+        from mrmkg.train import train
+        from mrmkg.yamlconfig import Source, from_dict
+
+        cfg = self.config
+        steps = cfg.stage1_steps if stage1 else cfg.steps
+        tc = self._train_config(rung, Path("."), steps, str(parent / "final") if parent else None, stage1)
+        key = self._run_key(tc, parent.name if parent else None)
+        run = self.out / "runs" / f"{'stage1' if stage1 else rung.name}-{key}"
+        done = run / "result.json"
+        if done.is_file() and not fresh:
+            return run, json.loads(done.read_text(encoding="utf-8")) | {"cached": True}
+        if run.exists():
+            shutil.rmtree(run)
+        tc.output_dir = str(run)
+        cls = DemoStage1Task if stage1 else DemoTask
+        task = cls(from_dict(DemoTaskConfig, tc.task_args, Source(), prefix="task_args."), tc.model, cfg.seed,
+                   text_encoder=self._text, vision_encoder=self._vision)
+        what = "stage 1 (graph QA)" if stage1 else rung.label
+        self.console.print(f"[bold cyan]train[/] {what}: {steps} steps x {cfg.batch_size}")
+        t0 = time.perf_counter()
+        res = train(tc, task=task, overwrite=True)
+        train_s = time.perf_counter() - t0
+        result = {"rung": "stage1" if stage1 else rung.name, "train_seconds": round(train_s, 2), "steps": res.global_step,
+                  "final_loss": res.final_loss, "key": key}
+        if not stage1:
+            t0 = time.perf_counter()
+            preds = task.predict(task._model, task.eval_examples(cfg.eval_split), cfg.eval_batch_size,
+                                 progress=cfg.progress)
+            from mrmkg.tasks.demo_task import accuracy
+
+            result["eval_seconds"] = round(time.perf_counter() - t0, 2)
+            result["metrics"] = accuracy(preds)
+            atomic_write_text(run / "predictions.jsonl", "".join(json.dumps(p) + "\n" for p in preds))
+        atomic_write_json(done, result)
+        return run, result | {"cached": False}
+
+    def run_ladder(self, fresh: bool = False) -> dict:
+        """Train/evaluate every configured rung; returns ``{rung name: result}``."""
+        cfg = self.config
+        results = {}
+        stage1_run = None
+        for rung in RUNGS:
+            if rung.name not in cfg.rungs:
+                continue
+            parent = None
+            if rung.pretrain:
+                if stage1_run is None:
+                    stage1_run, r1 = self._train(rung, True, None, fresh)
+                    results["stage1"] = r1
+                parent = stage1_run
+            run, res = self._train(rung, False, parent, fresh)
+            res["run"] = str(run)
+            results[rung.name] = res
+            m = res["metrics"]
+            self.console.print(f"  {rung.label}: " + ", ".join(f"{t} {100 * m[t]:.1f}%" for t in ("image", "text", "analogy", "overall") if t in m)
+                               + (" (cached)" if res.get("cached") else f" (train {res['train_seconds']:.0f} s)"))
+        return results
+
+    # -- step 4
+    def report(self, results: dict, t_start: float) -> dict:
+        from rich.table import Table
+
+        cfg = self.config
+        rows = [(r, results[r.name]) for r in RUNGS if r.name in results]
+        types = ("image", "text", "analogy", "overall")
+        table = Table(title=f"MR-MKG ablation ladder on the demo world ({cfg.eval_split} accuracy, %)")
+        table.add_column("rung")
+        for t in types:
+            table.add_column(t, justify="right")
+        table.add_column("train s", justify="right")
+        md = ["| rung | " + " | ".join(types) + " | train s |", "|---|" + "---:|" * (len(types) + 1)]
+        s1 = results.get("stage1", {}).get("train_seconds", 0.0)
+        for r, res in rows:
+            m = res["metrics"]
+            secs = res["train_seconds"] + (s1 if r.pretrain else 0.0)
+            cells = [f"{100 * m[t]:.1f}" if t in m else "-" for t in types]
+            note = " (incl. stage 1)" if r.pretrain else ""
+            table.add_row(r.label, *cells, f"{secs:.0f}{note}")
+            md.append(f"| {r.label} | " + " | ".join(cells) + f" | {secs:.0f}{note} |")
+        self.console.print(table)
+        n = rows[-1][1]["metrics"]["n"] if rows else {}
+        self.console.print(f"questions evaluated per type: {n}")
+        summary = {"config": asdict(cfg), "world": str(self.world.root), "rungs": {k: v for k, v in results.items()}}
+        if "no_kg" in results and len(rows) > 1 and "image" in rows[-1][1]["metrics"]:
+            base = results["no_kg"]["metrics"]["image"]
+            full_name, full = rows[-1][0].label, rows[-1][1]["metrics"]["image"]
+            gain = 100 * (full - base)
+            ok = gain >= 30
+            summary["image_gain_points"] = round(gain, 1)
+            self.console.print(f"image questions: {full_name} {100 * full:.1f}% vs (i) no KG {100 * base:.1f}% -> "
+                               f"[{'green' if ok else 'red'}]{gain:+.1f} points[/] (target: >= +30)")
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.out / "table.md", "\n".join(md) + "\n")
+        pred_dir = self.out / "predictions"
+        pred_dir.mkdir(exist_ok=True)
+        for r, res in rows:
+            shutil.copyfile(Path(res["run"]) / "predictions.jsonl", pred_dir / f"{r.name}.jsonl")
+        picture = self.samples(rows[-1][0], Path(rows[-1][1]["run"])) if rows else None
+        summary["picture"] = str(picture) if picture else None
+        summary["total_seconds"] = round(time.perf_counter() - t_start, 1)
+        atomic_write_json(self.out / "metrics.json", summary)
+        self.console.print(f"[bold]done in {summary['total_seconds']:.0f} s[/]: results in {self.out}/ "
+                           f"(metrics.json, table.md, predictions/*.jsonl, picture {picture})")
+        return summary
+
+    def samples(self, rung: Rung, run: Path) -> Path | None:
+        """Answer one evaluated question per type with ``rung``'s predictions and draw one subgraph."""
+        from mrmkg.kg.subgraph import Subgraph
+        from mrmkg.viz import render_subgraph
+
+        kg, w = self.world.kg, self.world
+        preds = [json.loads(x) for x in (run / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
+        qs = {q.id: q for q in w.questions[self.config.eval_split]}
+        name = lambda e: f"{kg.entity_names[kg.entity_index(e)]} ({e})"  # noqa: E731
+        picture = None
+        self.console.print(f"\n[bold]sample {self.config.eval_split} questions, answered by {rung.label}[/]")
+        for t in ("image", "text", "analogy"):
+            p = next((p for p in preds if p["type"] == t), None)
+            if p is None:
+                continue
+            q = qs[p["id"]]
+            mark = "[green]right[/]" if p["correct"] else "[red]wrong[/]"
+            self.console.print(f"[bold]{t}[/] {q.id}: {q.text}" + (f"  [dim](picture {q.image})[/]" if q.image else ""))
+            self.console.print(f"  predicted {name(p['pred'])}, gold {name(p['gold'])}: {mark}")
+            if p["retrieved"]:
+                self.console.print("  retrieved subgraph (triple id, triple, score):")
+                for tid, sc in p["retrieved"]:
+                    self.console.print(f"    t{tid:<5} {kg.verbalise(int(tid))}  [dim]{sc:.3f}[/]")
+            else:
+                self.console.print("  (this rung retrieves nothing)")
+            if picture is None and p["retrieved"]:
+                ids = [int(x[0]) for x in p["retrieved"]]
+                sg = Subgraph.from_triples(kg, ids, [float(x[1]) for x in p["retrieved"]], query=q.text,
+                                           images_per_entity=1)
+                picture = render_subgraph(kg, sg, self.out / "subgraph.png",
+                                          title=f"{q.id}: {q.text} (gold: {kg.entity_names[kg.entity_index(q.answer)]})")
+                self.console.print(f"  picture of this subgraph: {picture}")
+        return picture
+
+
+def run_demo(config: DemoConfig | None = None, fresh: bool = False, text_encoder=None, vision_encoder=None,
+             console=None) -> dict:
+    """World -> index -> ladder -> table, samples and picture. Returns the ``metrics.json`` content."""
+    t0 = time.perf_counter()
+    demo = Demo(config or DemoConfig(), text_encoder, vision_encoder, console)
+    demo.prepare(fresh)
+    results = demo.run_ladder(fresh)
+    return demo.report(results, t0)

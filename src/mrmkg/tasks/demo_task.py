@@ -1,0 +1,386 @@
+"""The demo world's questions as a training-engine :class:`~mrmkg.train.Task` (stage 2), and a
+stage-1 task of QA generated from the world's graph.
+
+Every question is answered by ranking its **closed candidate set** (places, foods, creatures,
+clans, materials, or every entity for analogies) with the entity head, in one forward pass: the
+hidden state at the last prompt token is scored against the entity tokens, scores outside the
+question's set are masked to ``-inf``, and the training loss is cross-entropy over the set.
+
+Per question type (what the model gets and how the subgraph is retrieved):
+
+* ``image`` ("What does this creature eat?" + a picture): the picture's frozen vision features are
+  the visual input (``image_input``: ``pooled`` = one visual token, the pooled feature; ``grid`` =
+  the encoder's 49 feature-map tokens) and the *image-only* retrieval query (the subject is found
+  by matching the picture against the graph's image nodes, then its triples are followed). The
+  text never names the creature.
+* ``text`` ("What does Vrosk eat?"): the subject is written ``Vrosk [E12]`` (its entity token);
+  retrieval is queried with the question text.
+* ``analogy`` (MARS form, "h is to t as q is to ?"): entities written ``name [E i]``; retrieval is
+  queried with the question entity's frozen embedding (MARS, paper A.7); the hidden relation is
+  never an input.
+
+Knowledge (the ablation ladder's switches): ``facts`` writes the top ``text_triples`` retrieved
+triples into the prompt as ``"Facts: [E1] eats [E7]; ..."`` (entity tokens, so the answer can be
+pointed at); ``graph`` feeds the retrieved subgraph (top ``N`` triples, with image nodes) through
+the graph encoder and knowledge adapter (the model's ``use_kg``). Design choice: the ladder is
+cumulative, so the full method keeps the facts text and adds the MMKG prefix on top.
+
+Stage 1 (:class:`DemoStage1Task`): the same relation questions asked about every fact of the graph
+whose head is *not* a dev/test subject (training creatures, the distractor creatures that no
+question asks about, training foods and materials), each both as text and, for entities with a
+picture, as an image question showing the graph's own picture. The retrieved subgraph holds the
+answer: stage 1 teaches the adapters to read the graph (paper A.3), with no held-out fact as a
+target.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mrmkg.errors import InputError
+from mrmkg.train import to_device
+
+QUESTION_TYPES = ("image", "text", "analogy")
+
+
+@dataclass
+class DemoTaskConfig:
+    world: str = field(default="", metadata={"help": "World folder (build_world output) whose graph/ holds a built index."})
+    eval_split: Literal["dev", "test"] = field(default="dev", metadata={"help": "Split that evaluate() scores."})
+    facts: bool = field(default=False, metadata={"help": "Write the top text_triples retrieved triples into the prompt."})
+    graph: bool = field(default=False, metadata={"help": "Feed the retrieved subgraph through the graph encoder and knowledge adapter."})
+    text_triples: int = field(default=8, metadata={"help": "Retrieved triples written as text when facts is on."})
+    n: int = field(default=10, metadata={"help": "Retrieval first stage: top-n triples seed the subgraph."})
+    N: int = field(default=8, metadata={"help": "Triples kept in the subgraph fed to the graph encoder."})
+    image_k: int = field(default=5, metadata={"help": "An image query seeds with the entities of its image_k nearest graph images."})
+    images_per_entity: int = field(default=1, metadata={"help": "Image nodes attached per subgraph entity (alignment needs them)."})
+    image_input: Literal["pooled", "grid"] = field(default="pooled", metadata={
+        "help": "Visual input of image questions: pooled (one token) or grid (the encoder's feature-map tokens; slower)."})
+    types: tuple = field(default=QUESTION_TYPES, metadata={"help": "Question types used for training and evaluation."})
+    max_train_per_type: int = field(default=0, metadata={"help": "Train on at most this many questions per type (seeded sample; 0 = all)."})
+    max_eval_per_type: int = field(default=0, metadata={"help": "Evaluate at most this many questions per type (first ones; 0 = all)."})
+
+    def __post_init__(self):
+        self.types = tuple(self.types)
+        bad = [t for t in self.types if t not in QUESTION_TYPES]
+        if bad or not self.types:
+            raise InputError(f"task_args.types: unknown or empty {list(self.types)}; expected some of {list(QUESTION_TYPES)}")
+        for name in ("text_triples", "n", "N"):
+            if getattr(self, name) < 1:
+                raise InputError(f"task_args.{name} must be >= 1, got {getattr(self, name)}")
+
+
+class DemoModel(torch.nn.Module):
+    """An MR-MKG model whose ranking loss is cross-entropy over each question's closed candidate
+    set. ``forward((batch, allowed))``: ``batch`` an ``MRMKGBatch`` ranking all entities,
+    ``allowed [B, E]`` bool. Saving delegates to the wrapped model."""
+
+    def __init__(self, mrmkg):
+        super().__init__()
+        self.mrmkg = mrmkg
+
+    def forward(self, inputs):
+        batch, allowed = inputs
+        out = self.mrmkg(batch)
+        scores = out.scores.masked_fill(~allowed, float("-inf"))
+        loss = F.cross_entropy(scores, batch.answer_pos)
+        if out.align_loss is not None:
+            loss = loss + self.mrmkg.config.align_weight * out.align_loss
+        return SimpleNamespace(loss=loss, rank_loss=loss.detach(), align_loss=out.align_loss)
+
+    def save_pretrained(self, directory) -> None:
+        self.mrmkg.save_pretrained(directory)
+
+
+@dataclass
+class _Item:
+    """A question reduced to what the model needs (also used for stage-1 facts)."""
+
+    id: str
+    type: str
+    prompt: str          # without facts
+    answer: int          # entity index
+    candidates: str      # candidate set id
+    text_query: str | None = None
+    text_vec: np.ndarray | None = None
+    image_vec: np.ndarray | None = None       # pooled features [d_v] (retrieval query)
+    image_tokens: np.ndarray | None = None    # visual input [n_I, d_v]
+    subject: int | None = None
+
+
+class DemoTask:
+    """The world's questions (see the module docstring). ``text_encoder`` / ``vision_encoder``
+    default to the encoders named in the graph index's manifest."""
+
+    stage = 2
+
+    def __init__(self, config: DemoTaskConfig, model_args: dict | None = None, seed: int = 0,
+                 text_encoder=None, vision_encoder=None):
+        from mrmkg.kg.retrieve import RetrievalConfig, Retriever, open_graph
+        from mrmkg.tasks.demo_world import load_world
+
+        if not config.world:
+            raise InputError("field 'task_args.world': the demo world folder is required (mrmkg demo builds it)")
+        self.config = config
+        self.model_args = dict(model_args or {})
+        self.seed = seed
+        self.world = load_world(config.world)
+        self.kg, self.index = open_graph(self.world.kg_dir)
+        self.retriever = Retriever(self.kg, self.index, RetrievalConfig(
+            n=config.n, N=max(config.N, config.text_triples), image_k=config.image_k,
+            images_per_entity=config.images_per_entity), text_encoder=text_encoder, vision_encoder=vision_encoder)
+        E = self.kg.num_entities
+        self.allowed = {}
+        for name, ids in self.world.candidates.items():
+            m = np.zeros(E, dtype=bool)
+            m[[self.kg.entity_index(e) for e in ids]] = True
+            self.allowed[name] = m
+        self._model = None
+        self._train = None
+        self._eval: dict = {}
+
+    @classmethod
+    def from_config(cls, args: dict, train_config=None) -> "DemoTask":
+        from mrmkg.yamlconfig import Source, from_dict
+
+        cfg = from_dict(DemoTaskConfig, args, Source(), prefix="task_args.")
+        return cls(cfg, getattr(train_config, "model", {}), getattr(train_config, "seed", 0))
+
+    # ------------------------------------------------------------------ encoders
+    @property
+    def vision_encoder(self):
+        return self.retriever.vision_encoder
+
+    def _image_features(self, paths: Sequence[str]) -> tuple[np.ndarray, list | None]:
+        """Pooled features ``[n, d_v]`` (through the embedding cache) and, for ``grid``, token grids."""
+        from mrmkg.encoders.cache import cached_encode
+
+        if not paths:
+            return np.zeros((0, self.index.image_dim), np.float32), None
+        pooled = cached_encode(self.vision_encoder, list(paths), kind="image")
+        grids = None
+        if self.config.image_input == "grid":
+            grids = list(np.asarray(self.vision_encoder.encode_tokens(list(paths)), dtype=np.float32))
+        return pooled, grids
+
+    # ------------------------------------------------------------------ items
+    def _mention(self, e: int) -> str:
+        return f"{self.kg.entity_names[e]} [E{e}]"
+
+    def question_items(self, questions) -> list[_Item]:
+        """World questions -> items (question pictures encoded once, through the embedding cache)."""
+        kg = self.kg
+        imgs = [q.image for q in questions if q.type == "image"]
+        pooled, grids = self._image_features(imgs)
+        out, k = [], 0
+        for q in questions:
+            subj = kg.entity_index(q.subject)
+            item = _Item(id=q.id, type=q.type, prompt=q.text, answer=kg.entity_index(q.answer),
+                         candidates=q.candidates, subject=subj)
+            if q.type == "image":
+                item.image_vec = pooled[k]
+                item.image_tokens = grids[k] if grids is not None else pooled[k][None, :]
+                k += 1
+            elif q.type == "text":
+                name = kg.entity_names[subj]
+                item.prompt = q.text.replace(name, self._mention(subj), 1)
+                item.text_query = q.text
+            else:
+                h, t = (kg.entity_index(x) for x in q.example)
+                item.prompt = f"{self._mention(h)} is to {self._mention(t)} as {self._mention(subj)} is to"
+                item.text_vec = np.asarray(self.index.entity_emb[subj], dtype=np.float32)
+            out.append(item)
+        return out
+
+    def _retrieve(self, items: Sequence[_Item]):
+        """One subgraph per item (None when the rung uses no knowledge)."""
+        if not (self.config.facts or self.config.graph) or not items:
+            return [None] * len(items)
+        text_vecs, image_vecs, queries = [None] * len(items), [None] * len(items), [""] * len(items)
+        ti = [i for i, it in enumerate(items) if it.text_query is not None]
+        if ti:
+            enc = self.retriever.text_encoder.encode([items[i].text_query for i in ti])
+            for row, i in enumerate(ti):
+                text_vecs[i] = enc[row]
+        for i, it in enumerate(items):
+            if it.text_vec is not None:
+                text_vecs[i] = it.text_vec
+            if it.image_vec is not None and it.text_query is None and it.text_vec is None:
+                image_vecs[i] = it.image_vec
+            queries[i] = it.text_query or it.prompt
+        return self.retriever.retrieve_vectors_batch(text_vecs, image_vecs, queries)
+
+    def make_examples(self, items: Sequence[_Item]):
+        """``MRMKGExample`` per item; ``meta`` keeps id, type, candidate set and retrieval provenance."""
+        from mrmkg.model import MRMKGExample
+        from mrmkg.tasks.mars import _top_triples
+
+        cfg, kg = self.config, self.kg
+        out = []
+        for it, sg in zip(items, self._retrieve(items)):
+            prompt = it.prompt
+            meta = {"id": it.id, "type": it.type, "candidates": it.candidates, "triples": [], "triple_scores": []}
+            if sg is not None:
+                meta["triples"] = sg.triple_ids.tolist()
+                meta["triple_scores"] = [round(float(s), 4) for s in sg.triple_scores.tolist()]
+                if cfg.facts and sg.triple_ids.size:
+                    tri = kg.triples[sg.triple_ids[: cfg.text_triples]]
+                    facts = "; ".join(f"[E{h}] {kg.relation_names[r]} [E{t}]" for h, r, t in tri.tolist())
+                    prompt = f"Facts: {facts}.\n{prompt}"
+                if cfg.graph and cfg.N < sg.triple_ids.size:
+                    sg = _top_triples(kg, sg, cfg.N, cfg.images_per_entity)
+            meta["subgraph"] = sg
+            out.append(MRMKGExample(prompt=f"{prompt}\nAnswer:", answer=it.answer, subgraph=sg if cfg.graph else None,
+                                    image_tokens=it.image_tokens, meta=meta))
+        return out
+
+    def _sample(self, questions, limit: int, rng: np.random.Generator | None):
+        by = {t: [q for q in questions if q.type == t] for t in self.config.types}
+        out = []
+        for t in self.config.types:
+            qs = by[t]
+            if limit and len(qs) > limit:
+                qs = [qs[i] for i in sorted(rng.choice(len(qs), limit, replace=False).tolist())] if rng is not None \
+                    else qs[:limit]
+            out += qs
+        return out
+
+    def train_questions(self):
+        return self._sample(self.world.questions["train"], self.config.max_train_per_type,
+                            np.random.default_rng(self.seed))
+
+    def eval_questions(self, split: str | None = None):
+        return self._sample(self.world.questions[split or self.config.eval_split], self.config.max_eval_per_type, None)
+
+    # ------------------------------------------------------------------ Task protocol
+    def build_model(self) -> DemoModel:
+        from mrmkg.encoders.registry import load_llm
+        from mrmkg.model import MRMKG, KGFeatures, MRMKGConfig
+
+        args = {"seed": self.seed, "use_kg": self.config.graph, "use_image": True, "adapter_length": "nodes",
+                **self.model_args, "entity_head": True, "kg": str(self.world.kg_dir)}
+        if args["use_kg"] != self.config.graph:
+            raise InputError(f"model.use_kg ({args['use_kg']}) contradicts task_args.graph ({self.config.graph})")
+        cfg = MRMKGConfig.from_dict(args)
+        llm = load_llm(cfg.llm, progress=False)
+        self._model = MRMKG(cfg, llm, KGFeatures.from_index(self.index), image_token_dim=self.index.image_dim,
+                            entity_names=self.kg.entity_names, relation_names=self.kg.relation_names, report=False)
+        return DemoModel(self._model)
+
+    def train_items(self) -> list[_Item]:
+        return self.question_items(self.train_questions())
+
+    def train_examples(self):
+        if self._train is None:
+            self._train = self.make_examples(self.train_items())
+        return self._train
+
+    def _allowed(self, examples) -> torch.Tensor:
+        return torch.as_tensor(np.stack([self.allowed[e.meta["candidates"]] for e in examples]))
+
+    def collate(self, examples):
+        return (self._model.collate(examples, rank_over="entity"), self._allowed(examples))
+
+    def predict(self, model, examples, batch_size: int = 16, progress: bool = False) -> list[dict]:
+        """Rank each example's candidate set. One dict per example: id, type, gold, pred (entity
+        ids), correct, top3 [[entity id, score]], retrieved [[triple id, score]]."""
+        mrmkg = model.mrmkg if isinstance(model, DemoModel) else model
+        self._model = mrmkg
+        was = mrmkg.training
+        mrmkg.eval()
+        ids = self.kg.entity_ids
+        preds = []
+        it = range(0, len(examples), batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(it, desc="evaluate", unit="batch", leave=False)
+        for s in it:
+            chunk = examples[s : s + batch_size]
+            batch = mrmkg.collate(chunk, rank_over="entity")
+            scores = mrmkg.rank(to_device(batch, mrmkg.device)).float().cpu()
+            scores = scores.masked_fill(~self._allowed(chunk), float("-inf"))
+            top = torch.topk(scores, k=3, dim=1)
+            for i, ex in enumerate(chunk):
+                p = int(top.indices[i, 0])
+                preds.append({
+                    "id": ex.meta["id"], "type": ex.meta["type"], "gold": ids[ex.answer], "pred": ids[p],
+                    "correct": p == ex.answer,
+                    "top3": [[ids[j], round(float(v), 4)] for v, j in zip(top.values[i].tolist(), top.indices[i].tolist())],
+                    "retrieved": [[t, sc] for t, sc in zip(ex.meta["triples"], ex.meta["triple_scores"])],
+                })
+        mrmkg.train(was)
+        return preds
+
+    def eval_examples(self, split: str | None = None):
+        split = split or self.config.eval_split
+        if split not in self._eval:
+            self._eval[split] = self.make_examples(self.question_items(self.eval_questions(split)))
+        return self._eval[split]
+
+    def evaluate(self, model, batch_size: int = 16, split: str | None = None, progress: bool = False) -> dict:
+        """Accuracy per question type and overall (micro average) on ``split`` (default eval_split)."""
+        return accuracy(self.predict(model, self.eval_examples(split), batch_size, progress))
+
+
+def accuracy(preds: Sequence[dict]) -> dict:
+    """``{"image": acc, "text": acc, "analogy": acc, "overall": acc, "n": {...}}`` (types present only)."""
+    out, n = {}, {}
+    for t in QUESTION_TYPES:
+        c = [p["correct"] for p in preds if p["type"] == t]
+        if c:
+            out[t] = float(np.mean(c))
+            n[t] = len(c)
+    out["overall"] = float(np.mean([p["correct"] for p in preds])) if preds else float("nan")
+    n["overall"] = len(preds)
+    out["n"] = n
+    return out
+
+
+class DemoStage1Task(DemoTask):
+    """Stage 1: relation QA about every graph fact whose head is no dev/test subject (module docstring).
+    Evaluation scores the same held-out questions as stage 2 would (``eval_split``), so the
+    stage-1 row says how far reading the graph alone gets."""
+
+    stage = 1
+
+    def train_items(self) -> list[_Item]:
+        from mrmkg.tasks.demo_world import TEMPLATES
+
+        kg, w = self.kg, self.world
+        held = {q.subject for s in ("dev", "test") for q in w.questions[s]}
+        items = []
+        for tid, (h, r, t) in enumerate(kg.triples.tolist()):
+            rid = kg.relation_ids[r]
+            hid = kg.entity_ids[h]
+            if rid not in TEMPLATES or hid in held:
+                continue
+            cand, named, this = TEMPLATES[rid]
+            name = kg.entity_names[h]
+            if "text" in self.config.types:
+                items.append(_Item(id=f"s1-t{tid}", type="text", prompt=named.format(self._mention(h)), answer=t,
+                                   candidates=cand, text_query=named.format(name), subject=h))
+            imgs = kg.images_of(h)
+            if "image" in self.config.types and imgs.size and self.index.num_images:
+                v = np.asarray(self.index.image_emb[int(imgs[0])], dtype=np.float32)
+                tokens = v[None, :]
+                if self.config.image_input == "grid":
+                    tokens = np.asarray(self.vision_encoder.encode_tokens([kg.image_paths[int(imgs[0])]])[0], np.float32)
+                items.append(_Item(id=f"s1-i{tid}", type="image", prompt=this, answer=t, candidates=cand,
+                                   image_vec=v, image_tokens=tokens, subject=h))
+        if self.config.max_train_per_type:
+            rng = np.random.default_rng(self.seed)
+            keep = []
+            for ty in QUESTION_TYPES:
+                group = [x for x in items if x.type == ty]
+                if len(group) > self.config.max_train_per_type:
+                    idx = sorted(rng.choice(len(group), self.config.max_train_per_type, replace=False).tolist())
+                    group = [group[i] for i in idx]
+                keep += group
+            items = keep
+        return items

@@ -1,0 +1,270 @@
+"""`mrmkg demo` on a tiny world with a tiny random LLaMA and stand-in encoders: every rung trains
+and evaluates, the table and files are written, a second run reuses everything, a changed setting
+retrains only the rungs it affects; the demo task's candidate sets, prompts and stage-1 facts."""
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mrmkg.demo import RUNGS, DemoConfig, run_demo
+from mrmkg.errors import InputError
+
+TINY_WORLD = dict(n_creatures=20, n_distractors=4, n_places=4, n_foods=8, n_materials=4, n_clans=3)
+TINY_MODEL = {"dtype": "fp32", "adapter_length": "nodes", "gnn_hidden": 16, "gnn_heads": 2, "gnn_relation_dim": 8,
+              "gnn_num_blocks": 0}
+
+
+class HashText:
+    """Stand-in text encoder: hashed bag of lower-cased words, L2-normalised."""
+
+    name, dim = "hash-words-16", 16
+
+    def encode(self, texts, batch_size=64, progress=False):
+        out = np.zeros((len(texts), self.dim), np.float32)
+        for i, t in enumerate(texts):
+            for w in str(t).lower().replace("?", " ").split():
+                out[i, zlib.crc32(w.encode()) % self.dim] += 1.0
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-6)
+
+
+class PixelVision:
+    """Stand-in vision encoder: mean-centred 4x4 RGB pixels; 4 tokens = the four 2x2 quadrants."""
+
+    name, dim, num_tokens = "pixels-4x4", 48, 4
+
+    def _arr(self, im):
+        im = im if isinstance(im, Image.Image) else Image.open(im)
+        a = np.asarray(im.convert("RGB").resize((4, 4)), dtype=np.float32) / 255.0
+        return a - a.mean()
+
+    def encode(self, images, batch_size=32, progress=False):
+        rows = np.stack([self._arr(im).ravel() for im in images])
+        return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-6)
+
+    def encode_tokens(self, images, batch_size=32, progress=False):
+        out = []
+        for im in images:
+            a = self._arr(im)
+            q = [np.tile(a[r:r + 2, c:c + 2], (2, 2, 1)).ravel() for r in (0, 2) for c in (0, 2)]
+            out.append(np.stack(q))
+        return np.stack(out).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def llm_dir(tmp_path_factory):
+    from test_model_common import tiny_llm
+
+    d = tmp_path_factory.mktemp("tiny_llm")
+    llm = tiny_llm("llama")
+    llm.model.save_pretrained(d)
+    llm.tokenizer.save_pretrained(d)
+    return str(d)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MRMKG_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _config(out: Path, llm_dir: str, **kw) -> DemoConfig:
+    base = dict(out=str(out), world=TINY_WORLD, llm=llm_dir, text_encoder="hash", vision_encoder="pixels",
+                train_per_type=4, eval_per_type=3, stage1_per_type=4, steps=2, stage1_steps=2, batch_size=4,
+                model=TINY_MODEL, progress=False)
+    return DemoConfig(**{**base, **kw})
+
+
+def _run(cfg, **kw):
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    summary = run_demo(cfg, text_encoder=HashText(), vision_encoder=PixelVision(), console=console, **kw)
+    return summary, console.export_text()
+
+
+@pytest.fixture
+def count_training(monkeypatch):
+    """Counts calls of the training engine (the demo imports it at call time)."""
+    import mrmkg.train
+
+    calls = []
+    real = mrmkg.train.train
+
+    def counting(config, *a, **kw):
+        calls.append(config.output_dir)
+        return real(config, *a, **kw)
+
+    monkeypatch.setattr(mrmkg.train, "train", counting)
+    return calls
+
+
+def test_demo_pipeline_trains_every_rung_writes_files_and_reuses_cache(tmp_path, cache, llm_dir, count_training):
+    out = tmp_path / "out"
+    summary, text = _run(_config(out, llm_dir))
+    names = [r.name for r in RUNGS]
+    assert list(k for k in summary["rungs"] if k != "stage1") == names
+    assert "stage1" in summary["rungs"]
+    assert len(count_training) == len(names) + 1  # five rungs + stage 1
+    for name in names:
+        m = summary["rungs"][name]["metrics"]
+        assert m["n"] == {"image": 3, "text": 3, "analogy": 3, "overall": 9}
+        for t in ("image", "text", "analogy", "overall"):
+            assert 0.0 <= m[t] <= 1.0
+        assert summary["rungs"][name]["cached"] is False
+        preds = [json.loads(x) for x in (out / "predictions" / f"{name}.jsonl").read_text().splitlines()]
+        assert len(preds) == 9
+        # no-KG retrieves nothing; the knowledge rungs show what they retrieved
+        assert all((len(p["retrieved"]) > 0) == (name != "no_kg") for p in preds)
+    assert "image_gain_points" in summary
+    # the pretraining rung started from stage 1's weights
+    cfg_v = (Path(summary["rungs"]["pretrain"]["run"]) / "final" / "train_config.yaml").read_text()
+    assert Path(summary["rungs"]["stage1"]["key"] and cfg_v.split("init_from: ")[1].split("\n")[0]).parent.name \
+        .startswith("stage1-")
+    # files
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["rungs"]["no_kg"]["metrics"] == summary["rungs"]["no_kg"]["metrics"]
+    table = (out / "table.md").read_text().splitlines()
+    assert len(table) == 2 + len(names) and table[2].startswith("| (i) no KG")
+    with Image.open(out / "subgraph.png") as im:
+        assert im.size[0] > 100 and im.size[1] > 100
+    assert summary["picture"] == str(out / "subgraph.png")
+    for label in ("(i) no KG", "(v) + stage-1 pretraining", "image questions:", "predicted", "gold", "subgraph.png"):
+        assert label in text
+
+    # second run: nothing retrains, same numbers
+    count_training.clear()
+    again, text2 = _run(_config(out, llm_dir))
+    assert count_training == []
+    assert all(again["rungs"][n]["cached"] for n in names + ["stage1"])
+    assert {n: again["rungs"][n]["metrics"] for n in names} == {n: summary["rungs"][n]["metrics"] for n in names}
+
+    # a setting of rungs iv-v only: the others stay cached
+    count_training.clear()
+    changed, _ = _run(_config(out, llm_dir, align_weight=0.5))
+    retrained = sorted(Path(p).name.split("-")[0] for p in count_training)
+    assert retrained == ["align", "pretrain", "stage1"]  # stage 1 trains with rung (v)'s model config
+    assert changed["rungs"]["no_kg"]["cached"] and not changed["rungs"]["align"]["cached"]
+
+    # --fresh retrains what it runs
+    count_training.clear()
+    _run(_config(out, llm_dir, rungs=("no_kg",)), fresh=True)
+    assert len(count_training) == 1
+
+
+def test_same_seed_same_result(tmp_path, cache, llm_dir):
+    a, _ = _run(_config(tmp_path / "a", llm_dir, rungs=("no_kg", "kg_text")))
+    b, _ = _run(_config(tmp_path / "b", llm_dir, rungs=("no_kg", "kg_text")))
+    for n in ("no_kg", "kg_text"):
+        pa = (tmp_path / "a" / "predictions" / f"{n}.jsonl").read_text()
+        pb = (tmp_path / "b" / "predictions" / f"{n}.jsonl").read_text()
+        assert pa == pb
+        assert a["rungs"][n]["final_loss"] == b["rungs"][n]["final_loss"]
+
+
+# ---------------------------------------------------------------------------------- the task
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    from mrmkg.kg.index import IndexConfig, KGIndex
+    from mrmkg.tasks.demo_world import WorldConfig, build_world
+
+    w = build_world(WorldConfig(**TINY_WORLD), out=tmp_path_factory.mktemp("dw") / "world")
+    KGIndex.build(w.kg, IndexConfig(text_encoder="hash", vision_encoder="pixels"), directory=w.kg_dir,
+                  text_encoder=HashText(), vision_encoder=PixelVision(), progress=False,
+                  cache_root=tmp_path_factory.mktemp("emb"))
+    return w
+
+
+def _task(world, llm_dir, stage1=False, **args):
+    from mrmkg.tasks.demo_task import DemoStage1Task, DemoTask, DemoTaskConfig
+
+    cls = DemoStage1Task if stage1 else DemoTask
+    return cls(DemoTaskConfig(world=str(world.root), **args), {**TINY_MODEL, "llm": llm_dir}, 0,
+               text_encoder=HashText(), vision_encoder=PixelVision())
+
+
+def test_prompts_hide_the_image_subject_and_carry_facts(built, llm_dir, cache):
+    task = _task(built, llm_dir, facts=True, graph=True, text_triples=3, N=2, max_eval_per_type=5)
+    ex = task.eval_examples("test")
+    kg = built.kg
+    for e in ex:
+        assert e.prompt.endswith("\nAnswer:")
+        q = next(q for q in built.questions["test"] if q.id == e.meta["id"])
+        name = kg.entity_names[kg.entity_index(q.subject)]
+        if q.type == "image":
+            assert name not in e.prompt.split("Facts:")[0] and e.image_tokens.shape == (1, PixelVision.dim)
+        if q.type == "text":
+            assert f"{name} [E{kg.entity_index(q.subject)}]" in e.prompt
+        if q.type == "analogy":
+            line = e.prompt.split("\n")[-2]  # the question line: the hidden relation is never in it
+            assert q.relation not in line and kg.relation_names[kg.relation_index(q.relation)] not in line
+        assert e.prompt.startswith("Facts: ") and e.prompt.split("\n")[0].count("[E") == 2 * min(3, len(e.meta["triples"]))
+        assert e.subgraph is not None and e.subgraph.triple_ids.size <= 2
+    none = _task(built, llm_dir, max_eval_per_type=5).eval_examples("test")
+    assert all(e.subgraph is None and not e.prompt.startswith("Facts") for e in none)
+
+
+def test_grid_image_input_gives_feature_map_tokens(built, llm_dir, cache):
+    ex = _task(built, llm_dir, image_input="grid", max_eval_per_type=2, types=("image",)).eval_examples("test")
+    assert len(ex) == 2 and all(e.image_tokens.shape == (PixelVision.num_tokens, PixelVision.dim) for e in ex)
+
+
+def test_predictions_stay_in_the_closed_candidate_set(built, llm_dir, cache):
+    task = _task(built, llm_dir, facts=True, max_eval_per_type=6)
+    model = task.build_model()
+    preds = task.predict(model, task.eval_examples("test"), batch_size=4)
+    qs = {q.id: q for q in built.questions["test"]}
+    for p in preds:
+        cands = set(built.candidates[qs[p["id"]].candidates])
+        assert p["pred"] in cands and all(e in cands for e, _ in p["top3"])
+        assert p["correct"] == (p["pred"] == p["gold"])
+
+
+def test_stage1_asks_no_held_out_fact(built, llm_dir, cache):
+    task = _task(built, llm_dir, stage1=True)
+    items = task.train_items()
+    held = {built.kg.entity_index(q.subject) for s in ("dev", "test") for q in built.questions[s]}
+    assert items and all(it.subject not in held for it in items)
+    assert {it.type for it in items} == {"image", "text"}
+    distractors = {built.kg.entity_index(e) for e, t in built.entity_types.items() if t == "distractor"}
+    assert distractors & {it.subject for it in items}  # facts no question asks about are used
+    capped = _task(built, llm_dir, stage1=True, max_train_per_type=5).train_items()
+    assert sorted(it.type for it in capped) == ["image"] * 5 + ["text"] * 5
+
+
+def test_config_errors():
+    with pytest.raises(InputError, match="rungs"):
+        DemoConfig(rungs=("no_kg", "bogus"))
+    with pytest.raises(InputError, match="eval_split"):
+        DemoConfig(eval_split="train")
+    from mrmkg.tasks.demo_task import DemoTaskConfig
+
+    with pytest.raises(InputError, match="types"):
+        DemoTaskConfig(types=("image", "audio"))
+    with pytest.raises(InputError, match="world"):
+        from mrmkg.tasks.demo_task import DemoTask
+
+        DemoTask(DemoTaskConfig())
+
+
+def test_cli_bad_field_exits_2(capsys):
+    from mrmkg.cli import main
+
+    assert main(["demo", "--set", "stepz=3"]) == 2
+    assert "stepz" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_real_quick_demo(tmp_path):
+    """The real `mrmkg demo --quick` (SmolLM2, MiniLM, EfficientNet-Lite0): runs end to end."""
+    from mrmkg.cli import main
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m["rungs"]) == {r.name for r in RUNGS} | {"stage1"}
+    assert (out / "subgraph.png").is_file() and (out / "table.md").is_file()
