@@ -177,7 +177,7 @@ def collate(examples: Sequence[MRMKGExample], tokenizer, kind: str = "causal", m
         image_mask = torch.zeros(len(examples), n, dtype=torch.bool)
         for i, x in enumerate(imgs):
             if x is not None:
-                image_tokens[i, :x.shape[0]] = torch.from_numpy(x)
+                image_tokens[i, :x.shape[0]] = torch.as_tensor(np.array(x, dtype=np.float32))  # copy: may be a read-only mmap
                 image_mask[i, :x.shape[0]] = True
 
     cand = answer_pos = None
