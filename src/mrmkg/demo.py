@@ -97,7 +97,7 @@ def quick_config(**overrides) -> DemoConfig:
     """``--quick``: a smaller world and a few steps per rung (a smoke run, not a result)."""
     base = DemoConfig(world={"n_creatures": 60, "n_distractors": 12, "n_foods": 16, "n_places": 8, "n_materials": 8,
                              "n_clans": 6},
-                      train_per_type=24, eval_per_type=12, stage1_per_type=24, steps=4, stage1_steps=3)
+                      train_per_type=16, eval_per_type=8, stage1_per_type=16, steps=3, stage1_steps=2)
     return replace(base, **overrides)
 
 

@@ -46,6 +46,7 @@ from mrmkg.errors import InputError
 from mrmkg.train import to_device
 
 QUESTION_TYPES = ("image", "text", "analogy")
+_LLMS: dict = {}  # llm name -> LLMBundle, shared by the models one process builds (see build_model)
 
 
 @dataclass
@@ -54,6 +55,9 @@ class DemoTaskConfig:
     eval_split: Literal["dev", "test"] = field(default="dev", metadata={"help": "Split that evaluate() scores."})
     facts: bool = field(default=False, metadata={"help": "Write the top text_triples retrieved triples into the prompt."})
     graph: bool = field(default=False, metadata={"help": "Feed the retrieved subgraph through the graph encoder and knowledge adapter."})
+    fact_style: Literal["tokens", "names", "names+tokens"] = field(default="tokens", metadata={
+        "help": "How facts name entities: tokens = '[E1] eats [E7]' (shortest), names = 'Vrosk eats Plumb' (the "
+                "frozen LLM can copy a name it reads), names+tokens = 'Vrosk [E1] eats Plumb [E7]'."})
     text_triples: int = field(default=8, metadata={"help": "Retrieved triples written as text when facts is on."})
     n: int = field(default=10, metadata={"help": "Retrieval first stage: top-n triples seed the subgraph."})
     N: int = field(default=8, metadata={"help": "Triples kept in the subgraph fed to the graph encoder."})
@@ -169,6 +173,10 @@ class DemoTask:
         return pooled, grids
 
     # ------------------------------------------------------------------ items
+    def _fact_entity(self, e: int) -> str:
+        style = self.config.fact_style
+        return f"[E{e}]" if style == "tokens" else self.kg.entity_names[e] if style == "names" else self._mention(e)
+
     def _mention(self, e: int) -> str:
         return f"{self.kg.entity_names[e]} [E{e}]"
 
@@ -230,7 +238,8 @@ class DemoTask:
                 meta["triple_scores"] = [round(float(s), 4) for s in sg.triple_scores.tolist()]
                 if cfg.facts and sg.triple_ids.size:
                     tri = kg.triples[sg.triple_ids[: cfg.text_triples]]
-                    facts = "; ".join(f"[E{h}] {kg.relation_names[r]} [E{t}]" for h, r, t in tri.tolist())
+                    facts = "; ".join(f"{self._fact_entity(h)} {kg.relation_names[r]} {self._fact_entity(t)}"
+                                      for h, r, t in tri.tolist())
                     prompt = f"Facts: {facts}.\n{prompt}"
                 if cfg.graph and cfg.N < sg.triple_ids.size:
                     sg = _top_triples(kg, sg, cfg.N, cfg.images_per_entity)
@@ -267,7 +276,13 @@ class DemoTask:
         if args["use_kg"] != self.config.graph:
             raise InputError(f"model.use_kg ({args['use_kg']}) contradicts task_args.graph ({self.config.graph})")
         cfg = MRMKGConfig.from_dict(args)
-        llm = load_llm(cfg.llm, progress=False)
+        # One frozen LLM per process: MR-MKG never changes it (its own tokens live in the entity
+        # head), and the ladder builds six models in a row.
+        key = (cfg.llm, cfg.gradient_checkpointing)  # checkpointing changes the LLM's state: not shared
+        if key not in _LLMS:
+            _LLMS.clear()
+            _LLMS[key] = load_llm(cfg.llm, progress=False)
+        llm = _LLMS[key]
         self._model = MRMKG(cfg, llm, KGFeatures.from_index(self.index), image_token_dim=self.index.image_dim,
                             entity_names=self.kg.entity_names, relation_names=self.kg.relation_names, report=False)
         return DemoModel(self._model)
