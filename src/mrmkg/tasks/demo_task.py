@@ -58,6 +58,11 @@ class DemoTaskConfig:
     fact_style: Literal["tokens", "names", "names+tokens"] = field(default="tokens", metadata={
         "help": "How facts name entities: tokens = '[E1] eats [E7]' (shortest), names = 'Vrosk eats Plumb' (the "
                 "frozen LLM can copy a name it reads), names+tokens = 'Vrosk [E1] eats Plumb [E7]'."})
+    entity_tokens: bool = field(default=False, metadata={
+        "help": "Write question entities as 'Name [E i]' (trainable token). Off by default: a training "
+                "subject's token can memorise its answers, a shortcut that does not carry to held-out subjects."})
+    name_space: bool = field(default=True, metadata={
+        "help": "Initialise entity tokens from ' Name' (leading space, the form an answer is written in) instead of 'Name'."})
     text_triples: int = field(default=8, metadata={"help": "Retrieved triples written as text when facts is on."})
     n: int = field(default=10, metadata={"help": "Retrieval first stage: top-n triples seed the subgraph."})
     N: int = field(default=8, metadata={"help": "Triples kept in the subgraph fed to the graph encoder."})
@@ -175,10 +180,11 @@ class DemoTask:
     # ------------------------------------------------------------------ items
     def _fact_entity(self, e: int) -> str:
         style = self.config.fact_style
-        return f"[E{e}]" if style == "tokens" else self.kg.entity_names[e] if style == "names" else self._mention(e)
+        name = self.kg.entity_names[e]
+        return f"[E{e}]" if style == "tokens" else name if style == "names" else f"{name} [E{e}]"
 
     def _mention(self, e: int) -> str:
-        return f"{self.kg.entity_names[e]} [E{e}]"
+        return f"{self.kg.entity_names[e]} [E{e}]" if self.config.entity_tokens else self.kg.entity_names[e]
 
     def question_items(self, questions) -> list[_Item]:
         """World questions -> items (question pictures encoded once, through the embedding cache)."""
@@ -283,8 +289,11 @@ class DemoTask:
             _LLMS.clear()
             _LLMS[key] = load_llm(cfg.llm, progress=False)
         llm = _LLMS[key]
+        # Entity tokens start at the mean embedding of " Name" (with the leading space): the token
+        # the LLM would write after "Answer:" when it copies a name it read in the facts.
+        names = [" " + n for n in self.kg.entity_names] if self.config.name_space else self.kg.entity_names
         self._model = MRMKG(cfg, llm, KGFeatures.from_index(self.index), image_token_dim=self.index.image_dim,
-                            entity_names=self.kg.entity_names, relation_names=self.kg.relation_names, report=False)
+                            entity_names=names, relation_names=self.kg.relation_names, report=False)
         return DemoModel(self._model)
 
     def train_items(self) -> list[_Item]:
