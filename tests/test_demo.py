@@ -195,17 +195,32 @@ def test_prompts_hide_the_image_subject_and_carry_facts(built, llm_dir, cache):
         assert e.prompt.endswith("\nAnswer:")
         q = next(q for q in built.questions["test"] if q.id == e.meta["id"])
         name = kg.entity_names[kg.entity_index(q.subject)]
+        facts, line = e.prompt.split("\n")[0], e.prompt.split("\n")[-2]
+        assert "[E" not in line  # default: no trainable token a training subject could memorise answers in
         if q.type == "image":
-            assert name not in e.prompt.split("Facts:")[0] and e.image_tokens.shape == (1, PixelVision.dim)
+            assert name not in line and e.image_tokens.shape == (1, PixelVision.dim)
         if q.type == "text":
-            assert f"{name} [E{kg.entity_index(q.subject)}]" in e.prompt
-        if q.type == "analogy":
-            line = e.prompt.split("\n")[-2]  # the question line: the hidden relation is never in it
+            assert name in line
+        if q.type == "analogy":  # the hidden relation is never in the question line
             assert q.relation not in line and kg.relation_names[kg.relation_index(q.relation)] not in line
-        assert e.prompt.startswith("Facts: ") and e.prompt.split("\n")[0].count("[E") == 2 * min(3, len(e.meta["triples"]))
+        shown = kg.triples[e.meta["triples"][:3]]
+        assert facts == "Facts: " + "; ".join(f"{kg.entity_names[h]} {kg.relation_names[r]} {kg.entity_names[t]}"
+                                              for h, r, t in shown.tolist()) + "."
         assert e.subgraph is not None and e.subgraph.triple_ids.size <= 2
     none = _task(built, llm_dir, max_eval_per_type=5).eval_examples("test")
     assert all(e.subgraph is None and not e.prompt.startswith("Facts") for e in none)
+
+
+def test_fact_styles_and_entity_tokens(built, llm_dir, cache):
+    kg = built.kg
+    ex = _task(built, llm_dir, facts=True, fact_style="tokens", entity_tokens=True, text_triples=2,
+               types=("text",), max_eval_per_type=3).eval_examples("test")
+    for e in ex:
+        q = next(q for q in built.questions["test"] if q.id == e.meta["id"])
+        s = kg.entity_index(q.subject)
+        assert f"{kg.entity_names[s]} [E{s}]" in e.prompt.split("\n")[-2]
+        h, r, t = kg.triples[e.meta["triples"][0]].tolist()
+        assert e.prompt.startswith(f"Facts: [E{h}] {kg.relation_names[r]} [E{t}]; ")
 
 
 def test_grid_image_input_gives_feature_map_tokens(built, llm_dir, cache):

@@ -65,13 +65,15 @@ class DemoConfig:
     vision_encoder: str = field(default="efficientnet-lite0", metadata={"help": "vision encoder of image nodes and question pictures"})
     rungs: tuple = field(default=tuple(r.name for r in RUNGS), metadata={"help": "rungs to run, by name"})
     eval_split: str = field(default="test", metadata={"help": "split the table reports (dev or test)"})
-    train_per_type: int = field(default=120, metadata={"help": "training questions per type (seeded sample)"})
+    train_per_type: int = field(default=300, metadata={"help": "training questions per type (seeded sample)"})
     eval_per_type: int = field(default=40, metadata={"help": "evaluated questions per type (the split's first ones)"})
     stage1_per_type: int = field(default=160, metadata={"help": "stage-1 facts per form (text / image) (seeded sample)"})
-    steps: int = field(default=30, metadata={"help": "optimizer steps per rung (stage 2)"})
-    stage1_steps: int = field(default=30, metadata={"help": "optimizer steps of stage 1"})
+    steps: int = field(default=150, metadata={"help": "optimizer steps per rung (stage 2)"})
+    stage1_steps: int = field(default=80, metadata={"help": "optimizer steps of stage 1"})
     batch_size: int = field(default=8, metadata={"help": "examples per step"})
-    lr: float = field(default=1e-3, metadata={"help": "peak learning rate (linear decay, 10% warm-up)"})
+    lr: float = field(default=3e-3, metadata={"help": "peak learning rate (linear decay, 10% warm-up)"})
+    fact_style: str = field(default="names", metadata={
+        "help": "how retrieved facts name entities (DemoTaskConfig.fact_style): names lets the frozen LLM copy the answer"})
     text_triples: int = field(default=5, metadata={"help": "retrieved triples written into the prompt (rungs ii-v)"})
     N: int = field(default=6, metadata={"help": "retrieved triples in the subgraph fed to the RGAT (rungs iii-v)"})
     model: dict = field(default_factory=lambda: {"dtype": "fp32", "adapter_length": "nodes"}, metadata={
@@ -150,7 +152,7 @@ class Demo:
     def _task_args(self, rung: Rung, stage1: bool = False) -> dict:
         cfg = self.config
         return {"world": str(self.world.root), "eval_split": cfg.eval_split, "facts": rung.facts, "graph": rung.graph,
-                "text_triples": cfg.text_triples, "N": cfg.N,
+                "text_triples": cfg.text_triples, "N": cfg.N, "fact_style": cfg.fact_style,
                 "max_train_per_type": cfg.stage1_per_type if stage1 else cfg.train_per_type,
                 "max_eval_per_type": cfg.eval_per_type}
 

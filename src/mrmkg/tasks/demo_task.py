@@ -55,7 +55,7 @@ class DemoTaskConfig:
     eval_split: Literal["dev", "test"] = field(default="dev", metadata={"help": "Split that evaluate() scores."})
     facts: bool = field(default=False, metadata={"help": "Write the top text_triples retrieved triples into the prompt."})
     graph: bool = field(default=False, metadata={"help": "Feed the retrieved subgraph through the graph encoder and knowledge adapter."})
-    fact_style: Literal["tokens", "names", "names+tokens"] = field(default="tokens", metadata={
+    fact_style: Literal["tokens", "names", "names+tokens"] = field(default="names", metadata={
         "help": "How facts name entities: tokens = '[E1] eats [E7]' (shortest), names = 'Vrosk eats Plumb' (the "
                 "frozen LLM can copy a name it reads), names+tokens = 'Vrosk [E1] eats Plumb [E7]'."})
     entity_tokens: bool = field(default=False, metadata={
