@@ -149,3 +149,19 @@ def test_entity_scores_stay_fp32_under_bf16_autocast():
     assert torch.equal(got, ref)
     torch.testing.assert_close(got_per_example, ref)
     assert torch.unique(got[0]).numel() == 2000  # no ties
+
+
+@pytest.mark.parametrize("reduce", ["mean", "first"])
+def test_entity_tokens_start_from_their_names_embeddings(reduce):
+    from mrmkg.model.entity_head import EntityHead
+
+    tok = tiny_tokenizer()
+    embed = torch.nn.Embedding(len(tok), 6)
+    names = ["the red cat", "dog", "blue bird"]
+    head = EntityHead(len(names), 1, 6)
+    head.init_from_names(names, None, tok, embed, reduce=reduce)
+    for row, name in enumerate(names):
+        ids = tok(name, add_special_tokens=False)["input_ids"]
+        assert len(ids) >= 1
+        want = embed.weight[ids].mean(0) if reduce == "mean" else embed.weight[ids[0]]
+        torch.testing.assert_close(head.entity.weight[row], want.detach())

@@ -29,7 +29,7 @@ from pathlib import Path
 from mrmkg.errors import InputError
 from mrmkg.fileio import atomic_write_json, atomic_write_text
 
-DEMO_FORMAT = 1  # bump when what a rung computes changes (it keys the rung folders)
+DEMO_FORMAT = 2  # bump when what a rung computes changes (it keys the rung folders)
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Rung:
 
     name: str
     label: str
-    facts: bool = False     # retrieved triples written into the prompt
+    facts: bool = False     # retrieved triples written into the prompt (graph rungs: see graph_keeps_facts)
     graph: bool = False     # subgraph through RGAT + knowledge adapter
     align: bool = False     # triplet alignment loss on
     pretrain: bool = False  # stage 1 first, stage 2 from its weights
@@ -74,7 +74,10 @@ class DemoConfig:
     lr: float = field(default=3e-3, metadata={"help": "peak learning rate (linear decay, 10% warm-up)"})
     fact_style: str = field(default="names", metadata={
         "help": "how retrieved facts name entities (DemoTaskConfig.fact_style): names lets the frozen LLM copy the answer"})
-    text_triples: int = field(default=5, metadata={"help": "retrieved triples written into the prompt (rungs ii-v)"})
+    text_triples: int = field(default=5, metadata={"help": "retrieved triples written into the prompt (rung ii; iii-v with graph_keeps_facts)"})
+    graph_keeps_facts: bool = field(default=False, metadata={
+        "help": "rungs iii-v keep rung ii's text facts beside the MMKG prefix. Default off, as in the paper "
+                "(Table 3: the MMKG *replaces* the textual KG), which also makes those prompts ~3x shorter"})
     N: int = field(default=6, metadata={"help": "retrieved triples in the subgraph fed to the RGAT (rungs iii-v)"})
     model: dict = field(default_factory=lambda: {"dtype": "fp32", "adapter_length": "nodes"}, metadata={
         "help": "MRMKGConfig fields for every rung (fp32: bf16 autocast is slower on CPUs without bf16 units)"})
@@ -151,7 +154,7 @@ class Demo:
     # -- step 3
     def _task_args(self, rung: Rung, stage1: bool = False) -> dict:
         cfg = self.config
-        return {"world": str(self.world.root), "eval_split": cfg.eval_split, "facts": rung.facts, "graph": rung.graph,
+        return {"world": str(self.world.root), "eval_split": cfg.eval_split, "facts": rung.facts and (cfg.graph_keeps_facts or not rung.graph), "graph": rung.graph,
                 "text_triples": cfg.text_triples, "N": cfg.N, "fact_style": cfg.fact_style,
                 "max_train_per_type": cfg.stage1_per_type if stage1 else cfg.train_per_type,
                 "max_eval_per_type": cfg.eval_per_type}

@@ -15,6 +15,7 @@ from mrmkg.errors import InputError
 
 CHOICES = {
     "graph_encoder": ("rgat", "gat", "gcn", "none"),
+    "entity_init": ("mean", "first"),
     "adapter_length": ("text", "nodes"),
     "knowledge_query": ("text", "image"),
     "align_on": ("graph", "adapter"),
@@ -59,6 +60,10 @@ class MRMKGConfig:
 
     # --- entity / relation ranking head (MARS)
     entity_head: bool = field(default=False, metadata={"help": "add one trainable token per KG entity and relation ([E12] / [R3] in prompts) and score candidates at the answer slot"})
+    entity_init: str = field(default="mean", metadata={
+        "help": "initialise each entity/relation token from its name's frozen input embeddings: their mean, or the "
+                "first token's (with a tied LM head the answer slot then scores a name as the LLM scores starting "
+                "to write it, so copying a name read in the prompt works before any training)"})
     num_entity_tokens: int = field(default=0, metadata={"help": "entity tokens; 0 = one per entity of the KG features"})
     num_relation_tokens: int = field(default=0, metadata={"help": "relation tokens; 0 = one per relation of the KG features"})
 

@@ -31,8 +31,9 @@ class EntityHead(nn.Module):
 
     @torch.no_grad()
     def init_from_names(self, entity_names: Sequence[str] | None, relation_names: Sequence[str] | None,
-                        tokenizer, embed: nn.Module, batch_size: int = 1024) -> None:
-        """Set each row to the mean frozen input embedding of its name's tokens.
+                        tokenizer, embed: nn.Module, batch_size: int = 1024, reduce: str = "mean") -> None:
+        """Set each row to the mean (``reduce="mean"``) or the first (``"first"``) frozen input
+        embedding of its name's tokens.
 
         ``embed`` is the LLM's input-embedding *module* (so scaled embeddings such as Gemma's are
         reproduced). Names that tokenise to nothing keep their random init.
@@ -56,7 +57,7 @@ class EntityHead(nn.Module):
                     mask[i, :len(x)] = True
                 e = embed(mat).float() * mask[..., None]
                 n = mask.sum(1, keepdim=True)
-                mean = e.sum(1) / n.clamp_min(1)
+                mean = e.sum(1) / n.clamp_min(1) if reduce == "mean" else e[:, 0]
                 rows = torch.arange(start, start + len(ids), device=dev)
                 ok = n.squeeze(1) > 0
                 table.weight[rows[ok]] = mean[ok].to(table.weight.dtype)

@@ -135,7 +135,8 @@ class MRMKG(nn.Module):
         self.visual_adapter = parts["visual_adapter"]
         self.entity_head = parts["entity_head"]
         if self.entity_head is not None and (entity_names is not None or relation_names is not None):
-            self.entity_head.init_from_names(entity_names, relation_names, llm.tokenizer, self.embed_tokens)
+            self.entity_head.init_from_names(entity_names, relation_names, llm.tokenizer, self.embed_tokens,
+                                             reduce=config.entity_init)
         self.align_generator = torch.Generator().manual_seed(config.seed)
         if config.gradient_checkpointing:
             if hasattr(self.lm, "activation_checkpointing_enable"):  # transformers >= 5.x name

@@ -22,8 +22,9 @@ Per question type (what the model gets and how the subgraph is retrieved):
 Knowledge (the ablation ladder's switches): ``facts`` writes the top ``text_triples`` retrieved
 triples into the prompt as ``"Facts: [E1] eats [E7]; ..."`` (entity tokens, so the answer can be
 pointed at); ``graph`` feeds the retrieved subgraph (top ``N`` triples, with image nodes) through
-the graph encoder and knowledge adapter (the model's ``use_kg``). Design choice: the ladder is
-cumulative, so the full method keeps the facts text and adds the MMKG prefix on top.
+the graph encoder and knowledge adapter (the model's ``use_kg``). The demo's ladder
+(:mod:`mrmkg.demo`) turns ``facts`` off where ``graph`` comes on, as the paper's Table 3 does (the
+MMKG replaces the textual KG); ``DemoConfig.graph_keeps_facts`` keeps both.
 
 Stage 1 (:class:`DemoStage1Task`): the same relation questions asked about every fact of the graph
 whose head is *not* a dev/test subject (training creatures, the distractor creatures that no
@@ -58,6 +59,9 @@ class DemoTaskConfig:
     fact_style: Literal["tokens", "names", "names+tokens"] = field(default="names", metadata={
         "help": "How facts name entities: tokens = '[E1] eats [E7]' (shortest), names = 'Vrosk eats Plumb' (the "
                 "frozen LLM can copy a name it reads), names+tokens = 'Vrosk [E1] eats Plumb [E7]'."})
+    fact_grouping: bool = field(default=True, metadata={
+        "help": "Write consecutive facts about one head once ('Vrosk eats Plumb, lives in Oru') instead of repeating "
+                "the head per fact: the same facts in ~20% fewer tokens."})
     entity_tokens: bool = field(default=False, metadata={
         "help": "Write question entities as 'Name [E i]' (trainable token). Off by default: a training "
                 "subject's token can memorise its answers, a shortcut that does not carry to held-out subjects."})
@@ -183,6 +187,18 @@ class DemoTask:
         name = self.kg.entity_names[e]
         return f"[E{e}]" if style == "tokens" else name if style == "names" else f"{name} [E{e}]"
 
+    def _facts_text(self, triple_ids) -> str:
+        """``'A eats B; A lives in C'``, or with ``fact_grouping`` ``'A eats B, lives in C'``."""
+        kg, parts, last = self.kg, [], None
+        for h, r, t in kg.triples[triple_ids].tolist():
+            tail = f"{kg.relation_names[r]} {self._fact_entity(t)}"
+            if self.config.fact_grouping and h == last:
+                parts[-1] += f", {tail}"
+            else:
+                parts.append(f"{self._fact_entity(h)} {tail}")
+            last = h
+        return "; ".join(parts)
+
     def _mention(self, e: int) -> str:
         return f"{self.kg.entity_names[e]} [E{e}]" if self.config.entity_tokens else self.kg.entity_names[e]
 
@@ -243,10 +259,7 @@ class DemoTask:
                 meta["triples"] = sg.triple_ids.tolist()
                 meta["triple_scores"] = [round(float(s), 4) for s in sg.triple_scores.tolist()]
                 if cfg.facts and sg.triple_ids.size:
-                    tri = kg.triples[sg.triple_ids[: cfg.text_triples]]
-                    facts = "; ".join(f"{self._fact_entity(h)} {kg.relation_names[r]} {self._fact_entity(t)}"
-                                      for h, r, t in tri.tolist())
-                    prompt = f"Facts: {facts}.\n{prompt}"
+                    prompt = f"Facts: {self._facts_text(sg.triple_ids[: cfg.text_triples])}.\n{prompt}"
                 if cfg.graph and cfg.N < sg.triple_ids.size:
                     sg = _top_triples(kg, sg, cfg.N, cfg.images_per_entity)
             meta["subgraph"] = sg
