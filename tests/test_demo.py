@@ -302,3 +302,16 @@ def test_real_quick_demo(tmp_path):
     m = json.loads((out / "metrics.json").read_text())
     assert set(m["rungs"]) == {r.name for r in RUNGS} | {"stage1"}
     assert (out / "subgraph.png").is_file() and (out / "table.md").is_file()
+
+
+def test_shipped_demo_yaml_states_the_defaults():
+    """configs/demo.yaml documents what plain `mrmkg demo` does: every field it sets equals the default."""
+    import dataclasses
+
+    import yaml
+
+    shipped = yaml.safe_load((Path(__file__).parents[1] / "configs" / "demo.yaml").read_text(encoding="utf-8"))
+    defaults = dataclasses.asdict(DemoConfig())
+    assert set(shipped) <= set(defaults)
+    for key, value in shipped.items():
+        assert (tuple(value) if key == "rungs" else value) == defaults[key], key

@@ -23,8 +23,8 @@ Knowledge (the ablation ladder's switches): ``facts`` writes the top ``text_trip
 triples into the prompt as ``"Facts: [E1] eats [E7]; ..."`` (entity tokens, so the answer can be
 pointed at); ``graph`` feeds the retrieved subgraph (top ``N`` triples, with image nodes) through
 the graph encoder and knowledge adapter (the model's ``use_kg``). The demo's ladder
-(:mod:`mrmkg.demo`) turns ``facts`` off where ``graph`` comes on, as the paper's Table 3 does (the
-MMKG replaces the textual KG); ``DemoConfig.graph_keeps_facts`` keeps both.
+(:mod:`mrmkg.demo`) is cumulative: the graph rungs keep the facts text and add the MMKG prefix
+(``DemoConfig.graph_keeps_facts``; off = the paper's Table 3, where the MMKG replaces the text KG).
 
 Stage 1 (:class:`DemoStage1Task`): the same relation questions asked about every fact of the graph
 whose head is *not* a dev/test subject (training creatures, the distractor creatures that no
