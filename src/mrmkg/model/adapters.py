@@ -13,6 +13,11 @@ embedding width ``d``, then single-head scaled dot-product attention.
 ``projections=True`` adds learned single-head Q/K/V/output maps (``d x d`` each, as MM-CoT's
 ``nn.MultiheadAttention(num_heads=1)``); the default follows the equations, which have none.
 
+``gate=True`` (not in the paper) scales the output by ``tanh(g)`` with a learned scalar ``g``
+that starts at 0, as LLaMA-Adapter's zero-init attention and Flamingo's tanh gates do: the prefix
+starts as all-zero embeddings, so the frozen LLM first behaves exactly as without it, and the
+prefix fades in as it becomes useful instead of disturbing what the LLM already reads from the text.
+
 Padding: ``x_mask [B, n]`` and ``q_mask [B, n_Q]`` mark real rows. Keys that are padding get no
 weight; an item with no keys at all (no nodes / no image) gets zero rows and an all-False output
 mask, so the prompt assembly drops that segment for it.
@@ -45,9 +50,10 @@ class AttentionAdapter(nn.Module):
         d: LLM embedding width.
         length: ``"text"`` or ``"nodes"`` (see module docstring).
         projections: learned Q/K/V/out maps (MM-CoT style) instead of the bare equation.
+        gate: zero-initialised ``tanh`` gate on the output (see module docstring).
     """
 
-    def __init__(self, in_dim: int, d: int, length: str = "text", projections: bool = False):
+    def __init__(self, in_dim: int, d: int, length: str = "text", projections: bool = False, gate: bool = False):
         super().__init__()
         if length not in ("text", "nodes"):
             raise ValueError(f"length must be 'text' or 'nodes', not {length!r}")
@@ -57,6 +63,7 @@ class AttentionAdapter(nn.Module):
             self.q_proj, self.k_proj, self.v_proj, self.o_proj = (nn.Linear(d, d) for _ in range(4))
         else:
             self.q_proj = self.k_proj = self.v_proj = self.o_proj = None
+        self.gate = nn.Parameter(torch.zeros(())) if gate else None
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         """Eq. 1 / 4: ``[..., in_dim] -> [..., d]``."""
@@ -79,6 +86,8 @@ class AttentionAdapter(nn.Module):
             att = masked_attention(qq, kk, vv, q_mask)
             out = h + (self.o_proj(att) if proj else att)
             out_mask = h_mask
+        if self.gate is not None:
+            out = out * torch.tanh(self.gate).to(out.dtype)
         out = out * out_mask[..., None].to(out.dtype)  # padding rows are exactly zero
         return out, out_mask
 

@@ -47,6 +47,7 @@ class MRMKGConfig:
     # --- adapters (Eq. 1-2, 4-5)
     adapter_length: str = field(default="text", metadata={"help": "text: literal Eq. 2/5, output as long as the query (prompt ~3x text); nodes: one token per node / visual token, each refined by attending over the query"})
     knowledge_query: str = field(default="text", metadata={"help": "query Q of Eq. 5: text (H_T) or image (H_I, the visual adapter's linear output; items without an image fall back to H_T)"})
+    knowledge_gate: bool = field(default=False, metadata={"help": "not in the paper: scale the knowledge adapter's output by tanh(g), g a learned scalar starting at 0, so the graph prefix fades in from nothing instead of disturbing the frozen LLM early in training (LLaMA-Adapter / Flamingo style)"})
     adapter_projections: bool = field(default=False, metadata={"help": "False: attention exactly as Eq. 2/5 (no Q/K/V maps); True: single-head nn.MultiheadAttention with Q/K/V/out projections as in MM-CoT"})
     use_kg: bool = field(default=True, metadata={"help": "feed the knowledge prefix H'_K (off for the 'no KG' ablation)"})
     use_image: bool = field(default=True, metadata={"help": "feed the visual prefix H'_I (off for the 'no image' ablation)"})

@@ -89,7 +89,7 @@ def build_trainable_parts(config: MRMKGConfig, d: int, text_dim: int, vision_dim
     if config.use_kg:
         parts["graph_encoder"] = GraphEncoder(config, text_dim, vision_dim, num_relations)
         parts["knowledge_adapter"] = AttentionAdapter(config.gnn_hidden, d, config.adapter_length,
-                                                      config.adapter_projections)
+                                                      config.adapter_projections, gate=config.knowledge_gate)
     if config.use_image and image_token_dim > 0:
         parts["visual_adapter"] = AttentionAdapter(image_token_dim, d, config.adapter_length,
                                                    config.adapter_projections)
