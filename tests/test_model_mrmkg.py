@@ -229,3 +229,21 @@ def test_weight_free_count_matches_built_model():
 
     xl = count_trainable_parameters(small_config(gnn_hidden=256, gnn_heads=4, gnn_num_blocks=8), T5Config(d_model=2048))
     assert xl["d"] == 2048 and xl["total"] > 0
+
+
+@pytest.mark.parametrize("length", ["text", "nodes"])
+def test_knowledge_gate_starts_closed_then_learns(length):
+    m, kg = build("llama", knowledge_gate=True, adapter_length=length)
+    m.train()
+    batch = m.collate(examples(kg))
+    segments, _ = m.prefix(batch)
+    k_out, k_mask = segments[0]  # H'_K comes first
+    assert k_mask.any() and torch.count_nonzero(k_out) == 0  # fades in from nothing
+    m(batch).loss.backward()
+    assert m.knowledge_adapter.gate.grad is not None and m.knowledge_adapter.gate.grad.abs() > 0
+    opt = torch.optim.AdamW(m.trainable_parameters(), lr=1e-2)
+    opt.step()
+    k_out, k_mask = m.prefix(batch)[0][0]
+    assert m.knowledge_adapter.gate.abs() > 0 and k_out[k_mask].abs().sum() > 0
+    ungated, _ = build("llama", adapter_length=length)
+    assert ungated.knowledge_adapter.gate is None
