@@ -71,7 +71,7 @@ class DemoConfig:
     steps: int = field(default=120, metadata={"help": "optimizer steps per rung (stage 2)"})
     stage1_steps: int = field(default=60, metadata={"help": "optimizer steps of stage 1"})
     batch_size: int = field(default=4, metadata={"help": "examples per step (4: half the cost of 8 per step; trade-off measured in docs/results.md)"})
-    lr: float = field(default=3e-3, metadata={"help": "peak learning rate (linear decay, 10% warm-up)"})
+    lr: float = field(default=2e-3, metadata={"help": "peak learning rate (linear decay, 10% warm-up); 3e-3 with batch 4 let some rungs collapse"})
     fact_style: str = field(default="names", metadata={
         "help": "how retrieved facts name entities (DemoTaskConfig.fact_style): names lets the frozen LLM copy the answer"})
     text_triples: int = field(default=5, metadata={"help": "retrieved triples written into the prompt (rung ii; iii-v with graph_keeps_facts)"})
