@@ -158,7 +158,8 @@ class Demo:
     # -- step 3
     def _task_args(self, rung: Rung, stage1: bool = False) -> dict:
         cfg = self.config
-        return {"world": str(self.world.root), "eval_split": cfg.eval_split, "facts": rung.facts and (cfg.graph_keeps_facts or not rung.graph), "graph": rung.graph,
+        facts = rung.facts and (cfg.graph_keeps_facts or not rung.graph)
+        return {"world": str(self.world.root), "eval_split": cfg.eval_split, "facts": facts, "graph": rung.graph,
                 "text_triples": cfg.text_triples, "N": cfg.N, "fact_style": cfg.fact_style,
                 "max_train_per_type": cfg.stage1_per_type if stage1 else cfg.train_per_type,
                 "max_eval_per_type": cfg.eval_per_type}

@@ -63,8 +63,8 @@ class MRMKGConfig:
     entity_head: bool = field(default=False, metadata={"help": "add one trainable token per KG entity and relation ([E12] / [R3] in prompts) and score candidates at the answer slot"})
     entity_init: str = field(default="mean", metadata={
         "help": "initialise each entity/relation token from its name's frozen input embeddings: their mean, or the "
-                "first token's (with a tied LM head the answer slot then scores a name as the LLM scores starting "
-                "to write it, so copying a name read in the prompt works before any training)"})
+                "first token's (with a tied LM head the answer slot then starts from the LLM's own score for "
+                "beginning to write that name)"})
     num_entity_tokens: int = field(default=0, metadata={"help": "entity tokens; 0 = one per entity of the KG features"})
     num_relation_tokens: int = field(default=0, metadata={"help": "relation tokens; 0 = one per relation of the KG features"})
 
