@@ -9,8 +9,9 @@ import pytest
 
 from mrmkg.errors import InputError
 from mrmkg.tasks import scienceqa as sqa
+from sqa_fixture import scienceqa_root
 
-FIX = Path(__file__).parent / "fixtures" / "scienceqa"
+FIX = scienceqa_root()
 
 
 @pytest.fixture()

@@ -15,6 +15,7 @@ from mrmkg.tasks import kg_qa
 from mrmkg.tasks import scienceqa as sqa
 from mrmkg.tasks import scienceqa_score as S
 from mrmkg.tasks.vg import VGConfig, build_vg
+from sqa_fixture import scienceqa_root
 from test_model_common import small_config, tiny_llm
 
 FIX = Path(__file__).parent / "fixtures"
@@ -68,7 +69,7 @@ def test_stage1_vg_examples_train_step(kind, vg):
 @pytest.mark.parametrize("kind", ["llama", "t5"])
 def test_scienceqa_examples_forward_generate_parse_score(kind, vg):
     torch.manual_seed(0)
-    data = sqa.load_scienceqa(FIX / "scienceqa")
+    data = sqa.load_scienceqa(scienceqa_root())
     probs = data.split("test")[:4]
     m = _model(kind, vg.kg)
     cfg = sqa.ScienceQAPromptConfig(format="QCM-A")

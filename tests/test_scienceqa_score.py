@@ -22,8 +22,9 @@ import pytest
 from mrmkg.errors import InputError
 from mrmkg.tasks import scienceqa as sqa
 from mrmkg.tasks import scienceqa_score as S
+from sqa_fixture import scienceqa_root
 
-FIX = Path(__file__).parent / "fixtures" / "scienceqa"
+FIX = scienceqa_root()
 
 EXPECTED = {"NAT": (2, 5), "SOC": (2, 3), "LAN": (3, 4), "TXT": (5, 6), "IMG": (4, 6), "NO": (1, 4),
             "G1-6": (5, 6), "G7-12": (2, 6), "Average": (7, 12)}

@@ -16,11 +16,12 @@ from mrmkg.tasks import scienceqa as sqa
 from mrmkg.tasks import scienceqa_score as S
 from mrmkg.tasks.kg_qa import KGQAConfig, build_kg_qa, save_records
 from mrmkg.train import TASKS, TrainConfig, make_task, train
+from sqa_fixture import scienceqa_root
 from test_model_common import tiny_llm
 
 FIX = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parent.parent
-SQA_ROOT = FIX / "scienceqa"
+SQA_ROOT = scienceqa_root()
 TINY_MODEL = dict(gnn_hidden=16, gnn_heads=2, gnn_relation_dim=8, gnn_num_blocks=4, dropout=0.0, dtype="fp32",
                   align_weight=0.5, max_prompt_tokens=96, max_target_tokens=24, seed=0)
 
