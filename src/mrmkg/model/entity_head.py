@@ -57,10 +57,10 @@ class EntityHead(nn.Module):
                     mask[i, :len(x)] = True
                 e = embed(mat).float() * mask[..., None]
                 n = mask.sum(1, keepdim=True)
-                mean = e.sum(1) / n.clamp_min(1) if reduce == "mean" else e[:, 0]
+                init = e.sum(1) / n.clamp_min(1) if reduce == "mean" else e[:, 0]
                 rows = torch.arange(start, start + len(ids), device=dev)
                 ok = n.squeeze(1) > 0
-                table.weight[rows[ok]] = mean[ok].to(table.weight.dtype)
+                table.weight[rows[ok]] = init[ok].to(table.weight.dtype)
 
     def table(self, kind: str = "entity") -> torch.Tensor:
         return self.entity.weight if kind == "entity" else self.relation.weight
