@@ -112,7 +112,7 @@ def worker(args) -> dict:
                                         args.image_tokens, seed=1))
     # the floor's inputs: same packed length, mask and target rows as the MR-MKG prompt
     with torch.no_grad(), model._autocast():
-        segs, _ = model.prefix(batch)
+        segs, _, _ = model.prefix(batch)
         dt = segs[-1][0].dtype
         segs = model._bos_segment(len(batch), dt) + [(x.to(dt), m) for x, m in segs]
         y = model.embed_tokens(batch.target_ids).to(dt)

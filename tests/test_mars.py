@@ -172,12 +172,67 @@ def test_prompt_variants(world):
     assert all(x.meta["triples"] == x.subgraph.triple_ids.tolist() for x in g)
 
 
+def test_analogy_memory_from_the_training_file_only(world):
+    from mrmkg.tasks.mars import load_mars_split
+
+    kg = world["kg"]
+    E, R = kg.entity_index, kg.relation_index
+    task = _task(world, memory=True, memory_keep_gold=0.0)
+    mem = task.memory()
+    # Q2 is the question of "Q1:Q3 :: Q2:Q3" and the head of the pair (Q2, Q4) and (Q2, Q3) in train
+    assert mem[E("Q2")] == [(R("P1"), E("Q3"), 2.0), (R("P2"), E("Q4"), 1.0)]
+    assert E("Q12") not in mem                     # never a head in train; dev pairs are never read
+    dev = load_mars_split(Path(world["mars"]) / "dev.json", kg)
+    ex = task.make_examples(dev)
+    # dev question Q1 (answer Q3): all its training partners are in its memory, gold included
+    assert ex[0].meta["memory"] == [["Q3", "P1", 2.0], ["Q4", "P2", 1.0]]
+    assert ex[0].subgraph.focus.tolist() == [E("Q1")]
+    assert sorted(t for _, _, t, _ in ex[0].subgraph.memory_edges) == [E("Q3"), E("Q4")]
+    # as training examples (keep 0) the same records lose exactly their own answer's edges
+    tr = task.make_examples(dev, train=True)
+    assert tr[0].meta["memory"] == [["Q4", "P2", 1.0]] and tr[2].meta["memory"] == [["Q3", "P1", 2.0]]
+    keep = _task(world, memory=True, memory_keep_gold=1.0).make_examples(dev, train=True)
+    assert [x.meta["memory"] for x in keep] == [x.meta["memory"] for x in ex]
+    # off by default, and the cap holds
+    assert all(x.meta["memory"] == [] for x in _task(world).make_examples(dev))
+    assert all(len(x.meta["memory"]) <= 1 for x in _task(world, memory=True, memory_max=1).make_examples(dev))
+    with pytest.raises(InputError, match="memory_keep_gold"):
+        _task(world, memory_keep_gold=1.5)
+
+
+def test_analogy_memory_keep_rate_is_seeded(world, tmp_path):
+    from mrmkg.tasks.mars import MarsTask, load_mars_split
+
+    rows = [(["Q1", "Q3"], "Q2", "Q3", "P1", 0)] * 400
+    mars = tmp_path / "mars"
+    mars.mkdir()
+    _write_split(mars / "train.json", rows)
+    (mars / "analogy_entities.txt").write_text("\n".join(CANDS) + "\n")
+    recs = load_mars_split(mars / "train.json", world["kg"])
+    task = MarsTask.from_config({"graph": world["graph"], "data_dir": str(mars), "memory": True, "memory_keep_gold": 0.3})
+    kept = [bool(x.meta["memory"]) for x in task.make_examples(recs, train=True)]
+    assert 0.22 < np.mean(kept) < 0.38
+    assert kept == [bool(x.meta["memory"]) for x in task.make_examples(recs, train=True)]
+
+
+def test_bad_memory_relation_names_the_line(world, tmp_path):
+    mars = tmp_path / "mars"
+    mars.mkdir()
+    _write_split(mars / "train.json", TRAIN[:2] + [(["Q1", "Q3"], "Q2", "Q3", "P99", 0)])
+    (mars / "analogy_entities.txt").write_text("\n".join(CANDS) + "\n")
+    from mrmkg.tasks.mars import MarsTask
+
+    task = MarsTask.from_config({"graph": world["graph"], "data_dir": str(mars), "memory": True})
+    with pytest.raises(InputError, match=r"train.json:3.*'P99'"):
+        task.memory()
+
+
 # ---------------------------------------------------------------------------------- end to end
-def _train_cfg(world, out: Path, prompt="kg_graph", **extra) -> Path:
+def _train_cfg(world, out: Path, prompt="kg_graph", memory=False, pointer=False, **extra) -> Path:
     cfg = {"task": "mars", "output_dir": str(out), "seed": 0, "epochs": 3, "batch_size": 4, "precision": "fp32",
            "progress": False, "eval_batch_size": 2, "optim": {"lr": 0.01, "warmup_steps": 1},
-           "task_args": {"graph": world["graph"], "data_dir": world["mars"], "prompt": prompt, "N": 3},
-           "model": {"llm": world["llm"], "gnn_hidden": 16, "gnn_heads": 2, "gnn_num_blocks": 2,
+           "task_args": {"graph": world["graph"], "data_dir": world["mars"], "prompt": prompt, "N": 3, "memory": memory},
+           "model": {"llm": world["llm"], "gnn_hidden": 16, "gnn_heads": 2, "gnn_num_blocks": 2, "graph_pointer": pointer,
                      "gnn_relation_dim": 8, "dtype": "fp32", "max_prompt_tokens": 64}, **extra}
     p = out.parent / f"{out.name}.yaml"
     p.write_text(yaml.safe_dump(cfg))
@@ -188,7 +243,7 @@ def test_train_then_eval_outputs_agree(world, tmp_path):
     from mrmkg.evaluate import metrics_from_predictions
     from mrmkg.train import load_train_config, train
 
-    cfg_path = _train_cfg(world, tmp_path / "run")
+    cfg_path = _train_cfg(world, tmp_path / "run", memory=True, pointer=True)
     res = train(load_train_config(cfg_path))
     assert res.global_step == 3 * (len(TRAIN) // 4)
     assert set(res.metrics) >= {"hits@1", "hits@3", "hits@5", "hits@10", "mrr", "n"} and res.metrics["n"] == len(DEV)
@@ -208,6 +263,7 @@ def test_train_then_eval_outputs_agree(world, tmp_path):
         gold_score = dict((c, s) for c, s in p["top10"])[p["gold"]]
         assert p["rank"] == 1 + sum(s > gold_score for s in scores)
         assert 0 < len(p["retrieved"]) <= 3 and all(isinstance(t, int) for t, _ in p["retrieved"])
+        assert p["memory"] and all(c in [e for e, _, _ in ENTS] for c, _, _ in p["memory"])
     recomputed = metrics_from_predictions(out / "predictions.jsonl")
     assert {k: metrics[k] for k in recomputed} == recomputed
     # eval reproduces the metrics the run reported for the same split (batching does not matter)

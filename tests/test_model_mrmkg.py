@@ -117,7 +117,7 @@ def test_tiny_overfit_drives_losses_down(kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_save_load_round_trip_is_bit_identical(kind, tmp_path):
-    m, kg = build(kind, adapter_projections=True)
+    m, kg = build(kind, adapter_projections=True, graph_pointer=True)
     opt = torch.optim.SGD(m.trainable_parameters(), lr=0.1)
     m.train()
     batch = m.collate(examples(kg))
@@ -130,6 +130,7 @@ def test_save_load_round_trip_is_bit_identical(kind, tmp_path):
     from safetensors.torch import load_file
 
     keys = set(load_file(str(tmp_path / "ckpt" / "model.safetensors")))
+    assert {"graph_pointer.query.weight", "graph_pointer.feature.weight"} <= keys
     assert keys and not any(k.startswith(("lm.", "features.")) for k in keys)
     m2 = MRMKG.from_pretrained(tmp_path / "ckpt", llm=m.llm, features=m.features)
     m2.eval()
@@ -236,7 +237,7 @@ def test_knowledge_gate_starts_closed_then_learns(length):
     m, kg = build("llama", knowledge_gate=True, adapter_length=length)
     m.train()
     batch = m.collate(examples(kg))
-    segments, _ = m.prefix(batch)
+    segments, _, _ = m.prefix(batch)
     k_out, k_mask = segments[0]  # H'_K comes first
     assert k_mask.any() and torch.count_nonzero(k_out) == 0  # fades in from nothing
     m(batch).loss.backward()

@@ -18,7 +18,7 @@ import numpy as np
 
 from mrmkg.errors import InputError
 from mrmkg.fileio import atomic_write_bytes
-from mrmkg.kg.subgraph import ENTITY, Subgraph
+from mrmkg.kg.subgraph import ENTITY, MEMORY, Subgraph
 
 FORMATS = {".png": "png", ".svg": "svg"}
 THUMB_PX = 48  # thumbnails are resized to this many pixels on their long side before drawing
@@ -116,7 +116,7 @@ def render_subgraph(kg, subgraph: Subgraph, path: str | Path, title: str | None 
         return _save(fig, path, fmt, dpi)
 
     ax.text(-1.23, -1.23, "bold box: seed entity  ·  arrow: head -> tail, relation and retrieval score  ·  "
-            "dotted: image of", fontsize=7, color="0.4", ha="left", va="bottom")
+            "dotted: image of  ·  memory xN: a training fact seen N times", fontsize=7, color="0.4", ha="left", va="bottom")
     seeds = set(subgraph.seeds.tolist())
     node_ref = subgraph.node_ref.tolist()
     kinds = subgraph.node_kind.tolist()
@@ -125,7 +125,8 @@ def render_subgraph(kg, subgraph: Subgraph, path: str | Path, title: str | None 
     for (a, b), r, sc, tr in zip(pairs, subgraph.edge_type.tolist(), subgraph.edge_score.tolist(),
                                  subgraph.edge_triple.tolist()):
         name = kg.relation_names[r]
-        labels.setdefault((a, b), []).append(name if tr < 0 else f"{name} {sc:.2f}")
+        text = f"{name} {sc:.2f}" if tr >= 0 else (f"{name} (memory x{sc:g})" if tr == MEMORY else name)
+        labels.setdefault((a, b), []).append(text)
     node_r = 0.085  # radius (axes units) kept clear around a node for arrow ends
     for (a, b), texts in labels.items():
         if a == b:

@@ -6,8 +6,10 @@ Shapes, with ``n`` nodes and ``e`` edges:
 * ``node_ref``   int64 [n]    entity index (kind 0) or image index (kind 1) into the MMKG
 * ``edge_index`` int64 [2, e] local node ids, source = head, target = tail
 * ``edge_type``  int64 [e]    relation index; image edges use ``kg.image_of``
-* ``edge_triple`` int64 [e]   triple id in the MMKG, -1 for image-of edges
-* ``edge_score`` float32 [e]  cosine similarity of the triple to the query (0 for image edges)
+* ``edge_triple`` int64 [e]   triple id in the MMKG, -1 for image-of edges, -2 (``MEMORY``) for
+  memory edges: facts a task adds that are not MMKG triples (MARS: training analogy pairs)
+* ``edge_score`` float32 [e]  cosine similarity of the triple to the query (0 for image edges; for
+  memory edges, how often the fact was seen)
 
 Message passing runs over ``edge_index`` as given (head -> tail); graph encoders that want both
 directions add reverse edges themselves.
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 ENTITY, IMAGE = 0, 1
+IMAGE_EDGE, MEMORY = -1, -2  # edge_triple of edges that are not MMKG triples
 
 
 @dataclass
@@ -31,6 +34,8 @@ class Subgraph:
     edge_score: np.ndarray
     seeds: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     query: str = ""
+    #: entities the question is about (MARS: the question entity); empty = the seeds
+    focus: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @classmethod
     def empty(cls, query: str = "") -> "Subgraph":
@@ -83,6 +88,41 @@ class Subgraph:
             query=query,
         )
 
+    def with_memory(self, edges) -> "Subgraph":
+        """A copy with memory edges ``(head, relation, tail, count)`` (entity / relation indices)
+        appended; entities not yet in the subgraph become new entity nodes."""
+        edges = list(edges)
+        if not edges:
+            return self
+        refs = self.node_ref.tolist()
+        local = {int(r): i for i, (r, k) in enumerate(zip(refs, self.node_kind.tolist())) if k == ENTITY}
+        kinds, new_refs = list(self.node_kind.tolist()), list(refs)
+
+        def node(e: int) -> int:
+            if e not in local:
+                local[e] = len(new_refs)
+                new_refs.append(e)
+                kinds.append(ENTITY)
+            return local[e]
+
+        src = [node(int(h)) for h, _, _, _ in edges]
+        dst = [node(int(t)) for _, _, t, _ in edges]
+        k = len(edges)
+        return Subgraph(
+            node_kind=np.asarray(kinds, np.int8), node_ref=np.asarray(new_refs, np.int64),
+            edge_index=np.concatenate([self.edge_index, np.array([src, dst], np.int64)], axis=1),
+            edge_type=np.concatenate([self.edge_type, np.array([r for _, r, _, _ in edges], np.int64)]),
+            edge_triple=np.concatenate([self.edge_triple, np.full(k, MEMORY, np.int64)]),
+            edge_score=np.concatenate([self.edge_score, np.array([c for _, _, _, c in edges], np.float32)]),
+            seeds=self.seeds, query=self.query, focus=self.focus)
+
+    @property
+    def memory_edges(self) -> list[tuple[int, int, int, float]]:
+        """``(head entity, relation, tail entity, count)`` of every memory edge."""
+        sel = np.flatnonzero(self.edge_triple == MEMORY)
+        return [(int(self.node_ref[self.edge_index[0, i]]), int(self.edge_type[i]),
+                 int(self.node_ref[self.edge_index[1, i]]), float(self.edge_score[i])) for i in sel.tolist()]
+
     @property
     def num_nodes(self) -> int:
         return int(self.node_kind.shape[0])
@@ -100,17 +140,21 @@ class Subgraph:
         return self.edge_score[self.edge_triple >= 0]
 
     def to_pyg(self):
-        """A ``torch_geometric.data.Data`` with ``node_kind``, ``node_ref``, ``edge_index``,
-        ``edge_type`` and ``edge_score``; ``num_nodes`` is set so empty graphs batch correctly."""
+        """A ``torch_geometric.data.Data`` with ``node_kind``, ``node_ref``, ``node_focus`` (1 for
+        the focus entities, or the seeds when no focus is set), ``edge_index``, ``edge_type``, ``edge_score`` and ``edge_memory`` (1 for
+        memory edges); ``num_nodes`` is set so empty graphs batch correctly."""
         import torch
         from torch_geometric.data import Data
 
         return Data(
             node_kind=torch.from_numpy(self.node_kind.astype(np.int64)),
             node_ref=torch.from_numpy(self.node_ref),
+            node_focus=torch.from_numpy((np.isin(self.node_ref, self.focus if self.focus.size else self.seeds)
+                                         & (self.node_kind == ENTITY)).astype(np.int64)),
             edge_index=torch.from_numpy(self.edge_index),
             edge_type=torch.from_numpy(self.edge_type),
             edge_score=torch.from_numpy(self.edge_score),
+            edge_memory=torch.from_numpy((self.edge_triple == MEMORY).astype(np.int64)),
             num_nodes=self.num_nodes,
         )
 
@@ -143,4 +187,6 @@ class Subgraph:
             "seeds": [kg.entity_ids[s] for s in self.seeds.tolist()],
             "nodes": nodes,
             "triples": self.triples_table(kg),
+            "memory": [{"head": kg.entity_ids[h], "relation": kg.relation_ids[r], "tail": kg.entity_ids[t], "count": c}
+                       for h, r, t, c in self.memory_edges],
         }

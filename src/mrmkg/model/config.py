@@ -65,6 +65,10 @@ class MRMKGConfig:
         "help": "initialise each entity/relation token from its name's frozen input embeddings: their mean, or the "
                 "first token's (with a tied LM head the answer slot then starts from the LLM's own score for "
                 "beginning to write that name)"})
+    graph_pointer: bool = field(default=False, metadata={
+        "help": "not in the paper: also score each candidate that is an entity node of the subgraph from that node "
+                "(bilinear in the answer slot and the graph encoder output, plus seed / memory / seed-neighbour flags; "
+                "mrmkg.model.pointer), zero-initialised so training starts from the plain entity head"})
     num_entity_tokens: int = field(default=0, metadata={"help": "entity tokens; 0 = one per entity of the KG features"})
     num_relation_tokens: int = field(default=0, metadata={"help": "relation tokens; 0 = one per relation of the KG features"})
 

@@ -39,6 +39,7 @@ from mrmkg.model.config import MRMKGConfig
 from mrmkg.model.entity_head import EntityHead
 from mrmkg.model.features import KGFeatures
 from mrmkg.model.graph_encoder import GraphEncoder
+from mrmkg.model.pointer import GraphPointer
 
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
@@ -85,7 +86,8 @@ def build_trainable_parts(config: MRMKGConfig, d: int, text_dim: int, vision_dim
                           num_entities: int, image_token_dim: int, entity_init_std: float = 0.02) -> dict:
     """The trainable modules (theta_a) for an LLM of width ``d``; absent parts are None.
     Shared by ``MRMKG`` and the weight-free parameter counter (``params.count_trainable_parameters``)."""
-    parts = {"graph_encoder": None, "knowledge_adapter": None, "visual_adapter": None, "entity_head": None}
+    parts = {"graph_encoder": None, "knowledge_adapter": None, "visual_adapter": None, "entity_head": None,
+             "graph_pointer": None}
     if config.use_kg:
         parts["graph_encoder"] = GraphEncoder(config, text_dim, vision_dim, num_relations)
         parts["knowledge_adapter"] = AttentionAdapter(config.gnn_hidden, d, config.adapter_length,
@@ -96,6 +98,8 @@ def build_trainable_parts(config: MRMKGConfig, d: int, text_dim: int, vision_dim
     if config.entity_head:
         parts["entity_head"] = EntityHead(config.num_entity_tokens or num_entities,
                                           config.num_relation_tokens or num_relations, d, init_std=entity_init_std)
+        if config.graph_pointer and config.use_kg:
+            parts["graph_pointer"] = GraphPointer(d, config.gnn_hidden)
     return parts
 
 
@@ -134,6 +138,7 @@ class MRMKG(nn.Module):
         self.knowledge_adapter = parts["knowledge_adapter"]
         self.visual_adapter = parts["visual_adapter"]
         self.entity_head = parts["entity_head"]
+        self.graph_pointer = parts["graph_pointer"]
         if self.entity_head is not None and (entity_names is not None or relation_names is not None):
             self.entity_head.init_from_names(entity_names, relation_names, llm.tokenizer, self.embed_tokens,
                                              reduce=config.entity_init)
@@ -228,8 +233,9 @@ class MRMKG(nn.Module):
     def prefix(self, batch: MRMKGBatch):
         """Compute the prompt segments.
 
-        Returns ``(segments, align_loss)``: ``segments`` = list of ``(x [B, L, d], mask [B, L])`` for
-        H'_K, H'_I, H_T in that order (absent ones omitted); ``align_loss`` scalar or None.
+        Returns ``(segments, align_loss, x_k)``: ``segments`` = list of ``(x [B, L, d], mask [B, L])``
+        for H'_K, H'_I, H_T in that order (absent ones omitted); ``align_loss`` scalar or None;
+        ``x_k [N, h]`` the graph encoder's node outputs (None without a graph).
         """
         from torch_geometric.utils import to_dense_batch
 
@@ -244,7 +250,7 @@ class MRMKG(nn.Module):
         if self.visual_adapter is not None and batch.image_tokens is not None and has_image.any():
             out, m, h_i = self.visual_adapter(batch.image_tokens, batch.image_mask, h_t, t_mask)
             img_seg = (out, m)
-        align = None
+        align = x_k = None
         if self.graph_encoder is not None and batch.graphs is not None and batch.graphs.num_nodes:
             g = batch.graphs
             x_k = self.graph_encoder(g, self.features)                     # [N, h]
@@ -262,7 +268,7 @@ class MRMKG(nn.Module):
         if img_seg is not None:
             segments.append(img_seg)
         segments.append((h_t, t_mask))
-        return segments, align
+        return segments, align, x_k
 
     @staticmethod
     def _image_query(h_t, t_mask, h_i, i_mask, has_image):
@@ -297,7 +303,7 @@ class MRMKG(nn.Module):
     def forward(self, batch: MRMKGBatch) -> MRMKGOutput:
         """Losses of one batch (targets and/or answers). Gradients reach only trainable modules."""
         with self._autocast():
-            segments, align = self.prefix(batch)
+            segments, align, x_k = self.prefix(batch)
             dtype = segments[-1][0].dtype
             segments = [(x.to(dtype), m) for x, m in segments]
             B = len(batch)
@@ -336,7 +342,7 @@ class MRMKG(nn.Module):
                 if want_rank:
                     slot = self._seq2seq_slot(enc, mask)
             if want_rank:
-                scores = self._scores(slot, batch)
+                scores = self._scores(slot, batch, x_k)
                 rank_loss = F.cross_entropy(scores, batch.answer_pos, ignore_index=-100)
         parts = [p for p in (gen_loss, rank_loss) if p is not None]
         if not parts:
@@ -361,12 +367,15 @@ class MRMKG(nn.Module):
                                     encoder_attention_mask=mask.long(), use_cache=False)
         return out.last_hidden_state[:, 0]
 
-    def _scores(self, slot: torch.Tensor, batch: MRMKGBatch) -> torch.Tensor:
+    def _scores(self, slot: torch.Tensor, batch: MRMKGBatch, x_k: torch.Tensor | None = None) -> torch.Tensor:
         table = self.entity_head.table(batch.rank_over)
         cand = batch.candidates
         if cand is None:
             cand = torch.arange(table.shape[0], device=slot.device)
-        return self.entity_head.score(slot, cand, batch.rank_over).float()
+        scores = self.entity_head.score(slot, cand, batch.rank_over).float()
+        if self.graph_pointer is not None and x_k is not None and batch.rank_over == "entity":
+            scores = scores + self.graph_pointer(slot, x_k, batch.graphs, cand)
+        return scores
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
@@ -375,7 +384,7 @@ class MRMKG(nn.Module):
         if self.entity_head is None:
             raise InputError("rank() needs config.entity_head = true")
         with self._autocast():
-            segments, _ = self.prefix(batch)
+            segments, _, x_k = self.prefix(batch)
             dtype = segments[-1][0].dtype
             segments = [(x.to(dtype), m) for x, m in segments]
             B = len(batch)
@@ -389,7 +398,7 @@ class MRMKG(nn.Module):
                 x, mask, _ = pack(segments)
                 enc = self.lm.get_encoder()(inputs_embeds=x, attention_mask=mask.long()).last_hidden_state
                 slot = self._seq2seq_slot(enc, mask)
-            return self._scores(slot, batch)
+            return self._scores(slot, batch, x_k)
 
     @torch.no_grad()
     def generate(self, batch: MRMKGBatch, max_new_tokens: int = 32) -> list[str]:
@@ -397,7 +406,7 @@ class MRMKG(nn.Module):
         tok = self.llm.tokenizer
         eos = tok.eos_token_id
         with self._autocast():
-            segments, _ = self.prefix(batch)
+            segments, _, _ = self.prefix(batch)
             dtype = segments[-1][0].dtype
             segments = [(x.to(dtype), m) for x, m in segments]
             B = len(batch)

@@ -8,7 +8,7 @@ from torch import nn
 
 from mrmkg.model.config import MRMKGConfig
 
-PARTS = ("graph_encoder", "knowledge_adapter", "visual_adapter", "entity_head")
+PARTS = ("graph_encoder", "knowledge_adapter", "visual_adapter", "entity_head", "graph_pointer")
 
 
 def _count(m: nn.Module | None) -> int:

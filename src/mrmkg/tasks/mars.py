@@ -18,6 +18,16 @@ ranking of the 2,063 analogy entities. The gold ``relation`` is **never** an inp
 * Text-side entities are written as their name followed by their entity token ``[E i]`` (MarT adds
   one token per MarKG entity; ``entity_tokens``). A text stand-in for an image-side entity carries
   no entity token unless ``standin_token`` (the token would carry what the image is meant to).
+* Analogy memory (``memory``; not in the paper, off by default): the training split's analogy pairs
+  ``(x, relation, y)`` -- every example pair and every (question, answer) -- are a store of facts
+  the MMKG does not have (MARS answers are never MMKG triples of the question). With it on, the
+  question entity's pairs join its subgraph as memory edges (``Subgraph.with_memory``: question
+  -relation-> partner, weighted by how often the pair was seen; at most ``memory_max``), so the
+  graph encoder, the adapter and the graph pointer see them and predictions list them. Only the
+  training file feeds the memory. A training example's own answer would always be in its memory,
+  while on dev it is for 37.6 % of examples, so each training example keeps its own (question,
+  answer) edges only with probability ``memory_keep_gold`` (seeded per example); otherwise the
+  model would learn to trust memory blindly.
 * Retrieval (paper A.7: "retrieved from the question entity"): the query vector is the question
   entity's frozen embedding from the index (the same vector its text would get), or its image
   feature when the question is shown as an image; ``retrieval_query=question+example`` adds the
@@ -35,6 +45,7 @@ is never handed to the model; the head's image as visual token when it has one.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
@@ -172,6 +183,13 @@ class MarsTaskConfig:
     N: int = field(default=10, metadata={"help": "Triples kept in the subgraph (paper: 10 for MARS)."})
     images_per_entity: int = field(default=1, metadata={"help": "Image nodes attached per subgraph entity (when the graph has images)."})
     text_triples: int = field(default=15, metadata={"help": "kg_text: retrieved triples written into the prompt."})
+    memory: bool = field(default=False, metadata={
+        "help": "Not in the paper: add the question entity's analogy pairs from the training file to its subgraph as "
+                "memory edges (kg_graph prompt only; see the module docstring)."})
+    memory_keep_gold: float = field(default=0.4, metadata={
+        "help": "Training examples keep their own (question, answer) memory edges with this probability (dev: the answer "
+                "is a memory partner of the question for 37.6% of examples)."})
+    memory_max: int = field(default=10, metadata={"help": "Memory edges per question at most (most frequent first)."})
     max_train_examples: int = field(default=0, metadata={"help": "Use only the first this many training examples (0 = all)."})
     max_eval_examples: int = field(default=0, metadata={"help": "Evaluate during training on the first this many dev examples (0 = all)."})
 
@@ -259,6 +277,9 @@ class MarsTask:
     def __init__(self, config: MarsTaskConfig, model_args: dict | None = None, seed: int = 0):
         from mrmkg.paths import shared_data_dir
 
+        if not 0.0 <= config.memory_keep_gold <= 1.0 or config.memory_max < 0:
+            raise InputError("task_args.memory_keep_gold must be in [0, 1] and task_args.memory_max >= 0, got "
+                             f"{config.memory_keep_gold!r} and {config.memory_max!r}")
         self.config = config
         self.model_args = dict(model_args or {})
         self.seed = seed
@@ -292,8 +313,37 @@ class MarsTask:
             return text, f"standin:{self.config.standin}"
         return (f"{name} [E{e}]" if self.config.entity_tokens else name), "text"
 
-    def make_examples(self, records: Sequence[MarsRecord]):
-        """``MRMKGExample`` per record (subgraphs retrieved in one batch)."""
+    def memory(self) -> dict[int, list[tuple[int, int, float]]]:
+        """Analogy memory from ``train_file``: entity -> ``[(relation, partner, count)]``, most seen first."""
+        if getattr(self, "_memory", None) is None:
+            from collections import Counter
+
+            counts: dict[int, Counter] = {}
+            for r in load_mars_split(_resolve(self.data_dir, self.config.train_file), self.kg):
+                if r.relation is None:
+                    raise InputError("field 'relation' is missing (the analogy memory needs the training relation)",
+                                     path=r.path, line=r.line)
+                try:
+                    rel = self.kg.relation_index(r.relation)
+                except KeyError:
+                    raise InputError(f"field 'relation': {r.relation!r} is not a relation of the graph",
+                                     path=r.path, line=r.line) from None
+                for x, y in ((r.head, r.tail), (r.question, r.answer)):
+                    counts.setdefault(x, Counter())[(rel, y)] += 1
+            self._memory = {x: [(rel, y, float(n)) for (rel, y), n in sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))]
+                            for x, c in counts.items()}
+        return self._memory
+
+    def _memory_edges(self, r: MarsRecord, train: bool) -> list[tuple[int, int, int, float]]:
+        cfg = self.config
+        pairs = self.memory().get(r.question, [])
+        if train and pairs and np.random.default_rng([self.seed, r.line]).random() >= cfg.memory_keep_gold:
+            pairs = [p for p in pairs if p[1] != r.answer]
+        return [(r.question, rel, y, n) for rel, y, n in pairs[: cfg.memory_max]]
+
+    def make_examples(self, records: Sequence[MarsRecord], train: bool = False):
+        """``MRMKGExample`` per record (subgraphs retrieved in one batch). ``train``: the records
+        are training examples (their own answers leave the analogy memory, see ``memory_keep_gold``)."""
         from mrmkg.model import MRMKGExample
 
         cfg, ctx = self.config, self.ctx
@@ -323,6 +373,12 @@ class MarsTask:
             if cfg.prompt == "kg_graph" and sg is not None and cfg.N < sg.triple_ids.size:
                 sg = _top_triples(self.kg, sg, cfg.N, cfg.images_per_entity)
                 meta["triples"], meta["triple_scores"] = sg.triple_ids.tolist(), [round(float(s), 6) for s in sg.triple_scores.tolist()]
+            if cfg.prompt == "kg_graph" and sg is not None:
+                sg = dataclasses.replace(sg, focus=np.array([r.question], dtype=np.int64))
+                if cfg.memory:
+                    sg = sg.with_memory(self._memory_edges(r, train))
+            meta["memory"] = [] if sg is None else [[self.kg.entity_ids[t], self.kg.relation_ids[rel], c]
+                                                    for _, rel, t, c in sg.memory_edges]
             out.append(MRMKGExample(prompt=prompt, answer=r.answer, subgraph=sg if cfg.prompt == "kg_graph" else None,
                                     image_tokens=np.stack(tokens) if tokens else None, meta=meta))
         return out
@@ -360,7 +416,7 @@ class MarsTask:
             recs = load_mars_split(_resolve(self.data_dir, self.config.train_file), self.kg)
             if self.config.max_train_examples:
                 recs = recs[: self.config.max_train_examples]
-            self._train = self.make_examples(recs)
+            self._train = self.make_examples(recs, train=True)
         return self._train
 
     def collate(self, examples):
@@ -396,6 +452,7 @@ class MarsTask:
                     "id": rec.id, "gold": self.kg.entity_ids[rec.answer], "rank": int(ranks[i]),
                     "top10": [[cand_ids[j], round(float(v), 6)] for v, j in zip(top.values[i].tolist(), top.indices[i].tolist())],
                     "retrieved": [[t, sc] for t, sc in zip(ex.meta["triples"], ex.meta["triple_scores"])],
+                    "memory": ex.meta.get("memory", []),
                     "mode": rec.mode, "sides": ex.meta["sides"],
                 })
         mrmkg.train(was_training)

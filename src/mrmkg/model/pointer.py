@@ -1,0 +1,73 @@
+"""Graph pointer: a candidate that is a node of the retrieved subgraph gets a score from that node.
+
+Not in the paper (``MRMKGConfig.graph_pointer``, off by default). The paper's ranking head scores
+all candidates from the answer slot alone, so knowledge reaches the answer only through the soft
+prompt. The pointer adds, for every entity node ``j`` of example ``b``'s subgraph whose entity is
+candidate ``c``::
+
+    score[b, c] += (W slot_b) . x_j + u . phi_j
+
+* ``slot_b [d]``: the LLM hidden state at the answer slot; ``W``: Linear(d -> h);
+* ``x_j [h]``: the graph encoder's output for node j (so RGAT is trained by the pointer directly);
+* ``phi_j [3]``: structure the encoder cannot see from node features alone -- j is a focus entity
+  (MARS: the question entity; ``Subgraph.focus``), log(1 + how often a memory edge leads into j),
+  j shares an MMKG edge with a focus entity.
+
+``W`` and ``u`` start at zero, so a fresh model ranks exactly as without the pointer. Every pointed
+candidate is a node with provenance (the triple or memory edge that brought it in), which is what
+``predictions.jsonl`` shows.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mrmkg.kg.subgraph import ENTITY
+
+NUM_FEATURES = 3
+
+
+def node_features(graph) -> torch.Tensor:
+    """``phi [N, 3]`` for a PyG batch with ``node_focus``, ``edge_memory``, ``edge_score``."""
+    n, dev = graph.node_kind.shape[0], graph.node_kind.device
+    focus = graph.node_focus.float()
+    src, dst = graph.edge_index
+    mem = graph.edge_memory.bool()
+    counts = torch.zeros(n, device=dev).index_add(0, dst[mem], graph.edge_score[mem].float())
+    kg_edge = ~mem & (graph.node_kind[src] == ENTITY) & (graph.node_kind[dst] == ENTITY)
+    near = torch.zeros(n, device=dev)
+    s, t = src[kg_edge], dst[kg_edge]
+    near[t[focus[s] > 0]] = 1.0
+    near[s[focus[t] > 0]] = 1.0
+    return torch.stack([focus, torch.log1p(counts), near], dim=1)
+
+
+class GraphPointer(nn.Module):
+    """``forward(slot [B, d], x [N, h], graph, candidates [C] | [B, C]) -> [B, C]`` score bonus."""
+
+    def __init__(self, d: int, h: int):
+        super().__init__()
+        self.query = nn.Linear(d, h)
+        self.feature = nn.Linear(NUM_FEATURES, 1, bias=False)
+        for p in self.parameters():
+            nn.init.zeros_(p)
+
+    def forward(self, slot: torch.Tensor, x: torch.Tensor, graph, candidates: torch.Tensor) -> torch.Tensor:
+        B, C = slot.shape[0], candidates.shape[-1]
+        with torch.autocast(device_type=slot.device.type, enabled=False):
+            ent = (graph.node_kind == ENTITY).nonzero().squeeze(1)
+            if ent.numel() == 0:
+                return torch.zeros(B, C, device=slot.device)
+            b, e = graph.batch[ent], graph.node_ref[ent]
+            if candidates.dim() == 1:
+                lookup = torch.full((int(max(e.max(), candidates.max())) + 1,), -1, dtype=torch.long, device=e.device)
+                lookup[candidates] = torch.arange(C, device=e.device)
+                pos = lookup[e]
+            else:
+                match = candidates[b] == e[:, None]
+                pos = torch.where(match.any(1), match.float().argmax(1), torch.full_like(e, -1))
+            keep = pos >= 0
+            ent, b, pos = ent[keep], b[keep], pos[keep]
+            w = self.query(slot.float())                                               # [B, h]
+            logit = (w[b] * x[ent].float()).sum(-1) + self.feature(node_features(graph)[ent]).squeeze(-1)
+            return torch.zeros(B, C, device=slot.device).index_put((b, pos), logit, accumulate=True)

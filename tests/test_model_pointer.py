@@ -1,0 +1,106 @@
+"""The graph pointer (mrmkg.model.pointer) and memory edges on the four-entity toy graph."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch_geometric.data import Batch
+
+from mrmkg.kg.subgraph import MEMORY, Subgraph
+from mrmkg.model import MRMKG, MRMKGExample
+from mrmkg.model.pointer import GraphPointer, node_features
+from test_model_common import small_config, tiny_llm, toy_features, toy_kg
+
+
+def memory_subgraph(kg):
+    """cat -has-> fur (triple 0), seed cat; memory cat -is a-> dog (x3) and dog -has-> red (x1)."""
+    sg = Subgraph.from_triples(kg, [0], [0.9], seeds=[0])
+    return sg.with_memory([(0, 1, 1, 3.0), (1, 0, 4, 1.0)])
+
+
+def test_with_memory_adds_nodes_edges_and_provenance():
+    kg = toy_kg()
+    sg = memory_subgraph(kg)
+    assert sg.node_ref.tolist() == [0, 2, 1, 4]               # cat, fur, then dog and red from memory
+    assert sg.edge_triple.tolist() == [0, MEMORY, MEMORY]
+    assert sg.triple_ids.tolist() == [0]                      # memory edges are not MMKG triples
+    assert sg.memory_edges == [(0, 1, 1, 3.0), (1, 0, 4, 1.0)]
+    d = sg.to_dict(kg)
+    assert d["memory"][0] == {"head": "Q1", "relation": "P2", "tail": "Q2", "count": 3.0}
+    g = sg.to_pyg()
+    assert g.node_focus.tolist() == [1, 0, 0, 0] and g.edge_memory.tolist() == [0, 1, 1]
+    assert Subgraph.from_triples(kg, [0], [0.9]).with_memory([]).num_edges == 1
+    # a focus replaces the seeds as what the pointer's "focus" flag marks
+    sg.focus = np.array([1])
+    assert sg.with_memory([(1, 0, 3, 1.0)]).to_pyg().node_focus.tolist() == [0, 0, 1, 0, 0]
+
+
+def test_node_features_on_toy_graph():
+    kg = toy_kg()
+    phi = node_features(Batch.from_data_list([memory_subgraph(kg).to_pyg(), Subgraph.empty().to_pyg()]))
+    # columns: is focus (here: the seed), log1p(memory count in), shares an MMKG edge with it
+    expected = torch.tensor([[1, 0, 0], [0, 0, 1], [0, np.log1p(3.0), 0], [0, np.log1p(1.0), 0]], dtype=torch.float32)
+    torch.testing.assert_close(phi, expected)
+
+
+@pytest.mark.parametrize("per_example", [False, True])
+@pytest.mark.parametrize("encoder", ["rgat", "gcn", "none"])
+def test_pointer_touches_only_candidates_that_are_nodes(per_example, encoder):
+    kg = toy_kg()
+    torch.manual_seed(0)
+    ptr = GraphPointer(d=6, h=5)
+    for p in ptr.parameters():
+        torch.nn.init.normal_(p)
+    g = Batch.from_data_list([memory_subgraph(kg).to_pyg(), Subgraph.from_triples(kg, [4], [0.5]).to_pyg()])
+    x = torch.randn(g.num_nodes, 5)
+    slot = torch.randn(2, 6)
+    cand = torch.tensor([4, 3, 1, 2])                         # red, pet, dog, fur
+    if per_example:
+        cand = torch.stack([cand, torch.tensor([2, 4, 0, 3])])
+    bonus = ptr(slot, x, g, cand)
+    nodes = [{0, 2, 1, 4}, {2, 4}]
+    for b in range(2):
+        row = cand if cand.dim() == 1 else cand[b]
+        for c, e in enumerate(row.tolist()):
+            assert (bonus[b, c] != 0) == (e in nodes[b]), (b, e)
+    # the bonus for dog in example 0 is exactly W slot . x_dog + u . phi_dog
+    j = 2
+    want = ptr.query(slot[0]) @ x[j] + ptr.feature(node_features(g)[j])[0]
+    col = (cand if cand.dim() == 1 else cand[0]).tolist().index(1)
+    torch.testing.assert_close(bonus[0, col], want)
+
+
+def _model(**cfg):
+    kg = toy_kg()
+    cfg = {"entity_head": True, **cfg}
+    return MRMKG(small_config(**cfg), tiny_llm("llama"), toy_features(kg), entity_names=kg.entity_names,
+                 relation_names=kg.relation_names, report=False), kg
+
+
+def test_zero_init_ranks_exactly_as_without_pointer():
+    with_ptr, kg = _model(graph_pointer=True)
+    plain, _ = _model()
+    plain.load_state_dict({k: v for k, v in with_ptr.state_dict().items() if not k.startswith("graph_pointer")},
+                          strict=False)
+    batch = with_ptr.collate([MRMKGExample("the cat [E0] is a", answer=1, subgraph=memory_subgraph(kg))])
+    with_ptr.eval(), plain.eval()
+    assert torch.equal(with_ptr.rank(batch), plain.rank(batch))
+
+
+def test_pointer_learns_to_pick_the_memory_node():
+    """The answer is the memory neighbour of the seed; a few steps on the pointer alone find it."""
+    m, kg = _model(graph_pointer=True)
+    exs = [MRMKGExample("the cat [E0] is a", answer=1, subgraph=memory_subgraph(kg)),
+           MRMKGExample("the dog [E1] is a", answer=3,
+                        subgraph=Subgraph.from_triples(kg, [1], [0.8], seeds=[1]).with_memory([(1, 1, 3, 2.0)]))]
+    batch = m.collate(exs)
+    opt = torch.optim.AdamW(m.graph_pointer.parameters(), lr=0.1)
+    m.train()
+    for _ in range(30):
+        loss = m(batch).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    m.eval()
+    assert m.rank(batch).argmax(1).tolist() == [1, 3]
+    assert m.graph_pointer.feature.weight[0, 1] > 0             # "memory led here" is learnt as evidence
