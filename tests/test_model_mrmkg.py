@@ -130,7 +130,7 @@ def test_save_load_round_trip_is_bit_identical(kind, tmp_path):
     from safetensors.torch import load_file
 
     keys = set(load_file(str(tmp_path / "ckpt" / "model.safetensors")))
-    assert {"graph_pointer.query.weight", "graph_pointer.feature.weight"} <= keys
+    assert {"graph_pointer.query.weight", "graph_pointer.feature.weight", "graph_pointer.prior.weight"} <= keys
     assert keys and not any(k.startswith(("lm.", "features.")) for k in keys)
     m2 = MRMKG.from_pretrained(tmp_path / "ckpt", llm=m.llm, features=m.features)
     m2.eval()

@@ -8,7 +8,7 @@ from torch_geometric.data import Batch
 
 from mrmkg.kg.subgraph import MEMORY, Subgraph
 from mrmkg.model import MRMKG, MRMKGExample
-from mrmkg.model.pointer import GraphPointer, node_features
+from mrmkg.model.pointer import GraphPointer, node_features, pointer_loss
 from test_model_common import small_config, tiny_llm, toy_features, toy_kg
 
 
@@ -48,7 +48,7 @@ def test_node_features_on_toy_graph():
 def test_pointer_touches_only_candidates_that_are_nodes(per_example, encoder):
     kg = toy_kg()
     torch.manual_seed(0)
-    ptr = GraphPointer(d=6, h=5)
+    ptr = GraphPointer(d=6, h=5, num_entities=kg.num_entities)
     for p in ptr.parameters():
         torch.nn.init.normal_(p)
     g = Batch.from_data_list([memory_subgraph(kg).to_pyg(), Subgraph.from_triples(kg, [4], [0.5]).to_pyg()])
@@ -57,17 +57,29 @@ def test_pointer_touches_only_candidates_that_are_nodes(per_example, encoder):
     cand = torch.tensor([4, 3, 1, 2])                         # red, pet, dog, fur
     if per_example:
         cand = torch.stack([cand, torch.tensor([2, 4, 0, 3])])
-    bonus = ptr(slot, x, g, cand)
+    bonus, is_node = ptr(slot, x, g, cand)
     nodes = [{0, 2, 1, 4}, {2, 4}]
     for b in range(2):
         row = cand if cand.dim() == 1 else cand[b]
         for c, e in enumerate(row.tolist()):
-            assert (bonus[b, c] != 0) == (e in nodes[b]), (b, e)
-    # the bonus for dog in example 0 is exactly W slot . x_dog + u . phi_dog
+            assert (bonus[b, c] != 0) == (e in nodes[b]) == bool(is_node[b, c]), (b, e)
+    # the bonus for dog in example 0 is exactly W slot . x_dog + u . phi_dog + prior_dog
     j = 2
-    want = ptr.query(slot[0]) @ x[j] + ptr.feature(node_features(g)[j])[0]
+    want = ptr.query(slot[0]) @ x[j] + ptr.feature(node_features(g)[j])[0] + ptr.prior.weight[1, 0]
     col = (cand if cand.dim() == 1 else cand[0]).tolist().index(1)
     torch.testing.assert_close(bonus[0, col], want)
+
+
+def test_pointer_loss_only_over_node_candidates():
+    bonus = torch.tensor([[2.0, 0.0, 1.0, 0.0], [0.0, 3.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0]], requires_grad=True)
+    is_node = torch.tensor([[1, 0, 1, 0], [0, 1, 0, 0], [1, 1, 0, 0]], dtype=torch.bool)
+    # row 0: gold is a node -> CE over {2, 1}; row 1: gold (col 0) is not a node -> skipped; row 2: no answer
+    loss = pointer_loss(bonus, is_node, torch.tensor([2, 0, -100]))
+    torch.testing.assert_close(loss, -torch.log_softmax(torch.tensor([2.0, 1.0]), 0)[1])
+    loss.backward()
+    assert bonus.grad[0, 1] == 0 and bonus.grad[0, 3] == 0 and not bonus.grad[1:].any()
+    none = pointer_loss(bonus, is_node, torch.tensor([1, 0, -100]))
+    assert none.item() == 0.0 and none.requires_grad
 
 
 def _model(**cfg):
@@ -101,6 +113,8 @@ def test_pointer_learns_to_pick_the_memory_node():
         opt.zero_grad()
         loss.backward()
         opt.step()
+    out = m(batch)
+    assert out.pointer_loss is not None and out.pointer_loss < 0.1
     m.eval()
     assert m.rank(batch).argmax(1).tolist() == [1, 3]
     assert m.graph_pointer.feature.weight[0, 1] > 0             # "memory led here" is learnt as evidence

@@ -69,6 +69,9 @@ class MRMKGConfig:
         "help": "not in the paper: also score each candidate that is an entity node of the subgraph from that node "
                 "(bilinear in the answer slot and the graph encoder output, plus seed / memory / seed-neighbour flags; "
                 "mrmkg.model.pointer), zero-initialised so training starts from the plain entity head"})
+    pointer_loss_weight: float = field(default=1.0, metadata={
+        "help": "weight of the graph pointer's own loss: cross-entropy of its scores alone over the candidates that are "
+                "subgraph nodes (mrmkg.model.pointer); 0 = train it only through the summed scores"})
     num_entity_tokens: int = field(default=0, metadata={"help": "entity tokens; 0 = one per entity of the KG features"})
     num_relation_tokens: int = field(default=0, metadata={"help": "relation tokens; 0 = one per relation of the KG features"})
 
@@ -95,6 +98,8 @@ class MRMKGConfig:
             raise InputError(f"model.gnn_hidden ({self.gnn_hidden}) must be a multiple of gnn_num_blocks ({self.gnn_num_blocks})", path=path)
         if not 0.0 <= self.dropout < 1.0:
             raise InputError(f"model.dropout is {self.dropout}; expected 0 <= dropout < 1", path=path)
+        if self.pointer_loss_weight < 0:
+            raise InputError(f"model.pointer_loss_weight is {self.pointer_loss_weight}; expected >= 0", path=path)
         if self.align_weight < 0 or self.align_margin < 0 or self.align_anchors < 0:
             raise InputError("model.align_weight, align_margin and align_anchors must be >= 0", path=path)
 

@@ -39,7 +39,7 @@ from mrmkg.model.config import MRMKGConfig
 from mrmkg.model.entity_head import EntityHead
 from mrmkg.model.features import KGFeatures
 from mrmkg.model.graph_encoder import GraphEncoder
-from mrmkg.model.pointer import GraphPointer
+from mrmkg.model.pointer import GraphPointer, pointer_loss
 
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
@@ -49,12 +49,14 @@ META = "mrmkg.json"
 @dataclass
 class MRMKGOutput:
     """``loss`` = task + lambda * align. ``example_loss [B]``: per-example token-mean CE (gen tasks).
-    ``scores [B, C]`` for ranking batches."""
+    ``scores [B, C]`` for ranking batches. ``pointer_loss``: the graph pointer's own loss (weighted
+    by ``config.pointer_loss_weight`` inside ``loss``)."""
 
     loss: torch.Tensor
     gen_loss: torch.Tensor | None = None
     rank_loss: torch.Tensor | None = None
     align_loss: torch.Tensor | None = None
+    pointer_loss: torch.Tensor | None = None
     example_loss: torch.Tensor | None = None
     scores: torch.Tensor | None = None
 
@@ -99,7 +101,7 @@ def build_trainable_parts(config: MRMKGConfig, d: int, text_dim: int, vision_dim
         parts["entity_head"] = EntityHead(config.num_entity_tokens or num_entities,
                                           config.num_relation_tokens or num_relations, d, init_std=entity_init_std)
         if config.graph_pointer and config.use_kg:
-            parts["graph_pointer"] = GraphPointer(d, config.gnn_hidden)
+            parts["graph_pointer"] = GraphPointer(d, config.gnn_hidden, config.num_entity_tokens or num_entities)
     return parts
 
 
@@ -307,7 +309,7 @@ class MRMKG(nn.Module):
             dtype = segments[-1][0].dtype
             segments = [(x.to(dtype), m) for x, m in segments]
             B = len(batch)
-            gen_loss = example_loss = rank_loss = scores = None
+            gen_loss = example_loss = rank_loss = scores = ptr_loss = None
             want_rank = batch.answer_pos is not None and self.entity_head is not None
             if self.kind == "causal":
                 segs = self._bos_segment(B, dtype) + segments
@@ -342,16 +344,20 @@ class MRMKG(nn.Module):
                 if want_rank:
                     slot = self._seq2seq_slot(enc, mask)
             if want_rank:
-                scores = self._scores(slot, batch, x_k)
+                scores, pointed = self._scores(slot, batch, x_k)
                 rank_loss = F.cross_entropy(scores, batch.answer_pos, ignore_index=-100)
+                if pointed is not None and self.config.pointer_loss_weight > 0:
+                    ptr_loss = pointer_loss(*pointed, batch.answer_pos)
         parts = [p for p in (gen_loss, rank_loss) if p is not None]
         if not parts:
             raise InputError("batch has neither targets nor answers (or answers without config.entity_head)")
         loss = sum(parts)
         if align is not None:
             loss = loss + self.config.align_weight * align
+        if ptr_loss is not None:
+            loss = loss + self.config.pointer_loss_weight * ptr_loss
         return MRMKGOutput(loss=loss, gen_loss=gen_loss, rank_loss=rank_loss, align_loss=align,
-                           example_loss=example_loss, scores=scores)
+                           pointer_loss=ptr_loss, example_loss=example_loss, scores=scores)
 
     @staticmethod
     def _token_ce(logits, targets, rows, B):
@@ -367,15 +373,18 @@ class MRMKG(nn.Module):
                                     encoder_attention_mask=mask.long(), use_cache=False)
         return out.last_hidden_state[:, 0]
 
-    def _scores(self, slot: torch.Tensor, batch: MRMKGBatch, x_k: torch.Tensor | None = None) -> torch.Tensor:
+    def _scores(self, slot: torch.Tensor, batch: MRMKGBatch, x_k: torch.Tensor | None = None):
+        """``(scores [B, C], pointed)``: entity-head scores plus the graph pointer's bonus, and
+        ``pointed = (bonus, is_node)`` when the pointer ran (else None)."""
         table = self.entity_head.table(batch.rank_over)
         cand = batch.candidates
         if cand is None:
             cand = torch.arange(table.shape[0], device=slot.device)
         scores = self.entity_head.score(slot, cand, batch.rank_over).float()
-        if self.graph_pointer is not None and x_k is not None and batch.rank_over == "entity":
-            scores = scores + self.graph_pointer(slot, x_k, batch.graphs, cand)
-        return scores
+        if self.graph_pointer is None or x_k is None or batch.rank_over != "entity":
+            return scores, None
+        bonus, is_node = self.graph_pointer(slot, x_k, batch.graphs, cand)
+        return scores + bonus, (bonus, is_node)
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
@@ -398,7 +407,7 @@ class MRMKG(nn.Module):
                 x, mask, _ = pack(segments)
                 enc = self.lm.get_encoder()(inputs_embeds=x, attention_mask=mask.long()).last_hidden_state
                 slot = self._seq2seq_slot(enc, mask)
-            return self._scores(slot, batch, x_k)
+            return self._scores(slot, batch, x_k)[0]
 
     @torch.no_grad()
     def generate(self, batch: MRMKGBatch, max_new_tokens: int = 32) -> list[str]:

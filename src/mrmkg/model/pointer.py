@@ -5,13 +5,19 @@ all candidates from the answer slot alone, so knowledge reaches the answer only 
 prompt. The pointer adds, for every entity node ``j`` of example ``b``'s subgraph whose entity is
 candidate ``c``::
 
-    score[b, c] += (W slot_b) . x_j + u . phi_j
+    score[b, c] += (W slot_b) . x_j + u . phi_j + p_c
 
 * ``slot_b [d]``: the LLM hidden state at the answer slot; ``W``: Linear(d -> h);
 * ``x_j [h]``: the graph encoder's output for node j (so RGAT is trained by the pointer directly);
 * ``phi_j [3]``: structure the encoder cannot see from node features alone -- j is a focus entity
   (MARS: the question entity; ``Subgraph.focus``), log(1 + how often a memory edge leads into j),
-  j shares an MMKG edge with a focus entity.
+  j shares an MMKG edge with a focus entity;
+* ``p_c``: a learned prior per entity (how often it is the answer when it is a node).
+
+Training adds ``pointer_loss`` (weight ``MRMKGConfig.pointer_loss_weight``): cross-entropy of the
+pointer's scores alone over the candidates that are nodes, for examples whose answer is one. Without
+it the pointer stays weak: the entity head memorises the training pairs (each MARS pair recurs ~8
+times), so on training data the pointer is rarely needed, while on dev most pairs are new.
 
 ``W`` and ``u`` start at zero, so a fresh model ranks exactly as without the pointer. Every pointed
 candidate is a node with provenance (the triple or memory edge that brought it in), which is what
@@ -43,21 +49,25 @@ def node_features(graph) -> torch.Tensor:
 
 
 class GraphPointer(nn.Module):
-    """``forward(slot [B, d], x [N, h], graph, candidates [C] | [B, C]) -> [B, C]`` score bonus."""
+    """``forward(slot [B, d], x [N, h], graph, candidates [C] | [B, C])`` -> ``(bonus [B, C],
+    is_node [B, C] bool)``: the score bonus (0 off the subgraph) and which candidates are nodes."""
 
-    def __init__(self, d: int, h: int):
+    def __init__(self, d: int, h: int, num_entities: int):
         super().__init__()
         self.query = nn.Linear(d, h)
         self.feature = nn.Linear(NUM_FEATURES, 1, bias=False)
+        self.prior = nn.Embedding(num_entities, 1)
         for p in self.parameters():
             nn.init.zeros_(p)
 
-    def forward(self, slot: torch.Tensor, x: torch.Tensor, graph, candidates: torch.Tensor) -> torch.Tensor:
+    def forward(self, slot: torch.Tensor, x: torch.Tensor, graph, candidates: torch.Tensor):
         B, C = slot.shape[0], candidates.shape[-1]
+        bonus = torch.zeros(B, C, device=slot.device)
+        is_node = torch.zeros(B, C, dtype=torch.bool, device=slot.device)
         with torch.autocast(device_type=slot.device.type, enabled=False):
             ent = (graph.node_kind == ENTITY).nonzero().squeeze(1)
             if ent.numel() == 0:
-                return torch.zeros(B, C, device=slot.device)
+                return bonus, is_node
             b, e = graph.batch[ent], graph.node_ref[ent]
             if candidates.dim() == 1:
                 lookup = torch.full((int(max(e.max(), candidates.max())) + 1,), -1, dtype=torch.long, device=e.device)
@@ -69,5 +79,18 @@ class GraphPointer(nn.Module):
             keep = pos >= 0
             ent, b, pos = ent[keep], b[keep], pos[keep]
             w = self.query(slot.float())                                               # [B, h]
-            logit = (w[b] * x[ent].float()).sum(-1) + self.feature(node_features(graph)[ent]).squeeze(-1)
-            return torch.zeros(B, C, device=slot.device).index_put((b, pos), logit, accumulate=True)
+            logit = ((w[b] * x[ent].float()).sum(-1) + self.feature(node_features(graph)[ent]).squeeze(-1)
+                     + self.prior(graph.node_ref[ent]).squeeze(-1))
+            is_node[b, pos] = True
+            return bonus.index_put((b, pos), logit, accumulate=True), is_node
+
+
+def pointer_loss(bonus: torch.Tensor, is_node: torch.Tensor, answer_pos: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of ``bonus [B, C]`` over each row's node candidates, for the rows whose answer
+    (``answer_pos [B]``, -100 = none) is a node; 0 when no row qualifies."""
+    rows = (answer_pos >= 0).nonzero().squeeze(1)
+    rows = rows[is_node[rows, answer_pos[rows]]]
+    if rows.numel() == 0:
+        return bonus.sum() * 0.0
+    logits = bonus[rows].masked_fill(~is_node[rows], float("-inf"))
+    return torch.nn.functional.cross_entropy(logits, answer_pos[rows])
