@@ -101,7 +101,7 @@ def test_zero_init_ranks_exactly_as_without_pointer():
 
 def test_pointer_learns_to_pick_the_memory_node():
     """The answer is the memory neighbour of the seed; a few steps on the pointer alone find it."""
-    m, kg = _model(graph_pointer=True)
+    m, kg = _model(graph_pointer=True, pointer_loss_weight=1.0)
     exs = [MRMKGExample("the cat [E0] is a", answer=1, subgraph=memory_subgraph(kg)),
            MRMKGExample("the dog [E1] is a", answer=3,
                         subgraph=Subgraph.from_triples(kg, [1], [0.8], seeds=[1]).with_memory([(1, 1, 3, 2.0)]))]

@@ -14,10 +14,11 @@ candidate ``c``::
   j shares an MMKG edge with a focus entity;
 * ``p_c``: a learned prior per entity (how often it is the answer when it is a node).
 
-Training adds ``pointer_loss`` (weight ``MRMKGConfig.pointer_loss_weight``): cross-entropy of the
-pointer's scores alone over the candidates that are nodes, for examples whose answer is one. Without
-it the pointer stays weak: the entity head memorises the training pairs (each MARS pair recurs ~8
-times), so on training data the pointer is rarely needed, while on dev most pairs are new.
+Optionally (``MRMKGConfig.pointer_loss_weight`` > 0) training adds ``pointer_loss``: cross-entropy
+of the pointer's scores alone over the candidates that are nodes, for examples whose answer is one.
+It was meant to keep the pointer strong although the entity head memorises the training pairs (each
+MARS pair recurs ~8 times, while most dev pairs are new); measured on MARS dev it did not help, so
+it is off by default (docs/results.md).
 
 ``W`` and ``u`` start at zero, so a fresh model ranks exactly as without the pointer. Every pointed
 candidate is a node with provenance (the triple or memory edge that brought it in), which is what
