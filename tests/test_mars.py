@@ -177,7 +177,7 @@ def test_analogy_memory_from_the_training_file_only(world):
 
     kg = world["kg"]
     E, R = kg.entity_index, kg.relation_index
-    task = _task(world, memory=True, memory_keep_gold=0.0)
+    task = _task(world, memory=True, memory_keep_gold=0.0, use_images=False)  # stand-ins, as on real MARS
     mem = task.memory()
     # Q2 is the question of "Q1:Q3 :: Q2:Q3" and the head of the pair (Q2, Q4) and (Q2, Q3) in train
     assert mem[E("Q2")] == [(R("P1"), E("Q3"), 2.0), (R("P2"), E("Q4"), 1.0)]
@@ -191,8 +191,14 @@ def test_analogy_memory_from_the_training_file_only(world):
     # as training examples (keep 0) the same records lose exactly their own answer's edges
     tr = task.make_examples(dev, train=True)
     assert tr[0].meta["memory"] == [["Q4", "P2", 1.0]] and tr[2].meta["memory"] == [["Q3", "P1", 2.0]]
-    keep = _task(world, memory=True, memory_keep_gold=1.0).make_examples(dev, train=True)
+    keep = _task(world, memory=True, memory_keep_gold=1.0, use_images=False).make_examples(dev, train=True)
     assert [x.meta["memory"] for x in keep] == [x.meta["memory"] for x in ex]
+    # a question shown by its image (sun has one, mode 0) gets no memory: the image does not name it
+    from mrmkg.tasks.mars import MarsRecord
+
+    sun = MarsRecord("s", E("Q8"), E("Q6"), E("Q7"), E("Q5"), 0, "P3", "x", 1)
+    assert _task(world, memory=True).make_examples([sun])[0].meta["memory"] == []
+    assert task.make_examples([sun])[0].meta["memory"] == [["Q5", "P3", 2.0]]
     # off by default, and the cap holds
     assert all(x.meta["memory"] == [] for x in _task(world).make_examples(dev))
     assert all(len(x.meta["memory"]) <= 1 for x in _task(world, memory=True, memory_max=1).make_examples(dev))
@@ -263,7 +269,10 @@ def test_train_then_eval_outputs_agree(world, tmp_path):
         gold_score = dict((c, s) for c, s in p["top10"])[p["gold"]]
         assert p["rank"] == 1 + sum(s > gold_score for s in scores)
         assert 0 < len(p["retrieved"]) <= 3 and all(isinstance(t, int) for t, _ in p["retrieved"])
-        assert p["memory"] and all(c in [e for e, _, _ in ENTS] for c, _, _ in p["memory"])
+        # every question shown as text has training partners here; one shown as an image gets none
+        assert bool(p["memory"]) == (p["sides"][2] != "image")
+        assert all(c in [e for e, _, _ in ENTS] for c, _, _ in p["memory"])
+    assert any(p["memory"] for p in preds)
     recomputed = metrics_from_predictions(out / "predictions.jsonl")
     assert {k: metrics[k] for k in recomputed} == recomputed
     # eval reproduces the metrics the run reported for the same split (batching does not matter)

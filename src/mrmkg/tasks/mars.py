@@ -24,7 +24,8 @@ ranking of the 2,063 analogy entities. The gold ``relation`` is **never** an inp
   question entity's pairs join its subgraph as memory edges (``Subgraph.with_memory``: question
   -relation-> partner, weighted by how often the pair was seen; at most ``memory_max``), so the
   graph encoder, the adapter and the graph pointer see them and predictions list them. Only the
-  training file feeds the memory. A training example's own answer would always be in its memory,
+  training file feeds the memory, and a question shown as an image (real image features) gets none:
+  the memory is keyed by the entity, which the image alone does not name. A training example's own answer would always be in its memory,
   while on dev it is for 37.6 % of examples, so each training example keeps its own (question,
   answer) edges only with probability ``memory_keep_gold`` (seeded per example); otherwise the
   model would learn to trust memory blindly.
@@ -375,7 +376,7 @@ class MarsTask:
                 meta["triples"], meta["triple_scores"] = sg.triple_ids.tolist(), [round(float(s), 6) for s in sg.triple_scores.tolist()]
             if cfg.prompt == "kg_graph" and sg is not None:
                 sg = dataclasses.replace(sg, focus=np.array([r.question], dtype=np.int64))
-                if cfg.memory:
+                if cfg.memory and kinds[2] != "image":  # an image does not say which entity it is
                     sg = sg.with_memory(self._memory_edges(r, train))
             meta["memory"] = [] if sg is None else [[self.kg.entity_ids[t], self.kg.relation_ids[rel], c]
                                                     for _, rel, t, c in sg.memory_edges]
