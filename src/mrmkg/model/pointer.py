@@ -20,7 +20,7 @@ It was meant to keep the pointer strong although the entity head memorises the t
 MARS pair recurs ~8 times, while most dev pairs are new); measured on MARS dev it did not help, so
 it is off by default (docs/results.md).
 
-``W`` and ``u`` start at zero, so a fresh model ranks exactly as without the pointer. Every pointed
+``W``, ``u`` and ``p`` start at zero, so a fresh model ranks exactly as without the pointer. Every pointed
 candidate is a node with provenance (the triple or memory edge that brought it in), which is what
 ``predictions.jsonl`` shows.
 """
