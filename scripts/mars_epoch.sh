@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
-# One-epoch MARS rows of docs/results.md ("One epoch: analogy memory and graph pointer"): seed 0,
+# One-epoch (and one 3-epoch) MARS rows of docs/results.md ("One epoch: analogy memory and graph pointer"): seed 0,
 # fp32, 1 thread per row, two lanes side by side on a 2-core machine:
 #   scripts/mars_epoch.sh A & scripts/mars_epoch.sh B & wait
 # Needs the MarKG graph (runs/graphs/markg) and the 300-step stage-1 weights of scripts/mars_ladder.sh
 # (STAGE1, default runs/ladder2/v-stage1).
 set -u
-case "${1:-}" in A|B) ;; *) echo "usage: $0 A|B (the two lanes)" >&2; exit 2;; esac
+case "${1:-}" in A|B|A2|B2) ;; *) echo "usage: $0 A|B|A2|B2 (two lanes, two rounds)" >&2; exit 2;; esac
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/epoch1}
 STAGE1=${STAGE1:-runs/ladder2/v-stage1}
 mkdir -p "$OUT"
-run() { name=$1; shift; echo "=== $name $(date -u +%FT%TZ)"; s=$(date +%s); OMP_NUM_THREADS=1 .venv/bin/mrmkg train "$@" --set epochs=1 --set num_threads=1 --set progress=false --set checkpoint_every=0 -o $OUT/$name --overwrite > $OUT/$name.log 2>&1; echo "rc=$? wall=$(( $(date +%s) - s ))s $(date -u +%FT%TZ)"; }
+run() { name=$1; shift; echo "=== $name $(date -u +%FT%TZ)"; s=$(date +%s); OMP_NUM_THREADS=1 .venv/bin/mrmkg train "$@" --set epochs=${EPOCHS:-1} --set num_threads=1 --set progress=false --set checkpoint_every=0 -o $OUT/$name --overwrite > $OUT/$name.log 2>&1; echo "rc=$? wall=$(( $(date +%s) - s ))s $(date -u +%FT%TZ)"; }
 M=configs/mars-smollm2-cpu.yaml
-if [ "$1" = A ]; then
-run i-question -c configs/mars-smollm2-cpu-question.yaml
-run v-memory -c $M --set init_from=$STAGE1 --set task_args.memory=true
-else
-run v-memory-pointer -c $M --set init_from=$STAGE1 --set task_args.memory=true --set model.graph_pointer=true
-run v-pointer -c $M --set init_from=$STAGE1 --set model.graph_pointer=true
-fi
+case "$1" in
+A) run i-question -c configs/mars-smollm2-cpu-question.yaml
+   run v-memory -c $M --set init_from=$STAGE1 --set task_args.memory=true ;;
+B) run v-memory-pointer -c $M --set init_from=$STAGE1 --set task_args.memory=true --set model.graph_pointer=true
+   run v-pointer -c $M --set init_from=$STAGE1 --set model.graph_pointer=true ;;
+A2) run iii-rgat -c configs/mars-smollm2-cpu-rgat-noalign.yaml ;;
+B2) EPOCHS=3 run i-question-3epochs -c configs/mars-smollm2-cpu-question.yaml ;;
+esac
+# second round (lane A after its first two rows, lane B likewise):
+#   scripts/mars_epoch.sh A2 & scripts/mars_epoch.sh B2 & wait
