@@ -14,8 +14,8 @@ run() { name=$1; shift; echo "=== $name $(date -u +%FT%TZ)"; s=$(date +%s); OMP_
 M=configs/mars-smollm2-cpu.yaml
 case "$1" in
 A) run i-question -c configs/mars-smollm2-cpu-question.yaml
-   run v-memory -c $M --set init_from=$STAGE1 --set task_args.memory=true ;;
-B) run v-memory-pointer -c $M --set init_from=$STAGE1 --set task_args.memory=true --set model.graph_pointer=true
+   run v-memory -c $M --set init_from=$STAGE1 --set task_args.memory=true --set task_args.memory_keep_gold=0.4 ;;
+B) run v-memory-pointer -c $M --set init_from=$STAGE1 --set task_args.memory=true --set task_args.memory_keep_gold=0.4 --set model.graph_pointer=true
    run v-pointer -c $M --set init_from=$STAGE1 --set model.graph_pointer=true ;;
 A2) run iii-rgat -c configs/mars-smollm2-cpu-rgat-noalign.yaml ;;
 B2) EPOCHS=3 run i-question-3epochs -c configs/mars-smollm2-cpu-question.yaml ;;
