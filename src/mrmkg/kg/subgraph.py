@@ -75,7 +75,7 @@ class Subgraph:
                 src.append(np.array(img_src, np.int64))
                 dst.append(np.array(img_dst, np.int64))
                 etype.append(np.full(k, kg.image_of, np.int64))
-                etrip.append(np.full(k, -1, np.int64))
+                etrip.append(np.full(k, IMAGE_EDGE, np.int64))
                 escore.append(np.zeros(k, np.float32))
         return cls(
             node_kind=np.concatenate(kinds),
@@ -141,8 +141,9 @@ class Subgraph:
 
     def to_pyg(self):
         """A ``torch_geometric.data.Data`` with ``node_kind``, ``node_ref``, ``node_focus`` (1 for
-        the focus entities, or the seeds when no focus is set), ``edge_index``, ``edge_type``, ``edge_score`` and ``edge_memory`` (1 for
-        memory edges); ``num_nodes`` is set so empty graphs batch correctly."""
+        the focus entities, or the seeds when no focus is set), ``edge_index``, ``edge_type``,
+        ``edge_score`` and ``edge_memory`` (1 for memory edges); ``num_nodes`` is set so empty
+        graphs batch correctly."""
         import torch
         from torch_geometric.data import Data
 

@@ -67,7 +67,7 @@ class MRMKGConfig:
                 "beginning to write that name)"})
     graph_pointer: bool = field(default=False, metadata={
         "help": "not in the paper: also score each candidate that is an entity node of the subgraph from that node "
-                "(bilinear in the answer slot and the graph encoder output, plus seed / memory / seed-neighbour flags; "
+                "(bilinear in the answer slot and the graph encoder output, plus focus / memory / focus-neighbour flags; "
                 "mrmkg.model.pointer), zero-initialised so training starts from the plain entity head"})
     pointer_loss_weight: float = field(default=0.0, metadata={
         "help": "weight of the graph pointer's own loss: cross-entropy of its scores alone over the candidates that are "

@@ -290,6 +290,7 @@ class MarsTask:
         self.candidates = load_candidates(_resolve(base, config.candidates_file), self.kg)
         self._model = None
         self._train = None
+        self._memory = None
 
     @classmethod
     def from_config(cls, args: dict, train_config=None) -> "MarsTask":
@@ -315,7 +316,7 @@ class MarsTask:
 
     def memory(self) -> dict[int, list[tuple[int, int, float]]]:
         """Analogy memory from ``train_file``: entity -> ``[(relation, partner, count)]``, most seen first."""
-        if getattr(self, "_memory", None) is None:
+        if self._memory is None:
             from collections import Counter
 
             counts: dict[int, Counter] = {}
@@ -452,7 +453,7 @@ class MarsTask:
                     "id": rec.id, "gold": self.kg.entity_ids[rec.answer], "rank": int(ranks[i]),
                     "top10": [[cand_ids[j], round(float(v), 6)] for v, j in zip(top.values[i].tolist(), top.indices[i].tolist())],
                     "retrieved": [[t, sc] for t, sc in zip(ex.meta["triples"], ex.meta["triple_scores"])],
-                    "memory": ex.meta.get("memory", []),
+                    "memory": ex.meta["memory"],
                     "mode": rec.mode, "sides": ex.meta["sides"],
                 })
         mrmkg.train(was_training)
@@ -510,6 +511,7 @@ class MarKGPretrainTask:
         self.train_ids = np.sort(train)
         self._model = None
         self._train = None
+        self._memory = None
 
     @classmethod
     def from_config(cls, args: dict, train_config=None) -> "MarKGPretrainTask":
