@@ -5,7 +5,7 @@
 # Needs the MarKG graph (runs/graphs/markg) and the 300-step stage-1 weights of scripts/mars_ladder.sh
 # (STAGE1, default runs/ladder2/v-stage1).
 set -u
-case "${1:-}" in A|B|A2|B2) ;; *) echo "usage: $0 A|B|A2|B2 (two lanes, two rounds)" >&2; exit 2;; esac
+case "${1:-}" in A|B|A2|B2|C|D) ;; *) echo "usage: $0 A|B|A2|B2|C|D (two lanes, three rounds)" >&2; exit 2;; esac
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/epoch1}
 STAGE1=${STAGE1:-runs/ladder2/v-stage1}
@@ -19,6 +19,13 @@ B) run v-memory-pointer -c $M --set init_from=$STAGE1 --set task_args.memory=tru
    run v-pointer -c $M --set init_from=$STAGE1 --set model.graph_pointer=true ;;
 A2) run iii-rgat -c configs/mars-smollm2-cpu-rgat-noalign.yaml ;;
 B2) EPOCHS=3 run i-question-3epochs -c configs/mars-smollm2-cpu-question.yaml ;;
+C) run v-mp-copy-node -c $M --set init_from=$STAGE1 --set task_args.memory=true --set task_args.copy_node=true \
+     --set model.graph_pointer=true --set model.pointer_features=focus,memory,near,copy,node ;;
+D) run v-first-keep04 -c $M --set init_from=$STAGE1 --set task_args.memory=true --set task_args.memory_keep_gold=0.4 \
+     --set task_args.copy_node=true --set model.graph_pointer=true --set model.pointer_mode=first \
+     --set model.pointer_features=focus,memory,near,copy ;;
 esac
 # second round (lane A after its first two rows, lane B likewise):
 #   scripts/mars_epoch.sh A2 & scripts/mars_epoch.sh B2 & wait
+# third round (session 4: pointer features, nodes-first mode):
+#   scripts/mars_epoch.sh C & scripts/mars_epoch.sh D & wait

@@ -206,6 +206,23 @@ def test_analogy_memory_from_the_training_file_only(world):
         _task(world, memory_keep_gold=1.5)
 
 
+def test_example_copy_node(world):
+    """h : t :: h : ? -- with copy_node the example tail joins the subgraph, marked as the copy."""
+    from mrmkg.tasks.mars import MarsRecord
+
+    E = world["kg"].entity_index
+    rec = MarsRecord("c", E("Q12"), E("Q6"), E("Q12"), E("Q6"), 1, "P3", "x", 1)   # water : blue :: water : ?
+    other = MarsRecord("o", E("Q1"), E("Q6"), E("Q12"), E("Q6"), 1, "P3", "x", 2)  # cat : blue :: water : ?
+    on, off = _task(world, copy_node=True, n=1, N=1), _task(world, n=1, N=1)
+    sg = on.make_examples([rec])[0].subgraph
+    assert sg.example.tolist() == [E("Q12"), E("Q6")]
+    assert sg.node_ref[sg.copy_mask].tolist() == [E("Q6")]
+    sg_off = off.make_examples([rec])[0].subgraph               # off: blue is a node only if retrieved
+    assert E("Q6") not in sg_off.node_ref.tolist() and not sg_off.copy_mask.any()
+    assert sg.num_nodes == sg_off.num_nodes + 1
+    assert not on.make_examples([other])[0].subgraph.copy_mask.any()
+
+
 def test_analogy_memory_keep_rate_is_seeded(world, tmp_path):
     from mrmkg.tasks.mars import MarsTask, load_mars_split
 

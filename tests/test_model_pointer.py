@@ -118,3 +118,99 @@ def test_pointer_learns_to_pick_the_memory_node():
     m.eval()
     assert m.rank(batch).argmax(1).tolist() == [1, 3]
     assert m.graph_pointer.feature.weight[0, 1] > 0             # "memory led here" is learnt as evidence
+
+
+# ---------------------------------------------------------------------------------- copy, node, first
+def test_example_copy_marks_the_tail_when_the_question_is_the_example_head():
+    kg = toy_kg()
+    sg = Subgraph.from_triples(kg, [0], [0.9], seeds=[0])          # cat -has-> fur
+    sg.focus = np.array([0])
+    plain = sg.with_example(0, 3)                                  # cat : pet :: cat : ?  -> pet
+    assert plain.num_nodes == 2 and not plain.copy_mask.any()      # pet is not a node unless asked
+    ex = sg.with_example(0, 3, add_copy_node=True)
+    assert ex.node_ref.tolist() == [0, 2, 3] and ex.copy_mask.tolist() == [False, False, True]
+    assert ex.to_pyg().node_copy.tolist() == [0, 0, 1]
+    assert ex.to_dict(kg)["example"] == ["Q1", "Q4"]
+    assert ex.with_memory([(0, 1, 1, 1.0)]).copy_mask.tolist() == [False, False, True, False]  # memory keeps it
+    # a different question: the example tail is no answer, and no node is added
+    other = sg.with_example(1, 2, add_copy_node=True)
+    assert other.num_nodes == 2 and not other.copy_mask.any()
+    assert Subgraph.empty().to_pyg().node_copy.numel() == 0
+
+
+def test_named_node_features_and_their_validation():
+    from mrmkg.errors import InputError
+    from mrmkg.model.config import MRMKGConfig
+
+    kg = toy_kg()
+    sg = memory_subgraph(kg).with_example(0, 4, add_copy_node=True)   # red is a memory node already
+    sg.focus = np.array([0])
+    phi = node_features(Batch.from_data_list([sg.to_pyg()]), ("copy", "node", "focus"))
+    torch.testing.assert_close(phi, torch.tensor([[0, 1, 1], [0, 1, 0], [0, 1, 0], [1, 1, 0]], dtype=torch.float32))
+    with pytest.raises(ValueError, match="unknown pointer features"):
+        GraphPointer(d=4, h=4, num_entities=5, features=("focus", "colour"))
+    with pytest.raises(InputError, match="pointer_features"):
+        MRMKGConfig(pointer_features="focus,colour")
+    with pytest.raises(InputError, match="pointer_mode"):
+        MRMKGConfig(pointer_mode="last")
+    assert MRMKGConfig(pointer_features=" node , copy").pointer_feature_names == ("node", "copy")
+
+
+def _randomise(ptr, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    for p in ptr.parameters():
+        p.data.copy_(torch.randn(p.shape, generator=g))
+
+
+@pytest.mark.parametrize("randomised", [False, True])
+def test_first_mode_puts_nodes_first_in_pointer_order(randomised):
+    m, kg = _model(graph_pointer=True, pointer_mode="first", pointer_features="focus,memory,near,copy,node")
+    if randomised:
+        _randomise(m.graph_pointer)
+    seen = []
+    forward = m.graph_pointer.forward
+    m.graph_pointer.forward = lambda *a: seen.append(forward(*a)) or seen[-1]
+    exs = [MRMKGExample("the cat [E0] is a", answer=1, subgraph=memory_subgraph(kg)),
+           MRMKGExample("the red [E4] is a", answer=2, subgraph=Subgraph.from_triples(kg, [4], [0.5]))]
+    m.eval()
+    scores = m.rank(m.collate(exs))
+    bonus, is_node = seen[-1]
+    for b, ex in enumerate(exs):
+        inside = sorted(set(ex.subgraph.node_ref.tolist()))
+        outside = [c for c in range(scores.shape[1]) if c not in inside]
+        assert is_node[b, inside].all() and not is_node[b, outside].any()
+        assert scores[b, inside].min() > scores[b, outside].max()
+        assert len(set(scores[b, inside].tolist())) == len(inside)      # no ties, even for a fresh pointer
+        if randomised:                                                   # among nodes: the pointer's order
+            assert torch.equal(scores[b, inside].argsort(), bonus[b, inside].argsort())
+
+
+def test_first_mode_loss_is_the_head_and_the_pointer_cross_entropy():
+    m, kg = _model(graph_pointer=True, pointer_mode="first", align_weight=0.0)
+    _randomise(m.graph_pointer, seed=1)
+    seen = []
+    forward = m.graph_pointer.forward
+    m.graph_pointer.forward = lambda *a: seen.append(forward(*a)) or seen[-1]
+    head_scores = []
+    score = m.entity_head.score
+    m.entity_head.score = lambda *a: head_scores.append(score(*a)) or head_scores[-1]
+    batch = m.collate([MRMKGExample("the cat [E0] is a", answer=1, subgraph=memory_subgraph(kg)),
+                       MRMKGExample("the red [E4] is a", answer=3, subgraph=Subgraph.from_triples(kg, [4], [0.5]))])
+    m.eval()
+    out = m(batch)
+    bonus, is_node = seen[-1]
+    head = head_scores[-1].float()
+    want = torch.nn.functional.cross_entropy(head, batch.answer_pos) + pointer_loss(bonus, is_node, batch.answer_pos)
+    torch.testing.assert_close(out.rank_loss, want)
+    assert not is_node[1, 3]                      # row 1's answer is no node: only the head's loss sees it
+
+
+def test_round_trip_keeps_pointer_mode_and_features(tmp_path):
+    m, kg = _model(graph_pointer=True, pointer_mode="first", pointer_features="memory,copy,node")
+    _randomise(m.graph_pointer)
+    m.save_pretrained(tmp_path / "c")
+    m2 = MRMKG.from_pretrained(tmp_path / "c", llm=m.llm, features=m.features)
+    assert m2.config.pointer_mode == "first" and m2.graph_pointer.features == ("memory", "copy", "node")
+    batch = m.collate([MRMKGExample("the cat [E0] is a", answer=1, subgraph=memory_subgraph(kg))])
+    m.eval(), m2.eval()
+    assert torch.equal(m.rank(batch), m2.rank(batch))

@@ -16,7 +16,7 @@ directions add reverse edges themselves.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -36,6 +36,8 @@ class Subgraph:
     query: str = ""
     #: entities the question is about (MARS: the question entity); empty = the seeds
     focus: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    #: the example pair ``[head, tail]`` an analogy question is compared with (MARS); empty = none
+    example: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @classmethod
     def empty(cls, query: str = "") -> "Subgraph":
@@ -88,12 +90,9 @@ class Subgraph:
             query=query,
         )
 
-    def with_memory(self, edges) -> "Subgraph":
-        """A copy with memory edges ``(head, relation, tail, count)`` (entity / relation indices)
+    def _with(self, nodes=(), edges=()) -> "Subgraph":
+        """A copy with entity ``nodes`` and memory ``edges`` ``(head, relation, tail, count)``
         appended; entities not yet in the subgraph become new entity nodes."""
-        edges = list(edges)
-        if not edges:
-            return self
         refs = self.node_ref.tolist()
         local = {int(r): i for i, (r, k) in enumerate(zip(refs, self.node_kind.tolist())) if k == ENTITY}
         kinds, new_refs = list(self.node_kind.tolist()), list(refs)
@@ -105,16 +104,30 @@ class Subgraph:
                 kinds.append(ENTITY)
             return local[e]
 
+        for e in nodes:
+            node(int(e))
         src = [node(int(h)) for h, _, _, _ in edges]
         dst = [node(int(t)) for _, _, t, _ in edges]
-        k = len(edges)
         return Subgraph(
             node_kind=np.asarray(kinds, np.int8), node_ref=np.asarray(new_refs, np.int64),
-            edge_index=np.concatenate([self.edge_index, np.array([src, dst], np.int64)], axis=1),
+            edge_index=np.concatenate([self.edge_index, np.array([src, dst], np.int64).reshape(2, -1)], axis=1),
             edge_type=np.concatenate([self.edge_type, np.array([r for _, r, _, _ in edges], np.int64)]),
-            edge_triple=np.concatenate([self.edge_triple, np.full(k, MEMORY, np.int64)]),
+            edge_triple=np.concatenate([self.edge_triple, np.full(len(edges), MEMORY, np.int64)]),
             edge_score=np.concatenate([self.edge_score, np.array([c for _, _, _, c in edges], np.float32)]),
-            seeds=self.seeds, query=self.query, focus=self.focus)
+            seeds=self.seeds, query=self.query, focus=self.focus, example=self.example)
+
+    def with_memory(self, edges) -> "Subgraph":
+        """A copy with memory edges ``(head, relation, tail, count)`` (entity / relation indices)
+        appended; entities not yet in the subgraph become new entity nodes."""
+        edges = list(edges)
+        return self._with(edges=edges) if edges else self
+
+    def with_example(self, head: int, tail: int, add_copy_node: bool = False) -> "Subgraph":
+        """A copy that knows the analogy's example pair. When ``head`` is a focus entity the
+        question repeats the example (``h : t :: h : ?``) and ``tail`` is its answer
+        (:attr:`copy_mask`); ``add_copy_node`` then makes ``tail`` a node if retrieval missed it."""
+        out = self._with(nodes=[tail]) if add_copy_node and int(head) in self.focus.tolist() else self
+        return replace(out, example=np.array([head, tail], dtype=np.int64))
 
     @property
     def memory_edges(self) -> list[tuple[int, int, int, float]]:
@@ -139,9 +152,17 @@ class Subgraph:
     def triple_scores(self) -> np.ndarray:
         return self.edge_score[self.edge_triple >= 0]
 
+    @property
+    def copy_mask(self) -> np.ndarray:
+        """``bool [n]``: the example tail's node when the example head is a focus entity."""
+        if self.example.size != 2 or int(self.example[0]) not in self.focus.tolist():
+            return np.zeros(self.num_nodes, dtype=bool)
+        return (self.node_kind == ENTITY) & (self.node_ref == self.example[1])
+
     def to_pyg(self):
         """A ``torch_geometric.data.Data`` with ``node_kind``, ``node_ref``, ``node_focus`` (1 for
-        the focus entities, or the seeds when no focus is set), ``edge_index``, ``edge_type``,
+        the focus entities, or the seeds when no focus is set), ``node_copy`` (1 for the example
+        tail when the example head is a focus entity), ``edge_index``, ``edge_type``,
         ``edge_score`` and ``edge_memory`` (1 for memory edges); ``num_nodes`` is set so empty
         graphs batch correctly."""
         import torch
@@ -152,6 +173,7 @@ class Subgraph:
             node_ref=torch.from_numpy(self.node_ref),
             node_focus=torch.from_numpy((np.isin(self.node_ref, self.focus if self.focus.size else self.seeds)
                                          & (self.node_kind == ENTITY)).astype(np.int64)),
+            node_copy=torch.from_numpy(self.copy_mask.astype(np.int64)),
             edge_index=torch.from_numpy(self.edge_index),
             edge_type=torch.from_numpy(self.edge_type),
             edge_score=torch.from_numpy(self.edge_score),
@@ -188,6 +210,7 @@ class Subgraph:
             "seeds": [kg.entity_ids[s] for s in self.seeds.tolist()],
             "nodes": nodes,
             "triples": self.triples_table(kg),
+            "example": [kg.entity_ids[e] for e in self.example.tolist()],
             "memory": [{"head": kg.entity_ids[h], "relation": kg.relation_ids[r], "tail": kg.entity_ids[t], "count": c}
                        for h, r, t, c in self.memory_edges],
         }

@@ -22,6 +22,7 @@ CHOICES = {
     "align_negatives": ("mean", "hardest"),
     "dtype": ("bf16", "fp32"),
     "rank_over": ("entity", "relation"),
+    "pointer_mode": ("add", "first"),
 }
 
 
@@ -69,6 +70,15 @@ class MRMKGConfig:
         "help": "not in the paper: also score each candidate that is an entity node of the subgraph from that node "
                 "(bilinear in the answer slot and the graph encoder output, plus focus / memory / focus-neighbour flags; "
                 "mrmkg.model.pointer), zero-initialised so training starts from the plain entity head"})
+    pointer_mode: str = field(default="add", metadata={
+        "help": "add: a node candidate's score is entity head + pointer, one cross-entropy; first: subgraph nodes rank "
+                "above every other candidate, ordered by the pointer alone, the rest by the entity head, trained by "
+                "two cross-entropies (the head's over all candidates, the pointer's over the nodes), so the head's "
+                "memory of training pairs cannot outvote the graph (mrmkg.model.pointer)"})
+    pointer_features: str = field(default="focus,memory,near", metadata={
+        "help": "comma-separated node features the graph pointer weighs (mrmkg.model.pointer.FEATURES): focus, memory, "
+                "near (the default three), copy (the example tail when the question is the example head), node (a "
+                "learned bonus of every subgraph node over the other candidates)"})
     pointer_loss_weight: float = field(default=0.0, metadata={
         "help": "weight of the graph pointer's own loss: cross-entropy of its scores alone over the candidates that are "
                 "subgraph nodes (mrmkg.model.pointer); 0 (default) = train it only through the summed scores "
@@ -99,10 +109,20 @@ class MRMKGConfig:
             raise InputError(f"model.gnn_hidden ({self.gnn_hidden}) must be a multiple of gnn_num_blocks ({self.gnn_num_blocks})", path=path)
         if not 0.0 <= self.dropout < 1.0:
             raise InputError(f"model.dropout is {self.dropout}; expected 0 <= dropout < 1", path=path)
+        from mrmkg.model.pointer import FEATURES
+
+        bad = [f for f in self.pointer_feature_names if f not in FEATURES]
+        if bad or not self.pointer_feature_names:
+            raise InputError(f"model.pointer_features is {self.pointer_features!r}; expected a comma-separated list of "
+                             f"{list(FEATURES)}", path=path)
         if self.pointer_loss_weight < 0:
             raise InputError(f"model.pointer_loss_weight is {self.pointer_loss_weight}; expected >= 0", path=path)
         if self.align_weight < 0 or self.align_margin < 0 or self.align_anchors < 0:
             raise InputError("model.align_weight, align_margin and align_anchors must be >= 0", path=path)
+
+    @property
+    def pointer_feature_names(self) -> tuple[str, ...]:
+        return tuple(f.strip() for f in self.pointer_features.split(",") if f.strip())
 
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict:

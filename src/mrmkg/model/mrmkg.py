@@ -101,7 +101,8 @@ def build_trainable_parts(config: MRMKGConfig, d: int, text_dim: int, vision_dim
         parts["entity_head"] = EntityHead(config.num_entity_tokens or num_entities,
                                           config.num_relation_tokens or num_relations, d, init_std=entity_init_std)
         if config.graph_pointer and config.use_kg:
-            parts["graph_pointer"] = GraphPointer(d, config.gnn_hidden, config.num_entity_tokens or num_entities)
+            parts["graph_pointer"] = GraphPointer(d, config.gnn_hidden, config.num_entity_tokens or num_entities,
+                                                   config.pointer_feature_names)
     return parts
 
 
@@ -345,9 +346,15 @@ class MRMKG(nn.Module):
                     slot = self._seq2seq_slot(enc, mask)
             if want_rank:
                 scores, pointed = self._scores(slot, batch, x_k)
-                rank_loss = F.cross_entropy(scores, batch.answer_pos, ignore_index=-100)
+                if pointed is not None and self.config.pointer_mode == "first":
+                    # two separate rankings: the head over all candidates, the pointer over the nodes
+                    head = scores if pointed[2] is None else pointed[2]
+                    rank_loss = (F.cross_entropy(head, batch.answer_pos, ignore_index=-100)
+                                 + pointer_loss(pointed[0], pointed[1], batch.answer_pos))
+                else:
+                    rank_loss = F.cross_entropy(scores, batch.answer_pos, ignore_index=-100)
                 if pointed is not None and self.config.pointer_loss_weight > 0:
-                    ptr_loss = pointer_loss(*pointed, batch.answer_pos)
+                    ptr_loss = pointer_loss(pointed[0], pointed[1], batch.answer_pos)
         parts = [p for p in (gen_loss, rank_loss) if p is not None]
         if not parts:
             raise InputError("batch has neither targets nor answers (or answers without config.entity_head)")
@@ -374,8 +381,10 @@ class MRMKG(nn.Module):
         return out.last_hidden_state[:, 0]
 
     def _scores(self, slot: torch.Tensor, batch: MRMKGBatch, x_k: torch.Tensor | None = None):
-        """``(scores [B, C], pointed)``: entity-head scores plus the graph pointer's bonus, and
-        ``pointed = (bonus, is_node)`` when the pointer ran (else None)."""
+        """``(scores [B, C], pointed)``: the ranking scores, and ``pointed = (bonus, is_node, head)``
+        when the pointer ran (else None). ``pointer_mode`` add: scores = entity head + bonus;
+        first: node candidates get their bonus shifted above the row's best head score, the others
+        their head score (``head``, the head's own scores, is kept for its loss)."""
         table = self.entity_head.table(batch.rank_over)
         cand = batch.candidates
         if cand is None:
@@ -384,7 +393,14 @@ class MRMKG(nn.Module):
         if self.graph_pointer is None or x_k is None or batch.rank_over != "entity":
             return scores, None
         bonus, is_node = self.graph_pointer(slot, x_k, batch.graphs, cand)
-        return scores + bonus, (bonus, is_node)
+        if self.config.pointer_mode == "add":
+            return scores + bonus, (bonus, is_node, None)
+        lowest = bonus.masked_fill(~is_node, float("inf")).amin(1, keepdim=True)
+        shift = (scores.amax(1, keepdim=True) - lowest.clamp(max=0.0) + 1.0).detach()
+        # equal bonuses (a fresh, zero-initialised pointer) are ordered by the head, not tied
+        lo, hi = scores.amin(1, keepdim=True), scores.amax(1, keepdim=True)
+        tie = 1e-3 * ((scores - lo) / (hi - lo).clamp_min(1e-6)).detach()
+        return torch.where(is_node, bonus + shift + tie, scores), (bonus, is_node, scores)
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()

@@ -9,9 +9,12 @@ candidate ``c``::
 
 * ``slot_b [d]``: the LLM hidden state at the answer slot; ``W``: Linear(d -> h);
 * ``x_j [h]``: the graph encoder's output for node j (so RGAT is trained by the pointer directly);
-* ``phi_j [3]``: structure the encoder cannot see from node features alone -- j is a focus entity
-  (MARS: the question entity; ``Subgraph.focus``), log(1 + how often a memory edge leads into j),
-  j shares an MMKG edge with a focus entity;
+* ``phi_j [F]``: structure the encoder cannot see from node features alone, the columns named by
+  ``MRMKGConfig.pointer_features`` (registry :data:`FEATURES`): ``focus`` j is a focus entity (MARS:
+  the question entity; ``Subgraph.focus``), ``memory`` log(1 + how often a memory edge leads into
+  j), ``near`` j shares an MMKG edge with a focus entity, ``copy`` j is the example tail while the
+  focus is the example head (``h : t :: h : ?`` is answered by ``t``; ``Subgraph.example``), and
+  ``node`` a constant 1, a learned preference of subgraph nodes over the rest of the candidates;
 * ``p_c``: a learned prior per entity (how often it is the answer when it is a node).
 
 Optionally (``MRMKGConfig.pointer_loss_weight`` > 0) training adds ``pointer_loss``: cross-entropy
@@ -31,32 +34,61 @@ from torch import nn
 
 from mrmkg.kg.subgraph import ENTITY
 
-NUM_FEATURES = 3
 
 
-def node_features(graph) -> torch.Tensor:
-    """``phi [N, 3]`` for a PyG batch with ``node_focus``, ``edge_memory``, ``edge_score``."""
-    n, dev = graph.node_kind.shape[0], graph.node_kind.device
-    focus = graph.node_focus.float()
-    src, dst = graph.edge_index
+def _focus(graph) -> torch.Tensor:
+    return graph.node_focus.float()
+
+
+def _memory(graph) -> torch.Tensor:
     mem = graph.edge_memory.bool()
-    counts = torch.zeros(n, device=dev).index_add(0, dst[mem], graph.edge_score[mem].float())
-    kg_edge = ~mem & (graph.node_kind[src] == ENTITY) & (graph.node_kind[dst] == ENTITY)
-    near = torch.zeros(n, device=dev)
+    counts = torch.zeros(graph.node_kind.shape[0], device=mem.device)
+    return torch.log1p(counts.index_add(0, graph.edge_index[1][mem], graph.edge_score[mem].float()))
+
+
+def _near(graph) -> torch.Tensor:
+    src, dst = graph.edge_index
+    focus = graph.node_focus
+    kg_edge = ~graph.edge_memory.bool() & (graph.node_kind[src] == ENTITY) & (graph.node_kind[dst] == ENTITY)
+    near = torch.zeros(graph.node_kind.shape[0], device=focus.device)
     s, t = src[kg_edge], dst[kg_edge]
     near[t[focus[s] > 0]] = 1.0
     near[s[focus[t] > 0]] = 1.0
-    return torch.stack([focus, torch.log1p(counts), near], dim=1)
+    return near
+
+
+def _copy(graph) -> torch.Tensor:
+    copy = getattr(graph, "node_copy", None)  # graphs built before ``Subgraph.example`` existed have none
+    return torch.zeros(graph.node_kind.shape[0], device=graph.node_kind.device) if copy is None else copy.float()
+
+
+def _node(graph) -> torch.Tensor:
+    return torch.ones(graph.node_kind.shape[0], device=graph.node_kind.device)
+
+
+#: pointer feature name -> ``fn(graph) -> [N]``; ``MRMKGConfig.pointer_features`` picks the columns
+FEATURES = {"focus": _focus, "memory": _memory, "near": _near, "copy": _copy, "node": _node}
+DEFAULT_FEATURES = ("focus", "memory", "near")
+
+
+def node_features(graph, names=DEFAULT_FEATURES) -> torch.Tensor:
+    """``phi [N, len(names)]`` for a PyG batch with ``node_focus``, ``edge_memory``, ``edge_score``
+    (and ``node_copy`` for ``copy``), one column per name of :data:`FEATURES`."""
+    return torch.stack([FEATURES[n](graph) for n in names], dim=1)
 
 
 class GraphPointer(nn.Module):
     """``forward(slot [B, d], x [N, h], graph, candidates [C] | [B, C])`` -> ``(bonus [B, C],
     is_node [B, C] bool)``: the score bonus (0 off the subgraph) and which candidates are nodes."""
 
-    def __init__(self, d: int, h: int, num_entities: int):
+    def __init__(self, d: int, h: int, num_entities: int, features=DEFAULT_FEATURES):
         super().__init__()
+        unknown = [f for f in features if f not in FEATURES]
+        if unknown:
+            raise ValueError(f"unknown pointer features {unknown}; expected names from {list(FEATURES)}")
+        self.features = tuple(features)
         self.query = nn.Linear(d, h)
-        self.feature = nn.Linear(NUM_FEATURES, 1, bias=False)
+        self.feature = nn.Linear(len(self.features), 1, bias=False)
         self.prior = nn.Embedding(num_entities, 1)
         for p in self.parameters():
             nn.init.zeros_(p)
@@ -80,7 +112,7 @@ class GraphPointer(nn.Module):
             keep = pos >= 0
             ent, b, pos = ent[keep], b[keep], pos[keep]
             w = self.query(slot.float())                                               # [B, h]
-            logit = ((w[b] * x[ent].float()).sum(-1) + self.feature(node_features(graph)[ent]).squeeze(-1)
+            logit = ((w[b] * x[ent].float()).sum(-1) + self.feature(node_features(graph, self.features)[ent]).squeeze(-1)
                      + self.prior(graph.node_ref[ent]).squeeze(-1))
             is_node[b, pos] = True
             return bonus.index_put((b, pos), logit, accumulate=True), is_node

@@ -28,6 +28,11 @@ ranking of the 2,063 analogy entities. The gold ``relation`` is **never** an inp
   the memory is keyed by the entity, which the image alone does not name. A training example's own answer
   is always in its memory, while on dev it is for 37.6 % of examples; ``memory_keep_gold`` < 1
   drops it (seeded per example) to match, but that was measured worse (docs/results.md).
+* Example copy (``copy_node``; not in the paper, off by default): every MARS subgraph knows its
+  example pair (``Subgraph.example``). When the question is the example head (``h : t :: h : ?``,
+  4.8 % of dev), the answer is the example tail; ``copy_node`` adds it as a node so the graph
+  pointer's ``copy`` feature can pick it (a question image of the same entity is its same first
+  picture, so this holds in every mode).
 * Retrieval (paper A.7: "retrieved from the question entity"): the query vector is the question
   entity's frozen embedding from the index (the same vector its text would get), or its image
   feature when the question is shown as an image; ``retrieval_query=question+example`` adds the
@@ -189,6 +194,9 @@ class MarsTaskConfig:
     memory_keep_gold: float = field(default=1.0, metadata={
         "help": "Training examples keep their own (question, answer) memory edges with this probability. Measured on MARS "
                 "dev at one epoch: 1.0 gives Hits@1 0.343 / MRR 0.421, 0.4 (matching dev's 37.6% memory coverage) 0.288 / 0.348."})
+    copy_node: bool = field(default=False, metadata={
+        "help": "When the question is the example head (h : t :: h : ?, 4.8% of MARS dev), add the example tail to the "
+                "subgraph as a node the graph pointer can pick (feature 'copy' of model.pointer_features)."})
     memory_max: int = field(default=10, metadata={"help": "Memory edges per question at most (most frequent first)."})
     max_train_examples: int = field(default=0, metadata={"help": "Use only the first this many training examples (0 = all)."})
     max_eval_examples: int = field(default=0, metadata={"help": "Evaluate during training on the first this many dev examples (0 = all)."})
@@ -375,7 +383,7 @@ class MarsTask:
                 sg = _top_triples(self.kg, sg, cfg.N, cfg.images_per_entity)
                 meta["triples"], meta["triple_scores"] = sg.triple_ids.tolist(), [round(float(s), 6) for s in sg.triple_scores.tolist()]
             if cfg.prompt == "kg_graph" and sg is not None:
-                sg = dataclasses.replace(sg, focus=np.array([r.question], dtype=np.int64))
+                sg = dataclasses.replace(sg, focus=np.array([r.question], dtype=np.int64)).with_example(r.head, r.tail, cfg.copy_node)
                 if cfg.memory and kinds[2] != "image":  # an image does not say which entity it is
                     sg = sg.with_memory(self._memory_edges(r, train))
             meta["memory"] = [] if sg is None else [[self.kg.entity_ids[t], self.kg.relation_ids[rel], c]
