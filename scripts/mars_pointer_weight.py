@@ -31,8 +31,9 @@ def main() -> None:
     task = MarsTask.from_config(dict(cfg.task_args), cfg)
     records = load_mars_split(args.split_file, task.kg)
     model = task.load_model(model_dir).mrmkg.eval()
-    if model.graph_pointer is None:
-        raise SystemExit("this checkpoint has no graph pointer (model.graph_pointer: false)")
+    if model.graph_pointer is None or model.config.pointer_mode != "add":
+        raise SystemExit("this checkpoint has no graph pointer whose bonus is added (model.graph_pointer: true, "
+                         "model.pointer_mode: add)")
     bonus, total = [], []
     pointer = model.graph_pointer.forward
 
