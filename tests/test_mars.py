@@ -3,6 +3,7 @@ stand-ins, variants, no gold relation), metrics and tie rule, training end to en
 outputs that agree with each other."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -221,6 +222,23 @@ def test_example_copy_node(world):
     assert E("Q6") not in sg_off.node_ref.tolist() and not sg_off.copy_mask.any()
     assert sg.num_nodes == sg_off.num_nodes + 1
     assert not on.make_examples([other])[0].subgraph.copy_mask.any()
+
+
+def test_copy_augment_asks_the_example_back(world, tmp_path):
+    from mrmkg.tasks.mars import load_mars_split
+
+    recs = load_mars_split(Path(world["mars"]) / "train.json", world["kg"]) * 50
+    recs = [dataclasses.replace(r, line=i + 1) for i, r in enumerate(recs)]
+    task = _task(world, copy_augment=0.3)
+    aug = task.copy_augmented(recs)
+    changed = [a is not r for a, r in zip(aug, recs)]
+    assert 0.22 < np.mean(changed) < 0.38 and changed == [a is not r for a, r in zip(task.copy_augmented(recs), recs)]
+    for a, r, c in zip(aug, recs, changed):
+        assert (a.question, a.answer) == ((r.head, r.tail) if c else (r.question, r.answer))
+        assert (a.head, a.tail, a.mode, a.line) == (r.head, r.tail, r.mode, r.line)
+    assert _task(world).copy_augmented(recs) == recs
+    with pytest.raises(InputError, match="copy_augment"):
+        _task(world, copy_augment=2.0)
 
 
 def test_analogy_memory_keep_rate_is_seeded(world, tmp_path):

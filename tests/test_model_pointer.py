@@ -68,6 +68,11 @@ def test_pointer_touches_only_candidates_that_are_nodes(per_example, encoder):
     want = ptr.query(slot[0]) @ x[j] + ptr.feature(node_features(g)[j])[0] + ptr.prior.weight[1, 0]
     col = (cand if cand.dim() == 1 else cand[0]).tolist().index(1)
     torch.testing.assert_close(bonus[0, col], want)
+    # pointer_scale multiplies the flag and prior terms only
+    scaled = GraphPointer(d=6, h=5, num_entities=kg.num_entities, scale=10.0)
+    scaled.load_state_dict(ptr.state_dict())
+    want10 = ptr.query(slot[0]) @ x[j] + 10 * (ptr.feature(node_features(g)[j])[0] + ptr.prior.weight[1, 0])
+    torch.testing.assert_close(scaled(slot, x, g, cand)[0][0, col], want10)
 
 
 def test_pointer_loss_only_over_node_candidates():
@@ -153,6 +158,8 @@ def test_named_node_features_and_their_validation():
         MRMKGConfig(pointer_features="focus,colour")
     with pytest.raises(InputError, match="pointer_mode"):
         MRMKGConfig(pointer_mode="last")
+    with pytest.raises(InputError, match="pointer_scale"):
+        MRMKGConfig(pointer_scale=0.0)
     assert MRMKGConfig(pointer_features=" node , copy").pointer_feature_names == ("node", "copy")
 
 

@@ -79,6 +79,9 @@ class MRMKGConfig:
         "help": "comma-separated node features the graph pointer weighs (mrmkg.model.pointer.FEATURES): focus, memory, "
                 "near (the default three), copy (the example tail when the question is the example head), node (a "
                 "learned bonus of every subgraph node over the other candidates)"})
+    pointer_scale: float = field(default=1.0, metadata={
+        "help": "fixed multiplier of the pointer's feature and per-entity prior terms: a learning-rate multiplier "
+                "for those few weights, which Adam otherwise moves by only ~lr per step (mrmkg.model.pointer)"})
     pointer_loss_weight: float = field(default=0.0, metadata={
         "help": "weight of the graph pointer's own loss: cross-entropy of its scores alone over the candidates that are "
                 "subgraph nodes (mrmkg.model.pointer); 0 (default) = train it only through the summed scores "
@@ -115,6 +118,8 @@ class MRMKGConfig:
         if bad or not self.pointer_feature_names:
             raise InputError(f"model.pointer_features is {self.pointer_features!r}; expected a comma-separated list of "
                              f"{list(FEATURES)}", path=path)
+        if self.pointer_scale <= 0:
+            raise InputError(f"model.pointer_scale is {self.pointer_scale}; expected > 0", path=path)
         if self.pointer_loss_weight < 0:
             raise InputError(f"model.pointer_loss_weight is {self.pointer_loss_weight}; expected >= 0", path=path)
         if self.align_weight < 0 or self.align_margin < 0 or self.align_anchors < 0:

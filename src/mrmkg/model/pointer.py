@@ -5,7 +5,7 @@ all candidates from the answer slot alone, so knowledge reaches the answer only 
 prompt. The pointer adds, for every entity node ``j`` of example ``b``'s subgraph whose entity is
 candidate ``c``::
 
-    score[b, c] += (W slot_b) . x_j + u . phi_j + p_c
+    score[b, c] += (W slot_b) . x_j + s * (u . phi_j + p_c)
 
 * ``slot_b [d]``: the LLM hidden state at the answer slot; ``W``: Linear(d -> h);
 * ``x_j [h]``: the graph encoder's output for node j (so RGAT is trained by the pointer directly);
@@ -15,7 +15,11 @@ candidate ``c``::
   j), ``near`` j shares an MMKG edge with a focus entity, ``copy`` j is the example tail while the
   focus is the example head (``h : t :: h : ?`` is answered by ``t``; ``Subgraph.example``), and
   ``node`` a constant 1, a learned preference of subgraph nodes over the rest of the candidates;
-* ``p_c``: a learned prior per entity (how often it is the answer when it is a node).
+* ``p_c``: a learned prior per entity (how often it is the answer when it is a node);
+* ``s``: ``MRMKGConfig.pointer_scale``, fixed. Adam moves a weight by about the learning rate per
+  step whatever its gradient, so after one MARS epoch at lr 1e-3 a flag's weight is at most ~1.3
+  (measured: |u| <= 0.2, prior std 0.008) -- too little to order nodes the way the memory / neighbour
+  / popularity rule does; ``s`` lets these few weights move ``s`` times faster (an lr multiplier).
 
 Optionally (``MRMKGConfig.pointer_loss_weight`` > 0) training adds ``pointer_loss``: cross-entropy
 of the pointer's scores alone over the candidates that are nodes, for examples whose answer is one.
@@ -81,8 +85,9 @@ class GraphPointer(nn.Module):
     """``forward(slot [B, d], x [N, h], graph, candidates [C] | [B, C])`` -> ``(bonus [B, C],
     is_node [B, C] bool)``: the score bonus (0 off the subgraph) and which candidates are nodes."""
 
-    def __init__(self, d: int, h: int, num_entities: int, features=DEFAULT_FEATURES):
+    def __init__(self, d: int, h: int, num_entities: int, features=DEFAULT_FEATURES, scale: float = 1.0):
         super().__init__()
+        self.scale = scale
         unknown = [f for f in features if f not in FEATURES]
         if unknown:
             raise ValueError(f"unknown pointer features {unknown}; expected names from {list(FEATURES)}")
@@ -112,8 +117,9 @@ class GraphPointer(nn.Module):
             keep = pos >= 0
             ent, b, pos = ent[keep], b[keep], pos[keep]
             w = self.query(slot.float())                                               # [B, h]
-            logit = ((w[b] * x[ent].float()).sum(-1) + self.feature(node_features(graph, self.features)[ent]).squeeze(-1)
+            flags = (self.feature(node_features(graph, self.features)[ent]).squeeze(-1)
                      + self.prior(graph.node_ref[ent]).squeeze(-1))
+            logit = (w[b] * x[ent].float()).sum(-1) + self.scale * flags
             is_node[b, pos] = True
             return bonus.index_put((b, pos), logit, accumulate=True), is_node
 

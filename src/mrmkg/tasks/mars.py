@@ -32,7 +32,8 @@ ranking of the 2,063 analogy entities. The gold ``relation`` is **never** an inp
   example pair (``Subgraph.example``). When the question is the example head (``h : t :: h : ?``,
   4.8 % of dev), the answer is the example tail; ``copy_node`` adds it as a node so the graph
   pointer's ``copy`` feature can pick it (a question image of the same entity is its same first
-  picture, so this holds in every mode).
+  picture, so this holds in every mode). MARS train has almost no such examples (5 of 10,641), so
+  ``copy_augment`` turns a fraction of training examples into their copy form.
 * Retrieval (paper A.7: "retrieved from the question entity"): the query vector is the question
   entity's frozen embedding from the index (the same vector its text would get), or its image
   feature when the question is shown as an image; ``retrieval_query=question+example`` adds the
@@ -197,6 +198,9 @@ class MarsTaskConfig:
     copy_node: bool = field(default=False, metadata={
         "help": "When the question is the example head (h : t :: h : ?, 4.8% of MARS dev), add the example tail to the "
                 "subgraph as a node the graph pointer can pick (feature 'copy' of model.pointer_features)."})
+    copy_augment: float = field(default=0.0, metadata={
+        "help": "Probability that a training example is replaced by its copy form h : t :: h : ? -> t (seeded). MARS "
+                "train has 5 such examples (0.05%), dev 4.8%, so the pointer's 'copy' weight cannot be learnt without."})
     memory_max: int = field(default=10, metadata={"help": "Memory edges per question at most (most frequent first)."})
     max_train_examples: int = field(default=0, metadata={"help": "Use only the first this many training examples (0 = all)."})
     max_eval_examples: int = field(default=0, metadata={"help": "Evaluate during training on the first this many dev examples (0 = all)."})
@@ -288,6 +292,8 @@ class MarsTask:
         if not 0.0 <= config.memory_keep_gold <= 1.0 or config.memory_max < 0:
             raise InputError("task_args.memory_keep_gold must be in [0, 1] and task_args.memory_max >= 0, got "
                              f"{config.memory_keep_gold!r} and {config.memory_max!r}")
+        if not 0.0 <= config.copy_augment <= 1.0:
+            raise InputError(f"task_args.copy_augment must be in [0, 1], got {config.copy_augment!r}")
         self.config = config
         self.model_args = dict(model_args or {})
         self.seed = seed
@@ -349,6 +355,13 @@ class MarsTask:
         if train and pairs and np.random.default_rng([self.seed, r.line]).random() >= cfg.memory_keep_gold:
             pairs = [p for p in pairs if p[1] != r.answer]
         return [(r.question, rel, y, n) for rel, y, n in pairs[: cfg.memory_max]]
+
+    def copy_augmented(self, records: Sequence[MarsRecord]) -> list[MarsRecord]:
+        """Training records where each one, with p = ``copy_augment`` (seeded by its line), asks its
+        own example back: ``h : t :: h : ?`` with answer ``t``."""
+        p = self.config.copy_augment
+        return [dataclasses.replace(r, question=r.head, answer=r.tail)
+                if p and np.random.default_rng([self.seed, r.line, 1]).random() < p else r for r in records]
 
     def make_examples(self, records: Sequence[MarsRecord], train: bool = False):
         """``MRMKGExample`` per record (subgraphs retrieved in one batch). ``train``: the records
@@ -425,7 +438,7 @@ class MarsTask:
             recs = load_mars_split(_resolve(self.data_dir, self.config.train_file), self.kg)
             if self.config.max_train_examples:
                 recs = recs[: self.config.max_train_examples]
-            self._train = self.make_examples(recs, train=True)
+            self._train = self.make_examples(self.copy_augmented(recs), train=True)
         return self._train
 
     def collate(self, examples):
