@@ -163,6 +163,21 @@ def test_named_node_features_and_their_validation():
     assert MRMKGConfig(pointer_features=" node , copy").pointer_feature_names == ("node", "copy")
 
 
+def test_relation_term_sums_the_weights_of_edges_to_the_focus():
+    kg = toy_kg()
+    sg = memory_subgraph(kg)          # cat -has(0)-> fur, memory cat -is a(1)-> dog, dog -has(0)-> red
+    sg.focus = np.array([1])          # focus dog: cat (dog <-is a- cat), red (dog -has-> red)
+    g = Batch.from_data_list([sg.to_pyg()])
+    R = 4
+    ptr = GraphPointer(d=3, h=2, num_entities=5, features=("relation",), num_relations=R)
+    ptr.relation.weight.data = torch.arange(2.0 * R).unsqueeze(1) + 1     # forward r -> r + 1, reversed r -> R + r + 1
+    assert ptr.feature is None
+    # cat: edge cat -is a(1)-> dog into the focus, i.e. reversed: R + 1 + 1; fur: no edge to dog; red: 0 + 1
+    torch.testing.assert_close(ptr._relation_term(g), torch.tensor([R + 2.0, 0.0, 0.0, 1.0]))
+    with pytest.raises(ValueError, match="num_relations"):
+        GraphPointer(d=3, h=2, num_entities=5, features=("relation",))
+
+
 def _randomise(ptr, seed=0):
     g = torch.Generator().manual_seed(seed)
     for p in ptr.parameters():
@@ -213,11 +228,13 @@ def test_first_mode_loss_is_the_head_and_the_pointer_cross_entropy():
 
 
 def test_round_trip_keeps_pointer_mode_and_features(tmp_path):
-    m, kg = _model(graph_pointer=True, pointer_mode="first", pointer_features="memory,copy,node")
+    m, kg = _model(graph_pointer=True, pointer_mode="first", pointer_features="memory,copy,relation,node",
+                   pointer_scale=3.0)
     _randomise(m.graph_pointer)
     m.save_pretrained(tmp_path / "c")
     m2 = MRMKG.from_pretrained(tmp_path / "c", llm=m.llm, features=m.features)
     assert m2.config.pointer_mode == "first" and m2.graph_pointer.features == ("memory", "copy", "node")
+    assert m2.graph_pointer.relation is not None and m2.graph_pointer.scale == 3.0
     batch = m.collate([MRMKGExample("the cat [E0] is a", answer=1, subgraph=memory_subgraph(kg))])
     m.eval(), m2.eval()
     assert torch.equal(m.rank(batch), m2.rank(batch))

@@ -76,9 +76,10 @@ class MRMKGConfig:
                 "two cross-entropies (the head's over all candidates, the pointer's over the nodes), so the head's "
                 "memory of training pairs cannot outvote the graph (mrmkg.model.pointer)"})
     pointer_features: str = field(default="focus,memory,near", metadata={
-        "help": "comma-separated node features the graph pointer weighs (mrmkg.model.pointer.FEATURES): focus, memory, "
-                "near (the default three), copy (the example tail when the question is the example head), node (a "
-                "learned bonus of every subgraph node over the other candidates)"})
+        "help": "comma-separated node features the graph pointer weighs (mrmkg.model.pointer.ALL_FEATURES): focus, "
+                "memory, near (the default three), copy (the example tail when the question is the example head), node "
+                "(a learned bonus of every subgraph node over the other candidates), relation (a learned weight per "
+                "relation type of the node's edges to the focus)"})
     pointer_scale: float = field(default=1.0, metadata={
         "help": "fixed multiplier of the pointer's feature and per-entity prior terms: a learning-rate multiplier "
                 "for those few weights, which Adam otherwise moves by only ~lr per step (mrmkg.model.pointer)"})
@@ -112,12 +113,12 @@ class MRMKGConfig:
             raise InputError(f"model.gnn_hidden ({self.gnn_hidden}) must be a multiple of gnn_num_blocks ({self.gnn_num_blocks})", path=path)
         if not 0.0 <= self.dropout < 1.0:
             raise InputError(f"model.dropout is {self.dropout}; expected 0 <= dropout < 1", path=path)
-        from mrmkg.model.pointer import FEATURES
+        from mrmkg.model.pointer import ALL_FEATURES
 
-        bad = [f for f in self.pointer_feature_names if f not in FEATURES]
-        if bad or not self.pointer_feature_names:
+        bad = [f for f in self.pointer_feature_names if f not in ALL_FEATURES]
+        if bad:
             raise InputError(f"model.pointer_features is {self.pointer_features!r}; expected a comma-separated list of "
-                             f"{list(FEATURES)}", path=path)
+                             f"{list(ALL_FEATURES)}", path=path)
         if self.pointer_scale <= 0:
             raise InputError(f"model.pointer_scale is {self.pointer_scale}; expected > 0", path=path)
         if self.pointer_loss_weight < 0:

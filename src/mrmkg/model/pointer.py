@@ -15,6 +15,9 @@ candidate ``c``::
   j), ``near`` j shares an MMKG edge with a focus entity, ``copy`` j is the example tail while the
   focus is the example head (``h : t :: h : ?`` is answered by ``t``; ``Subgraph.example``), and
   ``node`` a constant 1, a learned preference of subgraph nodes over the rest of the candidates;
+  and ``relation``, not a column but a learned weight per relation type (and direction), summed
+  over the edges that join j to a focus entity (which relations -- MarKG's or the memory's -- lead
+  to answers; on MARS the MarKG edges labelled with analogy relations A0-A18 do);
 * ``p_c``: a learned prior per entity (how often it is the answer when it is a node);
 * ``s``: ``MRMKGConfig.pointer_scale``, fixed. Adam moves a weight by about the learning rate per
   step whatever its gradient, so after one MARS epoch at lr 1e-3 a flag's weight is at most ~1.3
@@ -73,6 +76,8 @@ def _node(graph) -> torch.Tensor:
 #: pointer feature name -> ``fn(graph) -> [N]``; ``MRMKGConfig.pointer_features`` picks the columns
 FEATURES = {"focus": _focus, "memory": _memory, "near": _near, "copy": _copy, "node": _node}
 DEFAULT_FEATURES = ("focus", "memory", "near")
+#: every name ``MRMKGConfig.pointer_features`` accepts: the columns, and the learned ``relation`` term
+ALL_FEATURES = (*FEATURES, "relation")
 
 
 def node_features(graph, names=DEFAULT_FEATURES) -> torch.Tensor:
@@ -85,16 +90,23 @@ class GraphPointer(nn.Module):
     """``forward(slot [B, d], x [N, h], graph, candidates [C] | [B, C])`` -> ``(bonus [B, C],
     is_node [B, C] bool)``: the score bonus (0 off the subgraph) and which candidates are nodes."""
 
-    def __init__(self, d: int, h: int, num_entities: int, features=DEFAULT_FEATURES, scale: float = 1.0):
+    def __init__(self, d: int, h: int, num_entities: int, features=DEFAULT_FEATURES, scale: float = 1.0,
+                 num_relations: int = 0):
         super().__init__()
         self.scale = scale
-        unknown = [f for f in features if f not in FEATURES]
+        unknown = [f for f in features if f not in ALL_FEATURES]
         if unknown:
-            raise ValueError(f"unknown pointer features {unknown}; expected names from {list(FEATURES)}")
-        self.features = tuple(features)
+            raise ValueError(f"unknown pointer features {unknown}; expected names from {list(ALL_FEATURES)}")
+        self.features = tuple(f for f in features if f in FEATURES)
         self.query = nn.Linear(d, h)
-        self.feature = nn.Linear(len(self.features), 1, bias=False)
+        self.feature = nn.Linear(len(self.features), 1, bias=False) if self.features else None
         self.prior = nn.Embedding(num_entities, 1)
+        self.relation = None
+        if "relation" in features:
+            if num_relations < 1:
+                raise ValueError("the pointer's 'relation' feature needs num_relations >= 1")
+            self.num_relations = num_relations
+            self.relation = nn.Embedding(2 * num_relations, 1)   # [r] focus -> j, [R + r] j -> focus
         for p in self.parameters():
             nn.init.zeros_(p)
 
@@ -117,11 +129,24 @@ class GraphPointer(nn.Module):
             keep = pos >= 0
             ent, b, pos = ent[keep], b[keep], pos[keep]
             w = self.query(slot.float())                                               # [B, h]
-            flags = (self.feature(node_features(graph, self.features)[ent]).squeeze(-1)
-                     + self.prior(graph.node_ref[ent]).squeeze(-1))
+            flags = self.prior(graph.node_ref[ent]).squeeze(-1)
+            if self.feature is not None:
+                flags = flags + self.feature(node_features(graph, self.features)[ent]).squeeze(-1)
+            if self.relation is not None:
+                flags = flags + self._relation_term(graph)[ent]
             logit = (w[b] * x[ent].float()).sum(-1) + self.scale * flags
             is_node[b, pos] = True
             return bonus.index_put((b, pos), logit, accumulate=True), is_node
+
+
+    def _relation_term(self, graph) -> torch.Tensor:
+        """``[N]``: per node, the summed weights of the relations on its edges to a focus entity."""
+        src, dst = graph.edge_index
+        focus = graph.node_focus > 0
+        out = torch.zeros(graph.node_kind.shape[0], device=src.device)
+        fw, bw = focus[src], focus[dst]
+        out = out.index_add(0, dst[fw], self.relation(graph.edge_type[fw]).squeeze(-1))
+        return out.index_add(0, src[bw], self.relation(graph.edge_type[bw] + self.num_relations).squeeze(-1))
 
 
 def pointer_loss(bonus: torch.Tensor, is_node: torch.Tensor, answer_pos: torch.Tensor) -> torch.Tensor:
