@@ -30,7 +30,12 @@ It was meant to keep the pointer strong although the entity head memorises the t
 MARS pair recurs ~8 times, while most dev pairs are new); measured on MARS dev it did not help, so
 it is off by default (docs/results.md).
 
-``W``, ``u`` and ``p`` start at zero, so a fresh model ranks exactly as without the pointer. Every pointed
+How the bonus meets the entity head is ``MRMKGConfig.pointer_mode`` (mrmkg.model.mrmkg): ``add``
+sums them; ``first`` ranks every node above every other candidate, nodes by the bonus alone, the
+rest by the head, and trains the head and the pointer by separate cross-entropies -- the head
+memorises training pairs, which would otherwise outvote the graph on new pairs.
+
+All pointer weights start at zero, so in ``add`` mode a fresh model ranks exactly as without the pointer. Every pointed
 candidate is a node with provenance (the triple or memory edge that brought it in), which is what
 ``predictions.jsonl`` shows.
 """
@@ -40,7 +45,6 @@ import torch
 from torch import nn
 
 from mrmkg.kg.subgraph import ENTITY
-
 
 
 def _focus(graph) -> torch.Tensor:
@@ -137,7 +141,6 @@ class GraphPointer(nn.Module):
             logit = (w[b] * x[ent].float()).sum(-1) + self.scale * flags
             is_node[b, pos] = True
             return bonus.index_put((b, pos), logit, accumulate=True), is_node
-
 
     def _relation_term(self, graph) -> torch.Tensor:
         """``[N]``: per node, the summed weights of the relations on its edges to a focus entity."""

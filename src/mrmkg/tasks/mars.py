@@ -27,7 +27,8 @@ ranking of the 2,063 analogy entities. The gold ``relation`` is **never** an inp
   training file feeds the memory, and a question shown as an image (real image features) gets none:
   the memory is keyed by the entity, which the image alone does not name. A training example's own answer
   is always in its memory, while on dev it is for 37.6 % of examples; ``memory_keep_gold`` < 1
-  drops it (seeded per example) to match, but that was measured worse (docs/results.md).
+  drops it (seeded per example) to match: worse when the pointer's bonus is added to the entity
+  head; the best ``model.pointer_mode=first`` rows use 0.4 (docs/results.md).
 * Example copy (``copy_node``; not in the paper, off by default): every MARS subgraph knows its
   example pair (``Subgraph.example``). When the question is the example head (``h : t :: h : ?``,
   4.8 % of dev), the answer is the example tail; ``copy_node`` adds it as a node so the graph
@@ -194,7 +195,8 @@ class MarsTaskConfig:
                 "memory edges (kg_graph prompt only; see the module docstring)."})
     memory_keep_gold: float = field(default=1.0, metadata={
         "help": "Training examples keep their own (question, answer) memory edges with this probability. Measured on MARS "
-                "dev at one epoch: 1.0 gives Hits@1 0.343 / MRR 0.421, 0.4 (matching dev's 37.6% memory coverage) 0.288 / 0.348."})
+                "dev at one epoch with model.pointer_mode=add: 1.0 gives Hits@1 0.343 / MRR 0.421, 0.4 (matching dev's "
+                "37.6% memory coverage) 0.288 / 0.348; the best pointer_mode=first rows use 0.4 (docs/results.md)."})
     copy_node: bool = field(default=False, metadata={
         "help": "When the question is the example head (h : t :: h : ?, 4.8% of MARS dev), add the example tail to the "
                 "subgraph as a node the graph pointer can pick (feature 'copy' of model.pointer_features)."})
