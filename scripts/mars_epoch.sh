@@ -5,7 +5,7 @@
 # Needs the MarKG graph (runs/graphs/markg) and the 300-step stage-1 weights of scripts/mars_ladder.sh
 # (STAGE1, default runs/ladder2/v-stage1).
 set -u
-case "${1:-}" in A|B|A2|B2|C|D|E|F|G|H) ;; *) echo "usage: $0 A|B|A2|B2|C|D|E|F|G|H (two lanes, five rounds)" >&2; exit 2;; esac
+case "${1:-}" in A|B|A2|B2|C|D|E|F|G|H|I|J) ;; *) echo "usage: $0 A|B|A2|B2|C|D|E|F|G|H|I|J (two lanes, six rounds)" >&2; exit 2;; esac
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/epoch1}
 STAGE1=${STAGE1:-runs/ladder2/v-stage1}
@@ -28,8 +28,8 @@ E|F) run v-first-keep04-s$([ "$1" = E ] && echo 10 || echo 30)-aug -c $M --set i
      --set task_args.memory_keep_gold=0.4 --set task_args.copy_node=true --set task_args.copy_augment=0.05 \
      --set model.graph_pointer=true --set model.pointer_mode=first --set model.pointer_features=focus,memory,near,copy \
      --set model.pointer_scale=$([ "$1" = E ] && echo 10 || echo 30) ;;
-G|H) S=$([ "$1" = G ] && echo 30 || echo 10)
-   run v-first-keep04-s$S-aug-rel -c $M --set init_from=$STAGE1 --set task_args.memory=true \
+G|H|I|J) S=$(case $1 in G|J) echo 30;; H) echo 10;; I) echo 100;; esac); SEED=$([ "$1" = J ] && echo 1 || echo 0)
+   run v-first-keep04-s$S-aug-rel$([ $SEED = 0 ] || echo -seed$SEED) -c $M --set seed=$SEED --set init_from=$STAGE1 --set task_args.memory=true \
      --set task_args.memory_keep_gold=0.4 --set task_args.copy_node=true --set task_args.copy_augment=0.05 \
      --set model.graph_pointer=true --set model.pointer_mode=first --set model.pointer_features=focus,memory,near,copy,relation \
      --set model.pointer_scale=$S ;;
@@ -42,3 +42,5 @@ esac
 #   scripts/mars_epoch.sh E & scripts/mars_epoch.sh F & wait
 # fifth round (+ the pointer's relation feature):
 #   scripts/mars_epoch.sh G & scripts/mars_epoch.sh H & wait
+# sixth round (pointer_scale 100; G with seed 1):
+#   scripts/mars_epoch.sh I & scripts/mars_epoch.sh J & wait
