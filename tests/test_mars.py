@@ -218,6 +218,7 @@ def test_example_copy_node(world):
     sg = on.make_examples([rec])[0].subgraph
     assert sg.example.tolist() == [E("Q12"), E("Q6")]
     assert sg.node_ref[sg.copy_mask].tolist() == [E("Q6")]
+    assert on.make_examples([rec])[0].meta["copy"] == "Q6" and on.make_examples([other])[0].meta["copy"] is None
     sg_off = off.make_examples([rec])[0].subgraph               # off: blue is a node only if retrieved
     assert E("Q6") not in sg_off.node_ref.tolist() and not sg_off.copy_mask.any()
     assert sg.num_nodes == sg_off.num_nodes + 1
@@ -306,6 +307,7 @@ def test_train_then_eval_outputs_agree(world, tmp_path):
         assert 0 < len(p["retrieved"]) <= 3 and all(isinstance(t, int) for t, _ in p["retrieved"])
         # every question shown as text has training partners here; one shown as an image gets none
         assert bool(p["memory"]) == (p["sides"][2] != "image")
+        assert p["copy"] is None                  # no dev question here is its example's head
         assert all(c in [e for e, _, _ in ENTS] for c, _, _ in p["memory"])
     assert any(p["memory"] for p in preds)
     recomputed = metrics_from_predictions(out / "predictions.jsonl")

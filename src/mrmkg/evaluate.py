@@ -6,7 +6,9 @@ with ``MRMKG.from_pretrained``, ranks the candidates for every example of the sp
 order) and writes, atomically:
 
 * ``predictions.jsonl``: one line per example: ``id``, ``gold``, ``rank``, ``top10`` as
-  ``[entity id, score]`` pairs, ``retrieved`` as ``[triple id, score]`` pairs, ``mode`` and
+  ``[entity id, score]`` pairs, ``retrieved`` as ``[triple id, score]`` pairs, ``memory`` as
+  ``[partner id, relation id, count]`` (the analogy memory's edges), ``copy`` (the example tail
+  when the question is the example head and it is a node, else null), ``mode`` and
   ``sides`` (how each of example head, example tail and question was given: ``text``, ``image`` or
   ``standin:<kind>``).
 * ``metrics.json``: ``hits@1``, ``hits@3``, ``hits@5``, ``hits@10``, ``mrr``, ``n`` -- computed from

@@ -403,6 +403,8 @@ class MarsTask:
                     sg = sg.with_memory(self._memory_edges(r, train))
             meta["memory"] = [] if sg is None else [[self.kg.entity_ids[t], self.kg.relation_ids[rel], c]
                                                     for _, rel, t, c in sg.memory_edges]
+            copied = [] if sg is None else sg.node_ref[sg.copy_mask].tolist()
+            meta["copy"] = self.kg.entity_ids[copied[0]] if copied else None
             out.append(MRMKGExample(prompt=prompt, answer=r.answer, subgraph=sg if cfg.prompt == "kg_graph" else None,
                                     image_tokens=np.stack(tokens) if tokens else None, meta=meta))
         return out
@@ -476,7 +478,7 @@ class MarsTask:
                     "id": rec.id, "gold": self.kg.entity_ids[rec.answer], "rank": int(ranks[i]),
                     "top10": [[cand_ids[j], round(float(v), 6)] for v, j in zip(top.values[i].tolist(), top.indices[i].tolist())],
                     "retrieved": [[t, sc] for t, sc in zip(ex.meta["triples"], ex.meta["triple_scores"])],
-                    "memory": ex.meta["memory"],
+                    "memory": ex.meta["memory"], "copy": ex.meta["copy"],
                     "mode": rec.mode, "sides": ex.meta["sides"],
                 })
         mrmkg.train(was_training)
