@@ -63,6 +63,16 @@ def test_svg_has_names_scores_relations_and_thumbnails(kg, tmp_path):
     assert again.read_bytes() == out.read_bytes()
 
 
+def test_copy_node_is_labelled(kg, tmp_path):
+    import dataclasses
+
+    sg = dataclasses.replace(_subgraph(kg), focus=np.array([0]))
+    plain = render_subgraph(kg, sg, tmp_path / "a.svg").read_text()
+    copied = render_subgraph(kg, sg.with_example(0, 1), tmp_path / "b.svg").read_text()
+    assert plain.count("(copy)") == 1                     # the legend only
+    assert copied.count("(copy)") == 2                    # the legend and the example tail's node
+
+
 def test_empty_and_one_node_subgraphs(kg, tmp_path):
     empty = render_subgraph(kg, Subgraph.empty("nothing"), tmp_path / "empty.svg")
     assert "empty subgraph" in empty.read_text()

@@ -116,8 +116,10 @@ def render_subgraph(kg, subgraph: Subgraph, path: str | Path, title: str | None 
         return _save(fig, path, fmt, dpi)
 
     ax.text(-1.23, -1.23, "bold box: seed entity  ·  arrow: head -> tail, relation and retrieval score  ·  "
-            "dotted: image of  ·  memory xN: a training fact seen N times", fontsize=7, color="0.4", ha="left", va="bottom")
+            "dotted: image of  ·  memory xN: a training fact seen N times  ·  (copy): the example's tail, asked back",
+            fontsize=7, color="0.4", ha="left", va="bottom")
     seeds = set(subgraph.seeds.tolist())
+    copied = subgraph.copy_mask.tolist()
     node_ref = subgraph.node_ref.tolist()
     kinds = subgraph.node_kind.tolist()
     # ---- edges: one arrow per distinct (u, v), labels of parallel edges merged
@@ -159,6 +161,7 @@ def render_subgraph(kg, subgraph: Subgraph, path: str | Path, title: str | None 
         if kinds[i] == ENTITY:
             e = node_ref[i]
             label = "\n".join(textwrap.wrap(kg.entity_names[e], max_label)[:3]) or kg.entity_ids[e]
+            label += "\n(copy)" if copied[i] else ""
             is_seed = e in seeds
             ax.text(x, y, label, ha="center", va="center", fontsize=9, zorder=4,
                     fontweight="bold" if is_seed else "normal",
