@@ -28,7 +28,7 @@ ranking of the 2,063 analogy entities. The gold ``relation`` is **never** an inp
   the memory is keyed by the entity, which the image alone does not name. A training example's own answer
   is always in its memory, while on dev it is for 37.6 % of examples; ``memory_keep_gold`` < 1
   drops it (seeded per example) to match: worse when the pointer's bonus is added to the entity
-  head; the best ``model.pointer_mode=first`` rows use 0.4 (docs/results.md).
+  head; with ``model.pointer_mode=first`` 1.0 and 0.4 measured within noise (docs/results.md).
 * Example copy (``copy_node``; not in the paper, off by default): every MARS subgraph knows its
   example pair (``Subgraph.example``). When the question is the example head (``h : t :: h : ?``,
   4.8 % of dev), the answer is the example tail; ``copy_node`` adds it as a node so the graph
@@ -196,7 +196,7 @@ class MarsTaskConfig:
     memory_keep_gold: float = field(default=1.0, metadata={
         "help": "Training examples keep their own (question, answer) memory edges with this probability. Measured on MARS "
                 "dev at one epoch with model.pointer_mode=add: 1.0 gives Hits@1 0.343 / MRR 0.421, 0.4 (matching dev's "
-                "37.6% memory coverage) 0.288 / 0.348; the best pointer_mode=first rows use 0.4 (docs/results.md)."})
+                "37.6% memory coverage) 0.288 / 0.348; with pointer_mode=first 1.0 gave 0.396 / 0.485, 0.4 0.392 / 0.478."})
     copy_node: bool = field(default=False, metadata={
         "help": "When the question is the example head (h : t :: h : ?, 4.8% of MARS dev), add the example tail to the "
                 "subgraph as a node the graph pointer can pick (feature 'copy' of model.pointer_features)."})
