@@ -178,6 +178,13 @@ def test_relation_term_sums_the_weights_of_edges_to_the_focus():
         GraphPointer(d=3, h=2, num_entities=5, features=("relation",))
 
 
+def _record(obj, name: str) -> list:
+    """Wrap method ``name`` of ``obj`` so every return value is appended to the returned list."""
+    seen, method = [], getattr(obj, name)
+    setattr(obj, name, lambda *a: seen.append(method(*a)) or seen[-1])
+    return seen
+
+
 def _randomise(ptr, seed=0):
     g = torch.Generator().manual_seed(seed)
     for p in ptr.parameters():
@@ -189,9 +196,7 @@ def test_first_mode_puts_nodes_first_in_pointer_order(randomised):
     m, kg = _model(graph_pointer=True, pointer_mode="first", pointer_features="focus,memory,near,copy,node")
     if randomised:
         _randomise(m.graph_pointer)
-    seen = []
-    forward = m.graph_pointer.forward
-    m.graph_pointer.forward = lambda *a: seen.append(forward(*a)) or seen[-1]
+    seen = _record(m.graph_pointer, "forward")
     exs = [MRMKGExample("the cat [E0] is a", answer=1, subgraph=memory_subgraph(kg)),
            MRMKGExample("the red [E4] is a", answer=2, subgraph=Subgraph.from_triples(kg, [4], [0.5]))]
     m.eval()
@@ -210,12 +215,7 @@ def test_first_mode_puts_nodes_first_in_pointer_order(randomised):
 def test_first_mode_loss_is_the_head_and_the_pointer_cross_entropy():
     m, kg = _model(graph_pointer=True, pointer_mode="first", align_weight=0.0)
     _randomise(m.graph_pointer, seed=1)
-    seen = []
-    forward = m.graph_pointer.forward
-    m.graph_pointer.forward = lambda *a: seen.append(forward(*a)) or seen[-1]
-    head_scores = []
-    score = m.entity_head.score
-    m.entity_head.score = lambda *a: head_scores.append(score(*a)) or head_scores[-1]
+    seen, head_scores = _record(m.graph_pointer, "forward"), _record(m.entity_head, "score")
     batch = m.collate([MRMKGExample("the cat [E0] is a", answer=1, subgraph=memory_subgraph(kg)),
                        MRMKGExample("the red [E4] is a", answer=3, subgraph=Subgraph.from_triples(kg, [4], [0.5]))])
     m.eval()

@@ -348,8 +348,7 @@ class MRMKG(nn.Module):
                 scores, pointed = self._scores(slot, batch, x_k)
                 if pointed is not None and self.config.pointer_mode == "first":
                     # two separate rankings: the head over all candidates, the pointer over the nodes
-                    head = scores if pointed[2] is None else pointed[2]
-                    rank_loss = (F.cross_entropy(head, batch.answer_pos, ignore_index=-100)
+                    rank_loss = (F.cross_entropy(pointed[2], batch.answer_pos, ignore_index=-100)
                                  + pointer_loss(pointed[0], pointed[1], batch.answer_pos))
                 else:
                     rank_loss = F.cross_entropy(scores, batch.answer_pos, ignore_index=-100)

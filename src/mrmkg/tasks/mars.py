@@ -536,7 +536,6 @@ class MarKGPretrainTask:
         self.train_ids = np.sort(train)
         self._model = None
         self._train = None
-        self._memory = None
 
     @classmethod
     def from_config(cls, args: dict, train_config=None) -> "MarKGPretrainTask":
