@@ -242,6 +242,45 @@ def test_copy_augment_asks_the_example_back(world, tmp_path):
         _task(world, copy_augment=2.0)
 
 
+def test_pointer_prior_from_train_frequency(world):
+    """pointer_prior=train_frequency: s * p_c = log(1 + occurrences of c in train), so a fresh
+    pointer orders nodes by it; it needs the pointer."""
+    from collections import Counter
+
+    from mrmkg.tasks.mars import MarsTask, MarsTaskConfig
+
+    kg = world["kg"]
+    seen = Counter(e for ex, q, a, _, _ in TRAIN for e in (*ex, q, a))
+    want = np.log1p([seen[e] for e in kg.entity_ids])
+    args = {"llm": world["llm"], "gnn_hidden": 16, "gnn_heads": 2, "gnn_num_blocks": 2, "gnn_relation_dim": 8,
+            "graph_pointer": True, "pointer_scale": 3.0, "pointer_mode": "first", "dtype": "fp32"}
+    cfg = MarsTaskConfig(graph=world["graph"], data_dir=world["mars"], pointer_prior="train_frequency", N=3)
+    task = MarsTask(cfg, args)
+    np.testing.assert_allclose(task.train_frequency(), [seen[e] for e in kg.entity_ids])
+    model = task.build_model().mrmkg
+    pointer = model.graph_pointer
+    np.testing.assert_allclose(pointer.scale * pointer.prior.weight.squeeze(1).detach().numpy(), want, rtol=1e-6)
+    # a fresh model ranks its subgraph's candidate nodes by training frequency
+    ex = task.make_examples(_dev(world)[:1])
+    batch = model.collate(ex, candidates=task.candidates, rank_over="entity")
+    with torch.no_grad():
+        scores = model(batch).scores[0]
+    nodes = [c for c in task.candidates.tolist() if c in ex[0].subgraph.node_ref.tolist()]
+    assert len(nodes) >= 2
+    by_score = sorted(nodes, key=lambda c: -float(scores[task.candidates.tolist().index(c)]))
+    assert [want[c] for c in by_score] == sorted((want[c] for c in nodes), reverse=True)
+    zero = MarsTask(dataclasses.replace(cfg, pointer_prior="zero"), args).build_model().mrmkg
+    assert not zero.graph_pointer.prior.weight.any()
+    with pytest.raises(InputError, match="pointer_prior"):
+        MarsTask(cfg, {**args, "graph_pointer": False}).build_model()
+
+
+def _dev(world):
+    from mrmkg.tasks.mars import load_mars_split
+
+    return load_mars_split(Path(world["mars"]) / "dev.json", world["kg"])
+
+
 def test_analogy_memory_keep_rate_is_seeded(world, tmp_path):
     from mrmkg.tasks.mars import MarsTask, load_mars_split
 

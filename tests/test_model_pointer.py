@@ -163,6 +163,14 @@ def test_named_node_features_and_their_validation():
     assert MRMKGConfig(pointer_features=" node , copy").pointer_feature_names == ("node", "copy")
 
 
+def test_init_prior_sets_the_scaled_prior():
+    ptr = GraphPointer(d=4, h=4, num_entities=3, scale=4.0)
+    ptr.init_prior(np.array([0.0, 2.0, 8.0]))
+    torch.testing.assert_close(ptr.prior.weight.squeeze(1), torch.tensor([0.0, 0.5, 2.0]))
+    with pytest.raises(ValueError, match="2 values for 3 entities"):
+        ptr.init_prior([1.0, 2.0])
+
+
 def test_relation_term_sums_the_weights_of_edges_to_the_focus():
     kg = toy_kg()
     sg = memory_subgraph(kg)          # cat -has(0)-> fur, memory cat -is a(1)-> dog, dog -has(0)-> red

@@ -18,7 +18,8 @@ candidate ``c``::
   and ``relation``, not a column but a learned weight per relation type (and direction), summed
   over the edges that join j to a focus entity (which relations -- MarKG's or the memory's -- lead
   to answers; on MARS the MarKG edges labelled with analogy relations A0-A18 do);
-* ``p_c``: a learned prior per entity (how often it is the answer when it is a node);
+* ``p_c``: a learned prior per entity (how often it is the answer when it is a node); zero at the
+  start, or set by :meth:`GraphPointer.init_prior` (MARS: ``task_args.pointer_prior``);
 * ``s``: ``MRMKGConfig.pointer_scale``, fixed. Adam moves a weight by about the learning rate per
   step whatever its gradient, so after one MARS epoch at lr 1e-3 a flag's weight is at most ~1.3
   (measured: |u| <= 0.2, prior std 0.008) -- too little to order nodes the way the memory / neighbour
@@ -141,6 +142,15 @@ class GraphPointer(nn.Module):
             logit = (w[b] * x[ent].float()).sum(-1) + self.scale * flags
             is_node[b, pos] = True
             return bonus.index_put((b, pos), logit, accumulate=True), is_node
+
+    @torch.no_grad()
+    def init_prior(self, values) -> None:
+        """Set the prior so that ``s * p_c = values[c]`` (``values [num_entities]``): the pointer then
+        starts by ordering nodes by ``values`` wherever its other terms tie (all zero when fresh)."""
+        values = torch.as_tensor(values, dtype=self.prior.weight.dtype).reshape(-1)
+        if values.shape[0] != self.prior.num_embeddings:
+            raise ValueError(f"init_prior: {values.shape[0]} values for {self.prior.num_embeddings} entities")
+        self.prior.weight.copy_(values[:, None] / self.scale)
 
     def _relation_term(self, graph) -> torch.Tensor:
         """``[N]``: per node, the summed weights of the relations on its edges to a focus entity."""

@@ -203,6 +203,11 @@ class MarsTaskConfig:
     copy_augment: float = field(default=0.0, metadata={
         "help": "Probability that a training example is replaced by its copy form h : t :: h : ? -> t (seeded). MARS "
                 "train has 5 such examples (0.05%), dev 4.8%, so the pointer's 'copy' weight cannot be learnt without."})
+    pointer_prior: Literal["zero", "train_frequency"] = field(default="zero", metadata={
+        "help": "Not in the paper. Start of the graph pointer's per-entity prior (needs model.graph_pointer): zero, or "
+                "log(1 + times the entity occurs in train_file's records), so that nodes the other pointer terms tie "
+                "on are ordered by how common they are in training. On MARS dev, of the answers that are a MarKG "
+                "neighbour of the question and not in the memory, that order puts 50% first (14% at random)."})
     memory_max: int = field(default=10, metadata={"help": "Memory edges per question at most (most frequent first)."})
     max_train_examples: int = field(default=0, metadata={"help": "Use only the first this many training examples (0 = all)."})
     max_eval_examples: int = field(default=0, metadata={"help": "Evaluate during training on the first this many dev examples (0 = all)."})
@@ -428,7 +433,20 @@ class MarsTask:
         self._model = _build_mrmkg(self.ctx, self.model_args, self.seed,
                                    default_use_kg=self.config.prompt == "kg_graph",
                                    default_use_image=True)
+        if self.config.pointer_prior == "train_frequency":
+            if self._model.graph_pointer is None:
+                raise InputError("task_args.pointer_prior=train_frequency needs the graph pointer "
+                                 "(model.graph_pointer=true and prompt kg_graph)")
+            self._model.graph_pointer.init_prior(np.log1p(self.train_frequency()))
         return TaskModel(self._model)
+
+    def train_frequency(self) -> np.ndarray:
+        """``[num_entities]``: how often each entity occurs in ``train_file``'s records (example
+        head and tail, question, answer)."""
+        counts = np.zeros(len(self.kg.entity_ids), dtype=np.float64)
+        for r in load_mars_split(_resolve(self.data_dir, self.config.train_file), self.kg):
+            np.add.at(counts, [r.head, r.tail, r.question, r.answer], 1.0)
+        return counts
 
     def load_model(self, directory) -> TaskModel:
         """An MR-MKG model saved by ``save_pretrained`` (features from this task's graph)."""
