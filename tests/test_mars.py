@@ -242,7 +242,7 @@ def test_copy_augment_asks_the_example_back(world, tmp_path):
         _task(world, copy_augment=2.0)
 
 
-def test_pointer_prior_from_train_frequency(world):
+def test_pointer_prior_from_train_frequency(world, tmp_path):
     """pointer_prior=train_frequency: s * p_c = log(1 + occurrences of c in train), so a fresh
     pointer orders nodes by it; it needs the pointer."""
     from collections import Counter
@@ -269,6 +269,16 @@ def test_pointer_prior_from_train_frequency(world):
     assert len(nodes) >= 2
     by_score = sorted(nodes, key=lambda c: -float(scores[task.candidates.tolist().index(c)]))
     assert [want[c] for c in by_score] == sorted((want[c] for c in nodes), reverse=True)
+    # the 'frequency' feature: the same counts, given to the pointer after building and after loading
+    freq_task = MarsTask(dataclasses.replace(cfg, pointer_prior="zero"),
+                         {**args, "pointer_features": "focus,memory,frequency"})
+    built = freq_task.build_model().mrmkg
+    torch.testing.assert_close(built.graph_pointer.frequency, torch.tensor(want, dtype=torch.float32))
+    built.graph_pointer.frequency_weight.data.fill_(0.5)
+    built.save_pretrained(tmp_path / "freq")
+    loaded = freq_task.load_model(tmp_path / "freq").mrmkg
+    torch.testing.assert_close(loaded.graph_pointer.frequency, built.graph_pointer.frequency)
+    assert loaded.graph_pointer.frequency_weight.item() == 0.5
     zero = MarsTask(dataclasses.replace(cfg, pointer_prior="zero"), args).build_model().mrmkg
     assert not zero.graph_pointer.prior.weight.any()
     with pytest.raises(InputError, match="pointer_prior"):

@@ -171,6 +171,28 @@ def test_init_prior_sets_the_scaled_prior():
         ptr.init_prior([1.0, 2.0])
 
 
+def test_frequency_feature_adds_a_learned_multiple_of_log_counts():
+    kg = toy_kg()
+    g = Batch.from_data_list([memory_subgraph(kg).to_pyg()])              # nodes cat, fur, dog, red
+    ptr = GraphPointer(d=3, h=2, num_entities=kg.num_entities, features=("frequency",), scale=3.0)
+    assert ptr.feature is None and ptr.frequency_weight == 0
+    cand = torch.arange(kg.num_entities)
+    slot, x = torch.zeros(1, 3), torch.zeros(g.num_nodes, 2)
+    with pytest.raises(ValueError, match="set_frequency"):
+        ptr(slot, x, g, cand)
+    counts = torch.tensor([0.0, 1.0, 3.0, 7.0, 2.0])
+    ptr.set_frequency(counts)
+    ptr.frequency_weight.data.fill_(2.0)
+    bonus, is_node = ptr(slot, x, g, cand)
+    want = torch.where(is_node[0], 3.0 * 2.0 * torch.log1p(counts), torch.zeros(5))
+    torch.testing.assert_close(bonus[0], want)
+    assert "frequency" not in ptr.state_dict()                           # task data, not a saved weight
+    with pytest.raises(ValueError, match="counts >= 0"):
+        ptr.set_frequency(torch.tensor([1.0, -1.0, 0.0, 0.0, 0.0]))
+    with pytest.raises(ValueError, match="expected 5 counts"):
+        ptr.set_frequency([1.0])
+
+
 def test_relation_term_sums_the_weights_of_edges_to_the_focus():
     kg = toy_kg()
     sg = memory_subgraph(kg)          # cat -has(0)-> fur, memory cat -is a(1)-> dog, dog -has(0)-> red

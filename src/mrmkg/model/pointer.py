@@ -17,7 +17,10 @@ candidate ``c``::
   ``node`` a constant 1, a learned preference of subgraph nodes over the rest of the candidates;
   and ``relation``, not a column but a learned weight per relation type (and direction), summed
   over the edges that join j to a focus entity (which relations -- MarKG's or the memory's -- lead
-  to answers; on MARS the MarKG edges labelled with analogy relations A0-A18 do);
+  to answers; on MARS the MarKG edges labelled with analogy relations A0-A18 do); and
+  ``frequency``, ``log(1 + f_c)`` for a per-entity count the task supplies
+  (:meth:`GraphPointer.set_frequency`; MARS: occurrences in the training file), with one learned
+  weight -- a data prior whose strength is learned, where ``p_c`` must learn every entity alone;
 * ``p_c``: a learned prior per entity (how often it is the answer when it is a node); zero at the
   start, or set by :meth:`GraphPointer.init_prior` (MARS: ``task_args.pointer_prior``);
 * ``s``: ``MRMKGConfig.pointer_scale``, fixed. Adam moves a weight by about the learning rate per
@@ -81,8 +84,9 @@ def _node(graph) -> torch.Tensor:
 #: pointer feature name -> ``fn(graph) -> [N]``; ``MRMKGConfig.pointer_features`` picks the columns
 FEATURES = {"focus": _focus, "memory": _memory, "near": _near, "copy": _copy, "node": _node}
 DEFAULT_FEATURES = ("focus", "memory", "near")
-#: every name ``MRMKGConfig.pointer_features`` accepts: the columns, and the learned ``relation`` term
-ALL_FEATURES = (*FEATURES, "relation")
+#: every name ``MRMKGConfig.pointer_features`` accepts: the graph's columns, the learned ``relation``
+#: term and the task-supplied ``frequency`` column
+ALL_FEATURES = (*FEATURES, "relation", "frequency")
 
 
 def node_features(graph, names=DEFAULT_FEATURES) -> torch.Tensor:
@@ -112,6 +116,9 @@ class GraphPointer(nn.Module):
                 raise ValueError("the pointer's 'relation' feature needs num_relations >= 1")
             self.num_relations = num_relations
             self.relation = nn.Embedding(2 * num_relations, 1)   # [r] focus -> j, [R + r] j -> focus
+        self.frequency_weight = nn.Parameter(torch.zeros(())) if "frequency" in features else None
+        # task data, not a weight: set by the task after building or loading (not saved)
+        self.register_buffer("frequency", None, persistent=False)
         for p in self.parameters():
             nn.init.zeros_(p)
 
@@ -139,6 +146,11 @@ class GraphPointer(nn.Module):
                 flags = flags + self.feature(node_features(graph, self.features)[ent]).squeeze(-1)
             if self.relation is not None:
                 flags = flags + self._relation_term(graph)[ent]
+            if self.frequency_weight is not None:
+                if self.frequency is None:
+                    raise ValueError("the pointer's 'frequency' feature needs per-entity counts: call "
+                                     "GraphPointer.set_frequency (the MARS task does)")
+                flags = flags + self.frequency_weight * self.frequency[graph.node_ref[ent]]
             logit = (w[b] * x[ent].float()).sum(-1) + self.scale * flags
             is_node[b, pos] = True
             return bonus.index_put((b, pos), logit, accumulate=True), is_node
@@ -151,6 +163,14 @@ class GraphPointer(nn.Module):
         if values.shape[0] != self.prior.num_embeddings:
             raise ValueError(f"init_prior: {values.shape[0]} values for {self.prior.num_embeddings} entities")
         self.prior.weight.copy_(values[:, None] / self.scale)
+
+    def set_frequency(self, counts) -> None:
+        """``counts [num_entities]`` (>= 0) for the ``frequency`` feature, used as ``log(1 + counts)``."""
+        counts = torch.as_tensor(counts, dtype=torch.float32).reshape(-1)
+        if counts.shape[0] != self.prior.num_embeddings or (counts < 0).any():
+            raise ValueError(f"set_frequency: expected {self.prior.num_embeddings} counts >= 0, got "
+                             f"{counts.shape[0]} (min {float(counts.min()) if counts.numel() else 0})")
+        self.frequency = torch.log1p(counts).to(self.prior.weight.device)
 
     def _relation_term(self, graph) -> torch.Tensor:
         """``[N]``: per node, the summed weights of the relations on its edges to a focus entity."""

@@ -35,6 +35,10 @@ ranking of the 2,063 analogy entities. The gold ``relation`` is **never** an inp
   pointer's ``copy`` feature can pick it (a question image of the same entity is its same first
   picture, so this holds in every mode). MARS train has almost no such examples (5 of 10,641), so
   ``copy_augment`` turns a fraction of training examples into their copy form.
+* Frequency prior (``pointer_prior=train_frequency``; not in the paper, off by default): the graph
+  pointer's per-entity prior starts at log(1 + occurrences of the entity in the training file), so
+  nodes its other terms do not tell apart (most MarKG neighbours of the question) are ordered by
+  how common they are as analogy entities; the weights are trained on from there and saved.
 * Retrieval (paper A.7: "retrieved from the question entity"): the query vector is the question
   entity's frozen embedding from the index (the same vector its text would get), or its image
   feature when the question is shown as an image; ``retrieval_query=question+example`` adds the
@@ -438,7 +442,14 @@ class MarsTask:
                 raise InputError("task_args.pointer_prior=train_frequency needs the graph pointer "
                                  "(model.graph_pointer=true and prompt kg_graph)")
             self._model.graph_pointer.init_prior(np.log1p(self.train_frequency()))
+        self._give_frequency(self._model)
         return TaskModel(self._model)
+
+    def _give_frequency(self, model) -> None:
+        """The pointer's ``frequency`` feature reads the training file's counts (not saved with the
+        weights, like the analogy memory: both come from ``train_file``)."""
+        if model.graph_pointer is not None and model.graph_pointer.frequency_weight is not None:
+            model.graph_pointer.set_frequency(self.train_frequency())
 
     def train_frequency(self) -> np.ndarray:
         """``[num_entities]``: how often each entity occurs in ``train_file``'s records (example
@@ -453,6 +464,7 @@ class MarsTask:
         from mrmkg.model import MRMKG, KGFeatures
 
         self._model = MRMKG.from_pretrained(directory, features=KGFeatures.from_index(self.ctx.index))
+        self._give_frequency(self._model)
         return TaskModel(self._model)
 
     def train_examples(self):
