@@ -242,9 +242,9 @@ def test_copy_augment_asks_the_example_back(world, tmp_path):
         _task(world, copy_augment=2.0)
 
 
-def test_pointer_prior_from_train_frequency(world, tmp_path):
-    """pointer_prior=train_frequency: s * p_c = log(1 + occurrences of c in train), so a fresh
-    pointer orders nodes by it; it needs the pointer."""
+def test_pointer_frequency_from_the_training_file(world, tmp_path):
+    """The pointer's 'frequency' feature gets log(1 + occurrences in train) after building and after
+    loading (it is not saved), and with a positive weight a pointer orders the nodes by it."""
     from collections import Counter
 
     from mrmkg.tasks.mars import MarsTask, MarsTaskConfig
@@ -253,36 +253,27 @@ def test_pointer_prior_from_train_frequency(world, tmp_path):
     seen = Counter(e for ex, q, a, _, _ in TRAIN for e in (*ex, q, a))
     want = np.log1p([seen[e] for e in kg.entity_ids])
     args = {"llm": world["llm"], "gnn_hidden": 16, "gnn_heads": 2, "gnn_num_blocks": 2, "gnn_relation_dim": 8,
-            "graph_pointer": True, "pointer_scale": 3.0, "pointer_mode": "first", "dtype": "fp32"}
-    cfg = MarsTaskConfig(graph=world["graph"], data_dir=world["mars"], pointer_prior="train_frequency", N=3)
-    task = MarsTask(cfg, args)
+            "graph_pointer": True, "pointer_mode": "first", "pointer_features": "focus,memory,frequency", "dtype": "fp32"}
+    task = MarsTask(MarsTaskConfig(graph=world["graph"], data_dir=world["mars"], N=3), args)
     np.testing.assert_allclose(task.train_frequency(), [seen[e] for e in kg.entity_ids])
     model = task.build_model().mrmkg
-    pointer = model.graph_pointer
-    np.testing.assert_allclose(pointer.scale * pointer.prior.weight.squeeze(1).detach().numpy(), want, rtol=1e-6)
-    # a fresh model ranks its subgraph's candidate nodes by training frequency
+    torch.testing.assert_close(model.graph_pointer.frequency, torch.tensor(want, dtype=torch.float32))
+    model.graph_pointer.frequency_weight.data.fill_(0.5)
+    # the pointer (all else zero) now ranks the subgraph's candidate nodes by training frequency
     ex = task.make_examples(_dev(world)[:1])
-    batch = model.collate(ex, candidates=task.candidates, rank_over="entity")
     with torch.no_grad():
-        scores = model(batch).scores[0]
-    nodes = [c for c in task.candidates.tolist() if c in ex[0].subgraph.node_ref.tolist()]
-    assert len(nodes) >= 2
-    by_score = sorted(nodes, key=lambda c: -float(scores[task.candidates.tolist().index(c)]))
+        scores = model(model.collate(ex, candidates=task.candidates, rank_over="entity")).scores[0]
+    cands = task.candidates.tolist()
+    nodes = [c for c in cands if c in ex[0].subgraph.node_ref.tolist()]
+    assert len({want[c] for c in nodes}) >= 2
+    by_score = sorted(nodes, key=lambda c: -float(scores[cands.index(c)]))
     assert [want[c] for c in by_score] == sorted((want[c] for c in nodes), reverse=True)
-    # the 'frequency' feature: the same counts, given to the pointer after building and after loading
-    freq_task = MarsTask(dataclasses.replace(cfg, pointer_prior="zero"),
-                         {**args, "pointer_features": "focus,memory,frequency"})
-    built = freq_task.build_model().mrmkg
-    torch.testing.assert_close(built.graph_pointer.frequency, torch.tensor(want, dtype=torch.float32))
-    built.graph_pointer.frequency_weight.data.fill_(0.5)
-    built.save_pretrained(tmp_path / "freq")
-    loaded = freq_task.load_model(tmp_path / "freq").mrmkg
-    torch.testing.assert_close(loaded.graph_pointer.frequency, built.graph_pointer.frequency)
+    model.save_pretrained(tmp_path / "freq")
+    loaded = task.load_model(tmp_path / "freq").mrmkg
+    torch.testing.assert_close(loaded.graph_pointer.frequency, model.graph_pointer.frequency)
     assert loaded.graph_pointer.frequency_weight.item() == 0.5
-    zero = MarsTask(dataclasses.replace(cfg, pointer_prior="zero"), args).build_model().mrmkg
-    assert not zero.graph_pointer.prior.weight.any()
-    with pytest.raises(InputError, match="pointer_prior"):
-        MarsTask(cfg, {**args, "graph_pointer": False}).build_model()
+    plain = MarsTask(task.config, {**args, "pointer_features": "focus,memory"}).build_model().mrmkg
+    assert plain.graph_pointer.frequency is None and plain.graph_pointer.frequency_weight is None
 
 
 def _dev(world):

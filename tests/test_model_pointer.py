@@ -163,14 +163,6 @@ def test_named_node_features_and_their_validation():
     assert MRMKGConfig(pointer_features=" node , copy").pointer_feature_names == ("node", "copy")
 
 
-def test_init_prior_sets_the_scaled_prior():
-    ptr = GraphPointer(d=4, h=4, num_entities=3, scale=4.0)
-    ptr.init_prior(np.array([0.0, 2.0, 8.0]))
-    torch.testing.assert_close(ptr.prior.weight.squeeze(1), torch.tensor([0.0, 0.5, 2.0]))
-    with pytest.raises(ValueError, match="2 values for 3 entities"):
-        ptr.init_prior([1.0, 2.0])
-
-
 def test_frequency_feature_adds_a_learned_multiple_of_log_counts():
     kg = toy_kg()
     g = Batch.from_data_list([memory_subgraph(kg).to_pyg()])              # nodes cat, fur, dog, red

@@ -21,8 +21,7 @@ candidate ``c``::
   ``frequency``, ``log(1 + f_c)`` for a per-entity count the task supplies
   (:meth:`GraphPointer.set_frequency`; MARS: occurrences in the training file), with one learned
   weight -- a data prior whose strength is learned, where ``p_c`` must learn every entity alone;
-* ``p_c``: a learned prior per entity (how often it is the answer when it is a node); zero at the
-  start, or set by :meth:`GraphPointer.init_prior` (MARS: ``task_args.pointer_prior``);
+* ``p_c``: a learned prior per entity (how often it is the answer when it is a node);
 * ``s``: ``MRMKGConfig.pointer_scale``, fixed. Adam moves a weight by about the learning rate per
   step whatever its gradient, so after one MARS epoch at lr 1e-3 a flag's weight is at most ~1.3
   (measured: |u| <= 0.2, prior std 0.008) -- too little to order nodes the way the memory / neighbour
@@ -154,15 +153,6 @@ class GraphPointer(nn.Module):
             logit = (w[b] * x[ent].float()).sum(-1) + self.scale * flags
             is_node[b, pos] = True
             return bonus.index_put((b, pos), logit, accumulate=True), is_node
-
-    @torch.no_grad()
-    def init_prior(self, values) -> None:
-        """Set the prior so that ``s * p_c = values[c]`` (``values [num_entities]``): the pointer then
-        starts by ordering nodes by ``values`` wherever its other terms tie (all zero when fresh)."""
-        values = torch.as_tensor(values, dtype=self.prior.weight.dtype).reshape(-1)
-        if values.shape[0] != self.prior.num_embeddings:
-            raise ValueError(f"init_prior: {values.shape[0]} values for {self.prior.num_embeddings} entities")
-        self.prior.weight.copy_(values[:, None] / self.scale)
 
     def set_frequency(self, counts) -> None:
         """``counts [num_entities]`` (>= 0) for the ``frequency`` feature, used as ``log(1 + counts)``."""

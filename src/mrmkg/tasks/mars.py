@@ -35,10 +35,9 @@ ranking of the 2,063 analogy entities. The gold ``relation`` is **never** an inp
   pointer's ``copy`` feature can pick it (a question image of the same entity is its same first
   picture, so this holds in every mode). MARS train has almost no such examples (5 of 10,641), so
   ``copy_augment`` turns a fraction of training examples into their copy form.
-* Frequency prior (``pointer_prior=train_frequency``; not in the paper, off by default): the graph
-  pointer's per-entity prior starts at log(1 + occurrences of the entity in the training file), so
-  nodes its other terms do not tell apart (most MarKG neighbours of the question) are ordered by
-  how common they are as analogy entities; the weights are trained on from there and saved.
+* Frequency (``model.pointer_features`` with ``frequency``; not in the paper): the task gives the
+  graph pointer how often each entity occurs in the training file (recomputed from ``train_file``
+  when a model is built or loaded, like the memory), a prior whose strength the pointer learns.
 * Retrieval (paper A.7: "retrieved from the question entity"): the query vector is the question
   entity's frozen embedding from the index (the same vector its text would get), or its image
   feature when the question is shown as an image; ``retrieval_query=question+example`` adds the
@@ -207,11 +206,6 @@ class MarsTaskConfig:
     copy_augment: float = field(default=0.0, metadata={
         "help": "Probability that a training example is replaced by its copy form h : t :: h : ? -> t (seeded). MARS "
                 "train has 5 such examples (0.05%), dev 4.8%, so the pointer's 'copy' weight cannot be learnt without."})
-    pointer_prior: Literal["zero", "train_frequency"] = field(default="zero", metadata={
-        "help": "Not in the paper. Start of the graph pointer's per-entity prior (needs model.graph_pointer): zero, or "
-                "log(1 + times the entity occurs in train_file's records), so that nodes the other pointer terms tie "
-                "on are ordered by how common they are in training. On MARS dev, of the answers that are a MarKG "
-                "neighbour of the question and not in the memory, that order puts 50% first (14% at random)."})
     memory_max: int = field(default=10, metadata={"help": "Memory edges per question at most (most frequent first)."})
     max_train_examples: int = field(default=0, metadata={"help": "Use only the first this many training examples (0 = all)."})
     max_eval_examples: int = field(default=0, metadata={"help": "Evaluate during training on the first this many dev examples (0 = all)."})
@@ -437,11 +431,6 @@ class MarsTask:
         self._model = _build_mrmkg(self.ctx, self.model_args, self.seed,
                                    default_use_kg=self.config.prompt == "kg_graph",
                                    default_use_image=True)
-        if self.config.pointer_prior == "train_frequency":
-            if self._model.graph_pointer is None:
-                raise InputError("task_args.pointer_prior=train_frequency needs the graph pointer "
-                                 "(model.graph_pointer=true and prompt kg_graph)")
-            self._model.graph_pointer.init_prior(np.log1p(self.train_frequency()))
         self._give_frequency(self._model)
         return TaskModel(self._model)
 
