@@ -5,12 +5,13 @@
 # Needs the MarKG graph (runs/graphs/markg) and the 300-step stage-1 weights of scripts/mars_ladder.sh
 # (STAGE1, default runs/ladder2/v-stage1).
 set -u
-case "${1:-}" in A|B|A2|B2|C|D|E|F|G|H|I|J) ;; *) echo "usage: $0 A|B|A2|B2|C|D|E|F|G|H|I|J (two lanes, six rounds)" >&2; exit 2;; esac
+case "${1:-}" in A|B|A2|B2|C|D|E|F|G|H|I|J|K1|M|M1|M2|N) ;; *) echo "usage: $0 A|B|A2|B2|C|D|E|F|G|H|I|J|K1|M|M1|M2|N (two lanes a round)" >&2; exit 2;; esac
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/epoch1}
 STAGE1=${STAGE1:-runs/ladder2/v-stage1}
 mkdir -p "$OUT"
-run() { name=$1; shift; echo "=== $name $(date -u +%FT%TZ)"; s=$(date +%s); OMP_NUM_THREADS=1 .venv/bin/mrmkg train "$@" --set epochs=${EPOCHS:-1} --set num_threads=1 --set progress=false --set checkpoint_every=0 -o $OUT/$name --overwrite > $OUT/$name.log 2>&1; echo "rc=$? wall=$(( $(date +%s) - s ))s $(date -u +%FT%TZ)"; }
+T=${THREADS:-1}
+run() { name=$1; shift; echo "=== $name $(date -u +%FT%TZ)"; s=$(date +%s); OMP_NUM_THREADS=$T .venv/bin/mrmkg train "$@" --set epochs=${EPOCHS:-1} --set num_threads=$T --set progress=false --set checkpoint_every=0 -o $OUT/$name --overwrite > $OUT/$name.log 2>&1; echo "rc=$? wall=$(( $(date +%s) - s ))s $(date -u +%FT%TZ)"; }
 M=configs/mars-smollm2-cpu.yaml
 case "$1" in
 A) run i-question -c configs/mars-smollm2-cpu-question.yaml
@@ -33,6 +34,14 @@ G|H|I|J) S=$(case $1 in G|J) echo 30;; H) echo 10;; I) echo 100;; esac); SEED=$(
      --set task_args.memory_keep_gold=0.4 --set task_args.copy_node=true --set task_args.copy_augment=0.05 \
      --set model.graph_pointer=true --set model.pointer_mode=first --set model.pointer_features=focus,memory,near,copy,relation \
      --set model.pointer_scale=$S ;;
+K1|M|M1|M2|N) P=configs/mars-smollm2-cpu-pointer.yaml   # row M's settings; K rows: copy_augment 0.05
+   case $1 in
+   K1) run k-seed1 -c $P --set init_from=$STAGE1 --set task_args.copy_augment=0.05 --set seed=1 ;;
+   M) run k-aug10 -c $P --set init_from=$STAGE1 ;;
+   M1) run k-aug10-seed1 -c $P --set init_from=$STAGE1 --set seed=1 ;;
+   M2) run k-aug10-seed2 -c $P --set init_from=$STAGE1 --set seed=2 ;;
+   N) run k-aug10-freq -c $P --set init_from=$STAGE1 --set model.pointer_features=focus,memory,near,copy,relation,frequency ;;
+   esac ;;
 esac
 # second round (lane A after its first two rows, lane B likewise):
 #   scripts/mars_epoch.sh A2 & scripts/mars_epoch.sh B2 & wait
@@ -44,3 +53,8 @@ esac
 #   scripts/mars_epoch.sh G & scripts/mars_epoch.sh H & wait
 # sixth round (pointer_scale 100; G with seed 1):
 #   scripts/mars_epoch.sh I & scripts/mars_epoch.sh J & wait
+# session 5 (configs/mars-smollm2-cpu-pointer.yaml = row M): K with seed 1 beside M, then M seed 1
+# beside N (+ the 'frequency' feature), then M seed 2 alone on both cores:
+#   scripts/mars_epoch.sh K1 & scripts/mars_epoch.sh M & wait
+#   scripts/mars_epoch.sh M1 & scripts/mars_epoch.sh N & wait
+#   THREADS=2 scripts/mars_epoch.sh M2
