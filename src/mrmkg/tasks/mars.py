@@ -205,7 +205,8 @@ class MarsTaskConfig:
                 "subgraph as a node the graph pointer can pick (feature 'copy' of model.pointer_features)."})
     copy_augment: float = field(default=0.0, metadata={
         "help": "Probability that a training example is replaced by its copy form h : t :: h : ? -> t (seeded). MARS "
-                "train has 5 such examples (0.05%), dev 4.8%, so the pointer's 'copy' weight cannot be learnt without."})
+                "train has 5 such examples (0.05%), dev 4.8%, so the pointer's 'copy' weight cannot be learnt without. Dev, "
+                "one epoch, nodes first: 0.05 gave Hits@1 0.396 / 0.395 (seeds 0, 1), 0.1 0.406 / 0.391 / 0.400 (seeds 0-2)."})
     memory_max: int = field(default=10, metadata={"help": "Memory edges per question at most (most frequent first)."})
     max_train_examples: int = field(default=0, metadata={"help": "Use only the first this many training examples (0 = all)."})
     max_eval_examples: int = field(default=0, metadata={"help": "Evaluate during training on the first this many dev examples (0 = all)."})
