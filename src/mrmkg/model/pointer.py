@@ -20,7 +20,8 @@ candidate ``c``::
   to answers; on MARS the MarKG edges labelled with analogy relations A0-A18 do); and
   ``frequency``, ``log(1 + f_c)`` for a per-entity count the task supplies
   (:meth:`GraphPointer.set_frequency`; MARS: occurrences in the training file), with one learned
-  weight -- a data prior whose strength is learned, where ``p_c`` must learn every entity alone;
+  weight -- a data prior whose strength is learned, where ``p_c`` must learn every entity alone
+  (on MARS dev it measured worse, 0.389 vs 0.406 Hits@1: docs/results.md, session 5);
 * ``p_c``: a learned prior per entity (how often it is the answer when it is a node);
 * ``s``: ``MRMKGConfig.pointer_scale``, fixed. Adam moves a weight by about the learning rate per
   step whatever its gradient, so after one MARS epoch at lr 1e-3 a flag's weight is at most ~1.3

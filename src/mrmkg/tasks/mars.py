@@ -37,7 +37,8 @@ ranking of the 2,063 analogy entities. The gold ``relation`` is **never** an inp
   ``copy_augment`` turns a fraction of training examples into their copy form.
 * Frequency (``model.pointer_features`` with ``frequency``; not in the paper): the task gives the
   graph pointer how often each entity occurs in the training file (recomputed from ``train_file``
-  when a model is built or loaded, like the memory), a prior whose strength the pointer learns.
+  when a model is built or loaded, like the memory), a prior whose strength the pointer learns
+  (measured worse on MARS dev at one epoch, docs/results.md).
 * Retrieval (paper A.7: "retrieved from the question entity"): the query vector is the question
   entity's frozen embedding from the index (the same vector its text would get), or its image
   feature when the question is shown as an image; ``retrieval_query=question+example`` adds the
