@@ -159,9 +159,7 @@ def test_modes_images_and_standins(world):
 
 
 def test_prompt_variants(world):
-    from mrmkg.tasks.mars import load_mars_split
-
-    recs = load_mars_split(Path(world["mars"]) / "dev.json", world["kg"])
+    recs = _dev(world)
     q = _task(world, prompt="question").make_examples(recs)
     t = _task(world, prompt="kg_text", text_triples=3).make_examples(recs)
     g = _task(world, prompt="kg_graph", N=2).make_examples(recs)
@@ -174,8 +172,6 @@ def test_prompt_variants(world):
 
 
 def test_analogy_memory_from_the_training_file_only(world):
-    from mrmkg.tasks.mars import load_mars_split
-
     kg = world["kg"]
     E, R = kg.entity_index, kg.relation_index
     task = _task(world, memory=True, memory_keep_gold=0.0, use_images=False)  # stand-ins, as on real MARS
@@ -183,7 +179,7 @@ def test_analogy_memory_from_the_training_file_only(world):
     # Q2 is the question of "Q1:Q3 :: Q2:Q3" and the head of the pair (Q2, Q4) and (Q2, Q3) in train
     assert mem[E("Q2")] == [(R("P1"), E("Q3"), 2.0), (R("P2"), E("Q4"), 1.0)]
     assert E("Q12") not in mem                     # never a head in train; dev pairs are never read
-    dev = load_mars_split(Path(world["mars"]) / "dev.json", kg)
+    dev = _dev(world)
     ex = task.make_examples(dev)
     # dev question Q1 (answer Q3): all its training partners are in its memory, gold included
     assert ex[0].meta["memory"] == [["Q3", "P1", 2.0], ["Q4", "P2", 1.0]]

@@ -57,6 +57,7 @@ is never handed to the model; the head's image as visual token when it has one.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
@@ -335,13 +336,18 @@ class MarsTask:
             return text, f"standin:{self.config.standin}"
         return (f"{name} [E{e}]" if self.config.entity_tokens else name), "text"
 
+    @functools.cached_property
+    def train_records(self) -> list[MarsRecord]:
+        """``train_file``, parsed once: it feeds the training examples, the memory and the frequencies."""
+        return load_mars_split(_resolve(self.data_dir, self.config.train_file), self.kg)
+
     def memory(self) -> dict[int, list[tuple[int, int, float]]]:
         """Analogy memory from ``train_file``: entity -> ``[(relation, partner, count)]``, most seen first."""
         if self._memory is None:
             from collections import Counter
 
             counts: dict[int, Counter] = {}
-            for r in load_mars_split(_resolve(self.data_dir, self.config.train_file), self.kg):
+            for r in self.train_records:
                 if r.relation is None:
                     raise InputError("field 'relation' is missing (the analogy memory needs the training relation)",
                                      path=r.path, line=r.line)
@@ -446,7 +452,7 @@ class MarsTask:
         """``[num_entities]``: how often each entity occurs in ``train_file``'s records (example
         head and tail, question, answer)."""
         counts = np.zeros(len(self.kg.entity_ids), dtype=np.float64)
-        for r in load_mars_split(_resolve(self.data_dir, self.config.train_file), self.kg):
+        for r in self.train_records:
             np.add.at(counts, [r.head, r.tail, r.question, r.answer], 1.0)
         return counts
 
@@ -460,7 +466,7 @@ class MarsTask:
 
     def train_examples(self):
         if self._train is None:
-            recs = load_mars_split(_resolve(self.data_dir, self.config.train_file), self.kg)
+            recs = self.train_records
             if self.config.max_train_examples:
                 recs = recs[: self.config.max_train_examples]
             self._train = self.make_examples(self.copy_augmented(recs), train=True)
