@@ -5,7 +5,7 @@
 # Needs the MarKG graph (runs/graphs/markg) and the 300-step stage-1 weights of scripts/mars_ladder.sh
 # (STAGE1, default runs/ladder2/v-stage1).
 set -u
-case "${1:-}" in A|B|A2|B2|C|D|E|F|G|H|I|J|K1|M|M1|M2|N) ;; *) echo "usage: $0 A|B|A2|B2|C|D|E|F|G|H|I|J|K1|M|M1|M2|N (two lanes a round)" >&2; exit 2;; esac
+case "${1:-}" in A|B|A2|B2|C|D|E|F|G|H|I|J|K1|M|M1|M2|N|P0|P1|P2|P3|P4) ;; *) echo "usage: $0 A|B|A2|B2|C|D|E|F|G|H|I|J|K1|M|M1|M2|N|P0..P4 (two lanes a round)" >&2; exit 2;; esac
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/epoch1}
 STAGE1=${STAGE1:-runs/ladder2/v-stage1}
@@ -34,14 +34,17 @@ G|H|I|J) S=$(case $1 in G|J) echo 30;; H) echo 10;; I) echo 100;; esac); SEED=$(
      --set task_args.memory_keep_gold=0.4 --set task_args.copy_node=true --set task_args.copy_augment=0.05 \
      --set model.graph_pointer=true --set model.pointer_mode=first --set model.pointer_features=focus,memory,near,copy,relation \
      --set model.pointer_scale=$S ;;
-K1|M|M1|M2|N) P=configs/mars-smollm2-cpu-pointer.yaml   # row M's settings; K rows: copy_augment 0.05
+K1|M|M1|M2|N) P="-c configs/mars-smollm2-cpu-pointer.yaml --set model.pack_sequences=false --set optim.fused=false"
+   # row M's settings as measured in session 5 (padded batches, foreach AdamW); K rows: copy_augment 0.05
    case $1 in
-   K1) run k-seed1 -c $P --set init_from=$STAGE1 --set task_args.copy_augment=0.05 --set seed=1 ;;
-   M) run k-aug10 -c $P --set init_from=$STAGE1 ;;
-   M1) run k-aug10-seed1 -c $P --set init_from=$STAGE1 --set seed=1 ;;
-   M2) run k-aug10-seed2 -c $P --set init_from=$STAGE1 --set seed=2 ;;
-   N) run k-aug10-freq -c $P --set init_from=$STAGE1 --set model.pointer_features=focus,memory,near,copy,relation,frequency ;;
+   K1) run k-seed1 $P --set init_from=$STAGE1 --set task_args.copy_augment=0.05 --set seed=1 ;;
+   M) run k-aug10 $P --set init_from=$STAGE1 ;;
+   M1) run k-aug10-seed1 $P --set init_from=$STAGE1 --set seed=1 ;;
+   M2) run k-aug10-seed2 $P --set init_from=$STAGE1 --set seed=2 ;;
+   N) run k-aug10-freq $P --set init_from=$STAGE1 --set model.pointer_features=focus,memory,near,copy,relation,frequency ;;
    esac ;;
+P0|P1|P2|P3|P4) SEED=${1#P}   # session 6: configs/mars-smollm2-cpu-pointer.yaml as it is now (packed, fused AdamW)
+   run p-seed$SEED -c configs/mars-smollm2-cpu-pointer.yaml --set init_from=$STAGE1 --set seed=$SEED ;;
 esac
 # second round (lane A after its first two rows, lane B likewise):
 #   scripts/mars_epoch.sh A2 & scripts/mars_epoch.sh B2 & wait
@@ -58,3 +61,8 @@ esac
 #   scripts/mars_epoch.sh K1 & scripts/mars_epoch.sh M & wait
 #   scripts/mars_epoch.sh M1 & scripts/mars_epoch.sh N & wait
 #   THREADS=2 scripts/mars_epoch.sh M2
+# session 6 (packed batches + fused AdamW, the config file's current settings): seed 0 alone, then
+# seeds 1 and 2 side by side, then 3 and 4:
+#   THREADS=2 scripts/mars_epoch.sh P0
+#   scripts/mars_epoch.sh P1 & scripts/mars_epoch.sh P2 & wait
+#   scripts/mars_epoch.sh P3 & scripts/mars_epoch.sh P4 & wait

@@ -372,7 +372,8 @@ def test_pointer_config_is_the_measured_row():
     row = load_train_config(root / "mars-smollm2-cpu.yaml", [
         "epochs=1", "task_args.memory=true", "task_args.memory_keep_gold=1.0", "task_args.copy_node=true",
         "task_args.copy_augment=0.1", "model.graph_pointer=true", "model.pointer_mode=first",
-        "model.pointer_features=focus,memory,near,copy,relation", "model.pointer_scale=30"])
+        "model.pointer_features=focus,memory,near,copy,relation", "model.pointer_scale=30",
+        "model.pack_sequences=true", "optim.fused=true"])
     cfg = load_train_config(root / "mars-smollm2-cpu-pointer.yaml")
     assert dataclasses.replace(cfg, output_dir=row.output_dir) == row
 

@@ -206,6 +206,20 @@ def test_warmup_and_weight_decay_groups(tmp_path):
     assert lrs[-1] < lrs[3]
 
 
+def test_fused_adamw_matches_the_default_kernel(tmp_path):
+    from mrmkg.train import train
+
+    ref = train(_cfg(tmp_path / "ref", task_args={"dropout": 0.0}))
+    fused = train(_cfg(tmp_path / "fused", task_args={"dropout": 0.0}, optim={"lr": 0.05, "warmup_steps": 2,
+                                                                              "fused": True}))
+    wr, wf = _weights(ref.output_dir), _weights(fused.output_dir)
+    for k in wr:
+        torch.testing.assert_close(wf[k], wr[k], rtol=1e-4, atol=1e-6)
+    blob = torch.load(fused.output_dir / "checkpoints" / f"step-{fused.global_step:08d}" / "optimizer.pt",
+                      weights_only=True)
+    assert blob["optimizer"]["param_groups"][0]["fused"] is True
+
+
 def test_bf16_autocast_runs(tmp_path):
     from mrmkg.train import train
 

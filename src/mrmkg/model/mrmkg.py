@@ -39,6 +39,7 @@ from mrmkg.model.config import MRMKGConfig
 from mrmkg.model.entity_head import EntityHead
 from mrmkg.model.features import KGFeatures
 from mrmkg.model.graph_encoder import GraphEncoder
+from mrmkg.model.packing import packed_hidden
 from mrmkg.model.pointer import GraphPointer, pointer_loss
 
 FORMAT_VERSION = 1
@@ -295,6 +296,15 @@ class MRMKG(nn.Module):
     def _base(self) -> nn.Module:
         return getattr(self.lm, self.lm.base_model_prefix)
 
+    def _causal_hidden(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Last hidden states ``[B, L, d]`` of the causal LLM on ``x [B, L, d]``; rows where ``mask`` is
+        False are padding (zero outputs when ``config.pack_sequences``, see mrmkg.model.packing)."""
+        if self.config.pack_sequences:
+            return packed_hidden(self._base, self.lm.config, x, mask)
+        pos = (torch.cumsum(mask.long(), 1) - 1).clamp_min(0)
+        return self._base(inputs_embeds=x, attention_mask=mask.long(), position_ids=pos,
+                          use_cache=False).last_hidden_state
+
     def _lm_logits(self, h: torch.Tensor) -> torch.Tensor:
         logits = self.lm.get_output_embeddings()(h)
         cap = getattr(self.lm.config, "final_logit_softcapping", None)
@@ -319,9 +329,7 @@ class MRMKG(nn.Module):
                     y = self.embed_tokens(batch.target_ids).to(dtype)
                     segs = segs + [(y, batch.target_mask)]
                 x, mask, dest = pack(segs)
-                pos = (torch.cumsum(mask.long(), 1) - 1).clamp_min(0)
-                hidden = self._base(inputs_embeds=x, attention_mask=mask.long(), position_ids=pos,
-                                    use_cache=False).last_hidden_state
+                hidden = self._causal_hidden(x, mask)
                 if batch.target_ids is not None:
                     L = batch.target_ids.shape[1]
                     labels = torch.full(mask.shape, -100, dtype=torch.long, device=x.device)
@@ -414,9 +422,7 @@ class MRMKG(nn.Module):
             B = len(batch)
             if self.kind == "causal":
                 x, mask, _ = pack(self._bos_segment(B, dtype) + segments)
-                pos = (torch.cumsum(mask.long(), 1) - 1).clamp_min(0)
-                hidden = self._base(inputs_embeds=x, attention_mask=mask.long(), position_ids=pos,
-                                    use_cache=False).last_hidden_state
+                hidden = self._causal_hidden(x, mask)
                 slot = hidden[torch.arange(B, device=x.device), mask.sum(1) - 1]
             else:
                 x, mask, _ = pack(segments)
