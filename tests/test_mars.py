@@ -293,6 +293,29 @@ def test_analogy_memory_keep_rate_is_seeded(world, tmp_path):
     assert kept == [bool(x.meta["memory"]) for x in task.make_examples(recs, train=True)]
 
 
+def test_copy_examples_keep_their_memory_edge_at_their_own_rate(world, tmp_path):
+    from mrmkg.tasks.mars import MarsTask, load_mars_split
+
+    rows = [(["Q1", "Q3"], "Q2", "Q3", "P1", 0), (["Q2", "Q3"], "Q9", "Q10", "P1", 0)] * 200
+    mars = tmp_path / "mars"
+    mars.mkdir()
+    _write_split(mars / "train.json", rows)
+    (mars / "analogy_entities.txt").write_text("\n".join(CANDS) + "\n")
+    recs = load_mars_split(mars / "train.json", world["kg"])
+    copies = [dataclasses.replace(r, question=r.head, answer=r.tail) for r in recs if r.head == world["kg"].entity_index("Q2")]
+
+    def kept(task, records):
+        return np.mean([any(m[0] == "Q3" for m in x.meta["memory"]) for x in task.make_examples(records, train=True)])
+
+    args = {"graph": world["graph"], "data_dir": str(mars), "memory": True}
+    task = MarsTask.from_config({**args, "memory_keep_gold": 1.0, "copy_keep_gold": 0.3})
+    assert 0.2 < kept(task, copies) < 0.4                  # Q2 : Q3 :: Q2 : ? keeps Q2 -> Q3 30% of the time
+    assert kept(task, recs[::2]) == 1.0                    # Q1 : Q3 :: Q2 : ? (answer Q3) at memory_keep_gold
+    assert kept(MarsTask.from_config(args), copies) == 1.0
+    with pytest.raises(InputError, match="copy_keep_gold"):
+        MarsTask.from_config({**args, "copy_keep_gold": -0.1})
+
+
 def test_bad_memory_relation_names_the_line(world, tmp_path):
     mars = tmp_path / "mars"
     mars.mkdir()

@@ -202,6 +202,11 @@ class MarsTaskConfig:
         "help": "Training examples keep their own (question, answer) memory edges with this probability. Measured on MARS "
                 "dev at one epoch with model.pointer_mode=add: 1.0 gives Hits@1 0.343 / MRR 0.421, 0.4 (matching dev's "
                 "37.6% memory coverage) 0.288 / 0.348; with pointer_mode=first 1.0 gave 0.396 / 0.485, 0.4 0.392 / 0.478."})
+    copy_keep_gold: float = field(default=1.0, metadata={
+        "help": "memory_keep_gold for training examples in copy form (h : t :: h : ?, copy_augment): the probability "
+                "that they keep the memory edge to their answer t. At 1.0 a trained copy is always also a memory "
+                "partner, while only 49% of MARS dev copies have their pair in the training memory, and the rest can "
+                "lose to a frequent memory partner; 0.5 matches dev."})
     copy_node: bool = field(default=False, metadata={
         "help": "When the question is the example head (h : t :: h : ?, 4.8% of MARS dev), add the example tail to the "
                 "subgraph as a node the graph pointer can pick (feature 'copy' of model.pointer_features)."})
@@ -300,6 +305,8 @@ class MarsTask:
         if not 0.0 <= config.memory_keep_gold <= 1.0 or config.memory_max < 0:
             raise InputError("task_args.memory_keep_gold must be in [0, 1] and task_args.memory_max >= 0, got "
                              f"{config.memory_keep_gold!r} and {config.memory_max!r}")
+        if not 0.0 <= config.copy_keep_gold <= 1.0:
+            raise InputError(f"task_args.copy_keep_gold must be in [0, 1], got {config.copy_keep_gold!r}")
         if not 0.0 <= config.copy_augment <= 1.0:
             raise InputError(f"task_args.copy_augment must be in [0, 1], got {config.copy_augment!r}")
         self.config = config
@@ -365,7 +372,8 @@ class MarsTask:
     def _memory_edges(self, r: MarsRecord, train: bool) -> list[tuple[int, int, int, float]]:
         cfg = self.config
         pairs = self.memory().get(r.question, [])
-        if train and pairs and np.random.default_rng([self.seed, r.line]).random() >= cfg.memory_keep_gold:
+        keep = cfg.copy_keep_gold if r.question == r.head else cfg.memory_keep_gold
+        if train and pairs and np.random.default_rng([self.seed, r.line]).random() >= keep:
             pairs = [p for p in pairs if p[1] != r.answer]
         return [(r.question, rel, y, n) for rel, y, n in pairs[: cfg.memory_max]]
 
