@@ -73,6 +73,11 @@ def test_pointer_touches_only_candidates_that_are_nodes(per_example, encoder):
     scaled.load_state_dict(ptr.state_dict())
     want10 = ptr.query(slot[0]) @ x[j] + 10 * (ptr.feature(node_features(g)[j])[0] + ptr.prior.weight[1, 0])
     torch.testing.assert_close(scaled(slot, x, g, cand)[0][0, col], want10)
+    # without the per-entity prior: the same bonus less the prior, and no prior table
+    bare = GraphPointer(d=6, h=5, num_entities=kg.num_entities, prior=False)
+    bare.load_state_dict({k: v for k, v in ptr.state_dict().items() if not k.startswith("prior.")})
+    assert bare.prior is None
+    torch.testing.assert_close(bare(slot, x, g, cand)[0][0, col], want - ptr.prior.weight[1, 0])
 
 
 def test_pointer_loss_only_over_node_candidates():

@@ -84,6 +84,9 @@ class MRMKGConfig:
     pointer_scale: float = field(default=1.0, metadata={
         "help": "fixed multiplier of the pointer's feature and per-entity prior terms: a learning-rate multiplier "
                 "for those few weights, which Adam otherwise moves by only ~lr per step (mrmkg.model.pointer)"})
+    pointer_prior: bool = field(default=True, metadata={
+        "help": "give the graph pointer a learned prior per entity (p_c in mrmkg.model.pointer); false: nodes are "
+                "scored from their features, relations and graph encoding only"})
     pointer_loss_weight: float = field(default=0.0, metadata={
         "help": "weight of the graph pointer's own loss: cross-entropy of its scores alone over the candidates that are "
                 "subgraph nodes (mrmkg.model.pointer); 0 (default) = train it only through the summed scores "

@@ -103,7 +103,8 @@ def build_trainable_parts(config: MRMKGConfig, d: int, text_dim: int, vision_dim
                                           config.num_relation_tokens or num_relations, d, init_std=entity_init_std)
         if config.graph_pointer and config.use_kg:
             parts["graph_pointer"] = GraphPointer(d, config.gnn_hidden, config.num_entity_tokens or num_entities,
-                                                   config.pointer_feature_names, config.pointer_scale, num_relations)
+                                                   config.pointer_feature_names, config.pointer_scale, num_relations,
+                                                   prior=config.pointer_prior)
     return parts
 
 
