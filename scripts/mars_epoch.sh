@@ -44,11 +44,12 @@ K1|M|M1|M2|N) P="-c configs/mars-smollm2-cpu-pointer.yaml --set model.pack_seque
    N) run k-aug10-freq $P --set init_from=$STAGE1 --set model.pointer_features=focus,memory,near,copy,relation,frequency ;;
    esac ;;
 P0|P1|P2|P3|P4) SEED=${1#P}   # session 6: configs/mars-smollm2-cpu-pointer.yaml as it is now (packed, fused AdamW)
-   run p-seed$SEED -c configs/mars-smollm2-cpu-pointer.yaml --set init_from=$STAGE1 --set seed=$SEED ;;
+   run p-seed$SEED -c configs/mars-smollm2-cpu-pointer.yaml --set init_from=$STAGE1 --set seed=$SEED \
+     --set task_args.copy_keep_gold=1.0 --set model.pointer_prior=true ;;   # (the config before row S)
 R0|R1|R2|R3|R4) SEED=${1#R}   # P + copy-form training examples keep their answer's memory edge half the time
    run r-copykeep05-seed$SEED -c configs/mars-smollm2-cpu-pointer.yaml --set init_from=$STAGE1 --set seed=$SEED \
-     --set task_args.copy_keep_gold=0.5 ;;
-S0|S1|S2|S3|S4) SEED=${1#S}   # R without the pointer's per-entity prior
+     --set task_args.copy_keep_gold=0.5 --set model.pointer_prior=true ;;
+S0|S1|S2|S3|S4) SEED=${1#S}   # R without the pointer's per-entity prior = the config now
    run s-noprior-seed$SEED -c configs/mars-smollm2-cpu-pointer.yaml --set init_from=$STAGE1 --set seed=$SEED \
      --set task_args.copy_keep_gold=0.5 --set model.pointer_prior=false ;;
 esac
@@ -67,11 +68,8 @@ esac
 #   scripts/mars_epoch.sh K1 & scripts/mars_epoch.sh M & wait
 #   scripts/mars_epoch.sh M1 & scripts/mars_epoch.sh N & wait
 #   THREADS=2 scripts/mars_epoch.sh M2
-# session 6 (packed batches + fused AdamW, the config file's current settings): seed 0 alone, then
-# seeds 1 and 2 side by side, then 3 and 4:
+# session 6 (packed batches + fused AdamW; rows P, R, S), as run:
 #   THREADS=2 scripts/mars_epoch.sh P0
-#   scripts/mars_epoch.sh P1 & scripts/mars_epoch.sh P2 & wait
-#   scripts/mars_epoch.sh P3 & scripts/mars_epoch.sh P4 & wait
 #   scripts/mars_epoch.sh R0 & scripts/mars_epoch.sh R1 & wait     (task_args.copy_keep_gold=0.5)
 #   scripts/mars_epoch.sh R2 & scripts/mars_epoch.sh S0 & wait     (S0: R0 + model.pointer_prior=false)
 #   scripts/mars_epoch.sh S1 & scripts/mars_epoch.sh S2 & wait

@@ -388,7 +388,7 @@ def test_training_is_seeded_and_learns(world, tmp_path):
 
 
 def test_pointer_config_is_the_measured_row():
-    """configs/mars-smollm2-cpu-pointer.yaml = the base config + the overrides of docs/results.md row M."""
+    """configs/mars-smollm2-cpu-pointer.yaml = the base config + the overrides of docs/results.md row S."""
     from mrmkg.train import load_train_config
 
     root = Path(__file__).resolve().parents[1] / "configs"
@@ -396,7 +396,7 @@ def test_pointer_config_is_the_measured_row():
         "epochs=1", "task_args.memory=true", "task_args.memory_keep_gold=1.0", "task_args.copy_node=true",
         "task_args.copy_augment=0.1", "model.graph_pointer=true", "model.pointer_mode=first",
         "model.pointer_features=focus,memory,near,copy,relation", "model.pointer_scale=30",
-        "model.pack_sequences=true", "optim.fused=true"])
+        "model.pack_sequences=true", "optim.fused=true", "task_args.copy_keep_gold=0.5", "model.pointer_prior=false"])
     cfg = load_train_config(root / "mars-smollm2-cpu-pointer.yaml")
     assert dataclasses.replace(cfg, output_dir=row.output_dir) == row
 

@@ -101,7 +101,7 @@ class MRMKGConfig:
     pack_sequences: bool = field(default=False, metadata={
         "help": "not in the paper, speed only: run a causal LLM on the batch's real tokens laid end to end in one "
                 "row, attention kept inside each example, instead of a padded [B, L] batch (mrmkg.model.packing); "
-                "equal up to float rounding, no compute on padding (~17% of MARS tokens, ~10% faster steps). "
+                "equal up to float rounding, no compute on padding (~17% of MARS tokens; 8.4 -> 9.4 samples/s measured). "
                 "Llama, Gemma 3, Qwen2, Mistral, ...; seq2seq models ignore it"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute LLM activations in backward (less memory, ~30% more time)"})
     seed: int = field(default=0, metadata={"help": "seed of parameter init and of alignment anchor sampling"})
