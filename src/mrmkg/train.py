@@ -46,6 +46,7 @@ import yaml
 
 from mrmkg.errors import InputError
 from mrmkg.fileio import atomic_dir, atomic_write_json, atomic_write_text, sha256_bytes
+from mrmkg.malloc import tune_malloc
 from mrmkg.yamlconfig import Source, apply_overrides, from_dict, load_yaml, to_dict
 
 __all__ = [
@@ -108,6 +109,9 @@ class TrainConfig:
     log_every: int = field(default=10, metadata={"help": "Record the mean training loss every this many steps."})
     progress: bool = field(default=True, metadata={"help": "Show a progress bar (main process only)."})
     num_threads: int = field(default=0, metadata={"help": "torch threads per process (0 = leave as set by OMP_NUM_THREADS)."})
+    tune_malloc: bool = field(default=True, metadata={
+        "help": "glibc only: keep freed memory in the process instead of faulting each step's buffers in anew "
+                "(mrmkg.malloc; ~40 ms of system time less per MARS step)."})
     find_unused_parameters: bool = field(default=True, metadata={
         "help": "DDP only: allow trainable parameters that get no gradient in a step (e.g. the alignment "
                 "head when a batch has no image node)."})
@@ -365,6 +369,8 @@ def train(config: TrainConfig, task: Task | None = None, resume: bool = False, o
 
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
+    if config.tune_malloc:
+        tune_malloc()
     out = Path(config.output_dir)
     ck = latest_checkpoint(out) if resume else None
     if not resume and latest_checkpoint(out) is not None and not overwrite:

@@ -24,10 +24,10 @@ from mrmkg.errors import InputError
 PACKED = "mrmkg_packed"
 
 
-def _segments(position_ids: torch.Tensor) -> list[int]:
-    """Start offsets of the examples in a packed row, plus its length: ``[0, s1, ..., T]``."""
-    starts = (position_ids[0] == 0).nonzero()[:, 0].tolist()
-    return starts + [position_ids.shape[1]]
+def _lengths(position_ids: torch.Tensor) -> list[int]:
+    """Lengths of the examples in a packed row ``position_ids [1, T]`` (ids restart at 0 per example)."""
+    starts = (position_ids[0] == 0).nonzero()[:, 0].tolist() + [position_ids.shape[1]]
+    return [b - a for a, b in zip(starts[:-1], starts[1:])]
 
 
 def packed_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
@@ -46,12 +46,13 @@ def packed_attention(module, query, key, value, attention_mask, dropout: float =
         raise InputError(f"packed attention does not implement soft-capping or attention sinks "
                          f"({type(module).__name__}): set pack_sequences: false")
     gqa = query.shape[1] != key.shape[1]
-    bounds = _segments(pos)
+    lengths = _lengths(pos)
     outs = []
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        q, k, v = query[:, :, a:b], key[:, :, a:b], value[:, :, a:b]
-        if sliding_window and b - a > sliding_window:
-            i = torch.arange(b - a, device=q.device)
+    # split, not slices: its backward is one concatenation, where each slice's would zero a full-row gradient
+    for q, k, v in zip(query.split(lengths, 2), key.split(lengths, 2), value.split(lengths, 2)):
+        n = q.shape[2]
+        if sliding_window and n > sliding_window:
+            i = torch.arange(n, device=q.device)
             d = i[:, None] - i[None, :]
             o = F.scaled_dot_product_attention(q, k, v, attn_mask=(d >= 0) & (d < sliding_window),
                                                dropout_p=dropout, scale=scaling, enable_gqa=gqa)
