@@ -5,10 +5,15 @@ Skipped where no GPU is visible (CI, the 2-core development machines); run on a 
 """
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+from test_mars import DEV, _train_cfg, world  # noqa: F401 (world: the tiny MARS fixture)
 from test_model_mrmkg import build, examples
 from test_train import ToyTask, _cfg, _weights
 
@@ -42,7 +47,6 @@ def _run(kind: str, device: str, **cfg):
     ("t5", {}), ("llama", {"adapter_length": "nodes", "graph_encoder": "gat"}),
 ])
 def test_model_on_cuda_matches_cpu(kind, cfg):
-    cfg = {"align_weight": 0.0, **cfg}      # alignment samples its anchors with a per-device generator
     (a, ga, ra, sa), (b, gb, rb, sb) = _run(kind, "cpu", **cfg), _run(kind, "cuda", **cfg)
     assert b.loss.device.type == "cuda"
     torch.testing.assert_close(b.loss.cpu(), a.loss, rtol=1e-4, atol=1e-5)
@@ -97,3 +101,43 @@ def test_training_engine_runs_on_cuda_and_is_deterministic(tmp_path, precision):
     wa, wb = _weights(runs[0].output_dir), _weights(runs[1].output_dir)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert runs[0].metrics == runs[1].metrics
+
+
+def test_resume_on_cuda_is_exact(tmp_path):
+    from mrmkg.train import train
+
+    cfg = {"cpu": False, "checkpoint_every": 5, "keep_checkpoints": 100}     # dropout draws from the CUDA RNG
+    full = train(_cfg(tmp_path / "full", **cfg), task=_DeviceProbe())
+    step = "step-00000010"
+    shutil.copytree(full.output_dir / "checkpoints" / step, tmp_path / "part" / "run" / "checkpoints" / step)
+    resumed = train(_cfg(tmp_path / "part", **cfg), task=_DeviceProbe(), resume=True)
+    assert resumed.global_step == full.global_step > 10
+    wf, wr = _weights(full.output_dir), _weights(resumed.output_dir)
+    assert all(torch.equal(wf[k], wr[k]) for k in wf)
+    assert resumed.metrics == full.metrics
+
+
+def test_mars_trains_on_cuda_and_evaluates_anywhere(world, tmp_path):
+    from mrmkg.evaluate import evaluate_mars
+    from mrmkg.train import load_train_config, train
+
+    res = train(load_train_config(_train_cfg(world, tmp_path / "run", memory=True, pointer=True, cpu=False)))
+    assert res.metrics["n"] == len(DEV) and np.isfinite(res.final_loss)
+    split = Path(world["mars"]) / "dev.json"
+    preds = {}
+    for device in ("cpu", "cuda"):
+        m = evaluate_mars(tmp_path / "run", split, tmp_path / device, batch_size=2, progress=False, device=device)
+        assert m["hits@1"] == pytest.approx(res.metrics["hits@1"]) and m["mrr"] == pytest.approx(res.metrics["mrr"])
+        preds[device] = [json.loads(x) for x in (tmp_path / device / "predictions.jsonl").read_text().splitlines()]
+    for a, b in zip(preds["cpu"], preds["cuda"]):
+        assert a["rank"] == b["rank"] and [c for c, _ in a["top10"]] == [c for c, _ in b["top10"]]
+        np.testing.assert_allclose([s for _, s in b["top10"]], [s for _, s in a["top10"]], rtol=1e-4, atol=1e-4)
+
+
+def test_one_process_switches_between_cpu_and_cuda(tmp_path):
+    from mrmkg.train import train
+
+    for i, cpu in enumerate((True, False, True)):
+        _DeviceProbe.seen = set()
+        train(_cfg(tmp_path / str(i), cpu=cpu, epochs=1), task=_DeviceProbe())
+        assert _DeviceProbe.seen == {"cpu" if cpu else "cuda"}

@@ -407,6 +407,15 @@ def test_eval_bad_checkpoint_exits_2(world, tmp_path):
 
 
 # ---------------------------------------------------------------------------------- MarKG
+@pytest.mark.parametrize("device,needle", [("gpu7", "expected cpu, cuda or cuda:N"), ("cuda", "no CUDA GPU")])
+def test_eval_bad_device_exits_2(tmp_path, capsys, device, needle):
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("a GPU is visible here")
+    rc = cli_main(["eval", "--checkpoint", str(tmp_path), "--split-file", str(tmp_path / "dev.json"),
+                   "--out", str(tmp_path / "out"), "--device", device])
+    assert rc == 2 and needle in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
 def test_markg_examples_hide_the_answer(world):
     from mrmkg.tasks.mars import MarKGPretrainTask
 

@@ -21,6 +21,7 @@ import json
 import time
 from pathlib import Path
 
+import torch
 import yaml
 
 from mrmkg.errors import InputError
@@ -42,11 +43,18 @@ def resolve_checkpoint(path: str | Path) -> tuple[Path, Path]:
 
 
 def evaluate_mars(checkpoint: str | Path, split_file: str | Path, out: str | Path, batch_size: int = 16,
-                  graph: str | None = None, progress: bool = True) -> dict:
-    """Evaluate a MARS checkpoint on ``split_file``; write predictions and metrics into ``out``."""
+                  graph: str | None = None, progress: bool = True, device: str = "cpu") -> dict:
+    """Evaluate a MARS checkpoint on ``split_file``; write predictions and metrics into ``out``.
+    ``device``: where the model runs ("cpu", "cuda", "cuda:1", ...)."""
     from mrmkg.tasks.mars import MarsTask, describe_sides, load_mars_split, ranking_metrics
     from mrmkg.train import load_train_config
 
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise InputError(f"--device {device!r}: expected cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {device!r}: no CUDA GPU is visible")
     model_dir, cfg_path = resolve_checkpoint(checkpoint)
     cfg = load_train_config(cfg_path)
     if cfg.task != "mars":
@@ -56,7 +64,7 @@ def evaluate_mars(checkpoint: str | Path, split_file: str | Path, out: str | Pat
         args["graph"] = graph
     task = MarsTask.from_config(args, cfg)
     records = load_mars_split(split_file, task.kg)
-    model = task.load_model(model_dir)
+    model = task.load_model(model_dir).to(dev)
     t0 = time.perf_counter()
     preds = task.predict(model, records, batch_size=batch_size, progress=progress)
     seconds = time.perf_counter() - t0

@@ -243,7 +243,7 @@ def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor],
 def _weights_digest(model: torch.nn.Module) -> str:
     h = []
     for n, p in _trainable_named(model):
-        h.append(n.encode() + p.detach().float().contiguous().numpy().tobytes())
+        h.append(n.encode() + p.detach().float().cpu().contiguous().numpy().tobytes())
     return sha256_bytes(b"".join(h))
 
 
@@ -254,6 +254,7 @@ def _rng_state() -> dict:
         "python": [py[0], list(py[1]), py[2]],
         "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
         "torch": torch.get_rng_state(),
+        **({"cuda": torch.cuda.get_rng_state()} if torch.cuda.is_available() else {}),   # this rank's device
     }
 
 
@@ -262,6 +263,23 @@ def _set_rng_state(s: dict) -> None:
     n = s["numpy"]
     np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), n[2], n[3], n[4]))
     torch.set_rng_state(s["torch"])
+    if "cuda" in s and torch.cuda.is_available():
+        torch.cuda.set_rng_state(s["cuda"])
+
+
+def _match_accelerator_device(cpu: bool) -> None:
+    """accelerate keeps its device in a process-wide singleton: once one run chose the GPU, a ``cpu: true``
+    run in the same process (a notebook, a test session) is refused, and once one chose the CPU a GPU
+    run silently stays there. In a single process, start that state afresh when the device must change
+    (never under a launcher, whose processes share it)."""
+    from accelerate.state import AcceleratorState, PartialState
+
+    if not PartialState._shared_state:
+        return
+    state = PartialState()
+    on_cpu = state.device.type == "cpu"
+    if state.num_processes == 1 and on_cpu != (cpu or not torch.cuda.is_available()):
+        AcceleratorState._reset_state(reset_partial_state=True)
 
 
 def _seed_all(seed: int) -> None:
@@ -380,6 +398,7 @@ def train(config: TrainConfig, task: Task | None = None, resume: bool = False, o
     # Mixed precision is our own torch.autocast rather than Accelerator(mixed_precision=...): the
     # accelerate state is a process-wide singleton that refuses a second precision in one process
     # (tests, notebooks), and autocast around forward is all bf16 needs (weights stay fp32).
+    _match_accelerator_device(config.cpu)
     accelerator = Accelerator(
         cpu=config.cpu,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=config.find_unused_parameters)],
@@ -458,7 +477,7 @@ def train(config: TrainConfig, task: Task | None = None, resume: bool = False, o
     while global_step < total_steps:
         epoch, in_epoch = position(global_step)
         micro = sampler.micro_batches(epoch, in_epoch)
-        step_loss = torch.zeros(())
+        step_loss = torch.zeros((), device=accelerator.device)
         for m, idx in enumerate(micro):
             batch = to_device(task.collate([examples[int(i)] for i in idx]), accelerator.device)
             sync = m == len(micro) - 1

@@ -22,6 +22,8 @@ def eval_command(
         None, "--graph", help="Graph folder to use instead of the one recorded in the checkpoint's config "
                               "(e.g. when the run was trained on another machine)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    device: str = typer.Option("cpu", "--device", help="Where the model runs: cpu, cuda or cuda:N (scores are "
+                                                        "the same up to float rounding)."),
 ) -> None:
     """Evaluate a checkpoint: rank = 1 + #candidates scored strictly higher (ties favour the gold),
     Hits@k = mean(rank <= k), MRR = mean(1/rank), unfiltered, over every example of the split file."""
@@ -31,5 +33,6 @@ def eval_command(
         raise InputError(f"--task {task!r}: only 'mars' is evaluated by this command")
     from mrmkg.evaluate import evaluate_mars
 
-    m = evaluate_mars(checkpoint, split_file, out, batch_size=batch_size, graph=graph, progress=progress)
+    m = evaluate_mars(checkpoint, split_file, out, batch_size=batch_size, graph=graph, progress=progress,
+                      device=device)
     typer.echo(" ".join(f"{k}={m[k]:.4f}" for k in ("hits@1", "hits@3", "hits@5", "hits@10", "mrr")) + f" n={m['n']}")

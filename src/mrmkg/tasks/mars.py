@@ -156,7 +156,7 @@ def load_candidates(path: str | Path, kg) -> np.ndarray:
 def gold_ranks(scores: torch.Tensor | np.ndarray, gold_pos: Sequence[int]) -> np.ndarray:
     """``scores [B, C]``, gold column per row -> rank = 1 + #candidates scored strictly higher
     (ties count in the gold's favour)."""
-    s = torch.as_tensor(scores).float()
+    s = torch.as_tensor(scores).float().cpu()
     g = torch.as_tensor(np.asarray(gold_pos, dtype=np.int64))
     gold = s[torch.arange(s.shape[0]), g]
     return (1 + (s > gold[:, None]).sum(1)).numpy().astype(np.int64)
