@@ -26,6 +26,7 @@ import yaml
 
 from mrmkg.errors import InputError
 from mrmkg.fileio import atomic_dir, atomic_write_json, atomic_write_text
+from mrmkg.malloc import tune_malloc
 
 TIE_RULE = "rank = 1 + #candidates scored strictly higher (ties count in the gold's favour)"
 
@@ -65,6 +66,7 @@ def evaluate_mars(checkpoint: str | Path, split_file: str | Path, out: str | Pat
     task = MarsTask.from_config(args, cfg)
     records = load_mars_split(split_file, task.kg)
     model = task.load_model(model_dir).to(dev)
+    tune_malloc()
     t0 = time.perf_counter()
     preds = task.predict(model, records, batch_size=batch_size, progress=progress)
     seconds = time.perf_counter() - t0
