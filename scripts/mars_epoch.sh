@@ -5,7 +5,7 @@
 # Needs the MarKG graph (runs/graphs/markg) and the 300-step stage-1 weights of scripts/mars_ladder.sh
 # (STAGE1, default runs/ladder2/v-stage1).
 set -u
-case "${1:-}" in A|B|A2|B2|C|D|E|F|G|H|I|J|K1|M|M1|M2|N|P0|P1|P2|P3|P4|R0|R1|R2|R3|R4|S0|S1|S2|S3|S4) ;; *) echo "usage: $0 A|B|A2|B2|C|D|E|F|G|H|I|J|K1|M|M1|M2|N|P0..P4|R0..R4|S0..S4 (two lanes a round)" >&2; exit 2;; esac
+case "${1:-}" in A|B|A2|B2|C|D|E|F|G|H|I|J|K1|M|M1|M2|N|P0|P1|P2|P3|P4|R0|R1|R2|R3|R4|S0|S1|S2|S3|S4|S5|S6) ;; *) echo "usage: $0 A|B|A2|B2|C|D|E|F|G|H|I|J|K1|M|M1|M2|N|P0..P4|R0..R4|S0..S6 (two lanes a round)" >&2; exit 2;; esac
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/epoch1}
 STAGE1=${STAGE1:-runs/ladder2/v-stage1}
@@ -49,7 +49,7 @@ P0|P1|P2|P3|P4) SEED=${1#P}   # session 6: configs/mars-smollm2-cpu-pointer.yaml
 R0|R1|R2|R3|R4) SEED=${1#R}   # P + copy-form training examples keep their answer's memory edge half the time
    run r-copykeep05-seed$SEED -c configs/mars-smollm2-cpu-pointer.yaml --set init_from=$STAGE1 --set seed=$SEED \
      --set task_args.copy_keep_gold=0.5 --set model.pointer_prior=true ;;
-S0|S1|S2|S3|S4) SEED=${1#S}   # R without the pointer's per-entity prior = the config now
+S0|S1|S2|S3|S4|S5|S6) SEED=${1#S}   # R without the pointer's per-entity prior = the config now
    run s-noprior-seed$SEED -c configs/mars-smollm2-cpu-pointer.yaml --set init_from=$STAGE1 --set seed=$SEED \
      --set task_args.copy_keep_gold=0.5 --set model.pointer_prior=false ;;
 esac

@@ -46,7 +46,8 @@ def resolve_checkpoint(path: str | Path) -> tuple[Path, Path]:
 def evaluate_mars(checkpoint: str | Path, split_file: str | Path, out: str | Path, batch_size: int = 16,
                   graph: str | None = None, progress: bool = True, device: str = "cpu") -> dict:
     """Evaluate a MARS checkpoint on ``split_file``; write predictions and metrics into ``out``.
-    ``device``: where the model runs ("cpu", "cuda", "cuda:1", ...)."""
+    ``device``: where the model runs ("cpu", "cuda", "cuda:1", ...). Keeps freed memory in the process
+    (:func:`mrmkg.malloc.tune_malloc`, glibc), as training does."""
     from mrmkg.tasks.mars import MarsTask, describe_sides, load_mars_split, ranking_metrics
     from mrmkg.train import load_train_config
 
