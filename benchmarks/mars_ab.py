@@ -33,7 +33,7 @@ def _variant(config: str, sets: list[str], seed: int):
         _load_init(model, cfg.init_from)
     model.train()
     torch.manual_seed(seed)
-    return cfg, task, model, _build_optimizer(model, cfg.optim)
+    return cfg, task, task.train_examples(), model, _build_optimizer(model, cfg.optim)
 
 
 def main(argv=None) -> int:
@@ -53,13 +53,17 @@ def main(argv=None) -> int:
     tune_malloc()                                      # as mrmkg train does by default
 
     variants = {name: _variant(args.config, args.sets + extra, args.seed) for name, extra in (("A", args.a), ("B", args.b))}
-    cfg, task, _, _ = variants["A"]
-    examples = task.train_examples()
+    batch_size = {v[0].batch_size for v in variants.values()}
+    if len(batch_size) != 1:
+        ap.error(f"the variants must share batch_size to be paired, got {sorted(batch_size)}")
+    batch_size = batch_size.pop()
+    # the same positions in each variant's own examples (task_args may build them differently)
+    n = min(len(v[2]) for v in variants.values())
     rng = np.random.default_rng(args.seed)
-    picks = [rng.choice(len(examples), cfg.batch_size, replace=False) for _ in range(args.warmup + args.steps)]
+    picks = [rng.choice(n, batch_size, replace=False) for _ in range(args.warmup + args.steps)]
 
     def step(name: str, idx) -> float:
-        _, task, model, opt = variants[name]
+        cfg, task, examples, model, opt = variants[name]
         batch = task.collate([examples[int(i)] for i in idx])
         t = time.perf_counter()
         model(batch).loss.backward()
@@ -78,7 +82,7 @@ def main(argv=None) -> int:
     for name, extra in (("A", args.a), ("B", args.b)):
         t = times[name]
         print(f"{name} {' '.join(extra) or '(config)'}: median {statistics.median(t):.1f} ms/step, mean "
-              f"{statistics.fmean(t):.1f}, {cfg.batch_size * 1e3 / statistics.median(t):.2f} samples/s")
+              f"{statistics.fmean(t):.1f}, {batch_size * 1e3 / statistics.median(t):.2f} samples/s")
     print(f"A - B per step, paired over {len(diff)} batches: median {statistics.median(diff):.1f} ms, "
           f"mean {statistics.fmean(diff):.1f} +- {statistics.stdev(diff) / len(diff) ** 0.5:.1f} ms")
     return 0
