@@ -5,7 +5,7 @@
 # Needs the MarKG graph (runs/graphs/markg) and the 300-step stage-1 weights of scripts/mars_ladder.sh
 # (STAGE1, default runs/ladder2/v-stage1).
 set -u
-case "${1:-}" in A|B|A2|B2|C|D|E|F|G|H|I|J|K1|M|M1|M2|N|P0|P1|P2|P3|P4|R0|R1|R2|R3|R4|S0|S1|S2|S3|S4|S5|S6) ;; *) echo "usage: $0 A|B|A2|B2|C|D|E|F|G|H|I|J|K1|M|M1|M2|N|P0..P4|R0..R4|S0..S6 (two lanes a round)" >&2; exit 2;; esac
+case "${1:-}" in A|B|A2|B2|C|D|E|F|G|H|I|J|K1|M|M1|M2|N|P0|P1|P2|P3|P4|R0|R1|R2|R3|R4|S0|S1|S2|S3|S4|S5|S6|U0|U1|U2|U3|U4|U5|U6) ;; *) echo "usage: $0 A|B|A2|B2|C|D|E|F|G|H|I|J|K1|M|M1|M2|N|P0..P4|R0..R4|S0..S6|U0..U6 (two lanes a round)" >&2; exit 2;; esac
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/epoch1}
 STAGE1=${STAGE1:-runs/ladder2/v-stage1}
@@ -52,6 +52,10 @@ R0|R1|R2|R3|R4) SEED=${1#R}   # P + copy-form training examples keep their answe
 S0|S1|S2|S3|S4|S5|S6) SEED=${1#S}   # R without the pointer's per-entity prior = the config now
    run s-noprior-seed$SEED -c configs/mars-smollm2-cpu-pointer.yaml --set init_from=$STAGE1 --set seed=$SEED \
      --set task_args.copy_keep_gold=0.5 --set model.pointer_prior=false ;;
+U0|U1|U2|U3|U4|U5|U6) SEED=${1#U}   # session 8: S with the pointer's fixed relation odds instead of learned relation weights
+   run u-odds-seed$SEED -c configs/mars-smollm2-cpu-pointer.yaml --set init_from=$STAGE1 --set seed=$SEED \
+     --set task_args.copy_keep_gold=0.5 --set model.pointer_prior=false \
+     --set model.pointer_features=focus,memory,near,copy,relation_odds ;;
 esac
 # second round (lane A after its first two rows, lane B likewise):
 #   scripts/mars_epoch.sh A2 & scripts/mars_epoch.sh B2 & wait

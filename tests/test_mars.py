@@ -272,6 +272,42 @@ def test_pointer_frequency_from_the_training_file(world, tmp_path):
     assert plain.graph_pointer.frequency is None and plain.graph_pointer.frequency_weight is None
 
 
+def test_pointer_relation_odds_from_the_training_file(world, tmp_path):
+    """'relation_odds': per relation and direction, the smoothed log-odds (against the mean rate)
+    that a candidate neighbour of a training question through it is the answer; set after building
+    and after loading, never saved."""
+    from mrmkg.tasks.mars import MarsTask, MarsTaskConfig
+
+    args = {"llm": world["llm"], "gnn_hidden": 16, "gnn_heads": 2, "gnn_num_blocks": 2, "gnn_relation_dim": 8,
+            "graph_pointer": True, "pointer_mode": "first", "pointer_features": "focus,relation_odds", "dtype": "fp32"}
+    task = MarsTask(MarsTaskConfig(graph=world["graph"], data_dir=world["mars"], N=3), args)
+    kg = world["kg"]
+    R = kg.num_relations
+    # counted by hand from TRAIN and TRIPLES: question -r-> candidate edges, and how many lead to the answer
+    # (Q2: has Q3 / is a Q4, asked twice; Q1: has Q3 / is a Q4; Q8: color Q6; Q7: color Q5; Q9: has Q10 /
+    # lives in Q8, asked twice; Q11: lives in Q12); no training question is the tail of a candidate's triple
+    pos = {"P1": 3, "P2": 1, "P3": 2, "P4": 2}
+    tot = {"P1": 5, "P2": 3, "P3": 2, "P4": 3}
+    p0 = 8 / 13
+    want = np.zeros(2 * R)
+    for r in pos:
+        i = kg.relation_index(r)
+        want[i] = np.log((pos[r] + 10 * p0) / (tot[r] - pos[r] + 10 * (1 - p0))) - np.log(p0 / (1 - p0))
+    got = task.train_relation_odds()
+    np.testing.assert_allclose(got, want)
+    assert got[kg.relation_index("P3")] > got[kg.relation_index("P4")] > 0 > got[kg.relation_index("P2")]
+    model = task.build_model().mrmkg
+    torch.testing.assert_close(model.graph_pointer.relation_odds, torch.tensor(want, dtype=torch.float32))
+    model.graph_pointer.relation_odds_weight.data.fill_(0.5)
+    model.save_pretrained(tmp_path / "odds")
+    loaded = task.load_model(tmp_path / "odds").mrmkg
+    torch.testing.assert_close(loaded.graph_pointer.relation_odds, model.graph_pointer.relation_odds)
+    assert loaded.graph_pointer.relation_odds_weight.item() == 0.5
+    from safetensors.torch import load_file
+    assert not any("relation_odds." in k or k.endswith("relation_odds") for k in load_file(
+        tmp_path / "odds" / "model.safetensors"))
+
+
 def _dev(world):
     from mrmkg.tasks.mars import load_mars_split
 

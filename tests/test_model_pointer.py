@@ -200,9 +200,38 @@ def test_relation_term_sums_the_weights_of_edges_to_the_focus():
     ptr.relation.weight.data = torch.arange(2.0 * R).unsqueeze(1) + 1     # forward r -> r + 1, reversed r -> R + r + 1
     assert ptr.feature is None
     # cat: edge cat -is a(1)-> dog into the focus, i.e. reversed: R + 1 + 1; fur: no edge to dog; red: 0 + 1
-    torch.testing.assert_close(ptr._relation_term(g), torch.tensor([R + 2.0, 0.0, 0.0, 1.0]))
+    torch.testing.assert_close(ptr._relation_term(g, lambda t: ptr.relation(t).squeeze(-1)),
+                               torch.tensor([R + 2.0, 0.0, 0.0, 1.0]))
     with pytest.raises(ValueError, match="num_relations"):
         GraphPointer(d=3, h=2, num_entities=5, features=("relation",))
+
+
+def test_relation_odds_weighs_a_fixed_table_by_one_learned_weight():
+    kg = toy_kg()
+    sg = memory_subgraph(kg)
+    sg.focus = np.array([1])          # focus dog, as above: cat reaches it by "is a" reversed, red by "has"
+    g = Batch.from_data_list([sg.to_pyg()])
+    R = 4
+    ptr = GraphPointer(d=3, h=2, num_entities=5, features=("relation_odds",), scale=3.0, num_relations=R)
+    assert ptr.relation is None and ptr.relation_odds_weight == 0
+    cand = torch.arange(5)
+    slot, x = torch.zeros(1, 3), torch.zeros(g.num_nodes, 2)
+    with pytest.raises(ValueError, match="set_relation_odds"):
+        ptr(slot, x, g, cand)
+    table = torch.tensor([0.5, -1.0, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0])   # has: 0.5, is a reversed: 2.0
+    ptr.set_relation_odds(table)
+    ptr.relation_odds_weight.data.fill_(0.25)
+    bonus, is_node = ptr(slot, x, g, cand)
+    # entities: cat 0 (node 0, reversed "is a": 2.0), fur 2 (no edge to dog), dog 1 (the focus), red 4 ("has": 0.5)
+    torch.testing.assert_close(bonus[0], 3.0 * 0.25 * torch.tensor([2.0, 0.0, 0.0, 0.0, 0.5]))
+    assert is_node[0].tolist() == [True, True, True, False, True]
+    assert "relation_odds" not in ptr.state_dict()                       # task data, not a saved weight
+    with pytest.raises(ValueError, match="expected 8 finite values"):
+        ptr.set_relation_odds(torch.zeros(4))
+    with pytest.raises(ValueError, match="finite"):
+        ptr.set_relation_odds(torch.full((8,), float("inf")))
+    with pytest.raises(ValueError, match="num_relations"):
+        GraphPointer(d=3, h=2, num_entities=5, features=("relation_odds",))
 
 
 def _record(obj, name: str) -> list:

@@ -79,8 +79,10 @@ class MRMKGConfig:
         "help": "comma-separated node features the graph pointer weighs (mrmkg.model.pointer.ALL_FEATURES): focus, "
                 "memory, near (the default three), copy (the example tail when the question is the example head), node "
                 "(a learned bonus of every subgraph node over the other candidates), relation (a learned weight per "
-                "relation type of the node's edges to the focus), frequency (log(1 + how often the entity occurs in "
-                "the task's training file), one learned weight; MARS only)"})
+                "relation type of the node's edges to the focus), relation_odds (the same sum over a fixed table of "
+                "per-relation log-odds that the task computes from its training file, one learned weight; MARS only), "
+                "frequency (log(1 + how often the entity occurs in the task's training file), one learned weight; "
+                "MARS only)"})
     pointer_scale: float = field(default=1.0, metadata={
         "help": "fixed multiplier of the pointer's feature and per-entity prior terms: a learning-rate multiplier "
                 "for those few weights, which Adam otherwise moves by only ~lr per step (mrmkg.model.pointer)"})

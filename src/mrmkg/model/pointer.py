@@ -17,7 +17,12 @@ candidate ``c``::
   ``node`` a constant 1, a learned preference of subgraph nodes over the rest of the candidates;
   and ``relation``, not a column but a learned weight per relation type (and direction), summed
   over the edges that join j to a focus entity (which relations -- MarKG's or the memory's -- lead
-  to answers; on MARS the MarKG edges labelled with analogy relations A0-A18 do); and
+  to answers; on MARS the MarKG edges labelled with analogy relations A0-A18 do);
+  ``relation_odds``, the same sum over a node's edges to a focus entity but of fixed per-relation
+  values the task supplies (:meth:`GraphPointer.set_relation_odds`; MARS: smoothed log-odds, from
+  the training file, that a question's neighbour through that relation is its answer), with one
+  learned weight -- the ``relation`` term estimates ~2 x 193 weights from the few training
+  examples each relation appears in, so on MARS its values differed from seed to seed; and
   ``frequency``, ``log(1 + f_c)`` for a per-entity count the task supplies
   (:meth:`GraphPointer.set_frequency`; MARS: occurrences in the training file), with one learned
   weight -- a data prior whose strength is learned, where ``p_c`` must learn every entity alone
@@ -87,8 +92,8 @@ def _node(graph) -> torch.Tensor:
 FEATURES = {"focus": _focus, "memory": _memory, "near": _near, "copy": _copy, "node": _node}
 DEFAULT_FEATURES = ("focus", "memory", "near")
 #: every name ``MRMKGConfig.pointer_features`` accepts: the graph's columns, the learned ``relation``
-#: term and the task-supplied ``frequency`` column
-ALL_FEATURES = (*FEATURES, "relation", "frequency")
+#: term and the task-supplied ``relation_odds`` and ``frequency`` terms
+ALL_FEATURES = (*FEATURES, "relation", "relation_odds", "frequency")
 
 
 def node_features(graph, names=DEFAULT_FEATURES) -> torch.Tensor:
@@ -114,13 +119,16 @@ class GraphPointer(nn.Module):
         self.feature = nn.Linear(len(self.features), 1, bias=False) if self.features else None
         self.prior = nn.Embedding(num_entities, 1) if prior else None
         self.relation = None
+        self.num_relations = num_relations
+        for name in ("relation", "relation_odds"):
+            if name in features and num_relations < 1:
+                raise ValueError(f"the pointer's {name!r} feature needs num_relations >= 1")
         if "relation" in features:
-            if num_relations < 1:
-                raise ValueError("the pointer's 'relation' feature needs num_relations >= 1")
-            self.num_relations = num_relations
             self.relation = nn.Embedding(2 * num_relations, 1)   # [r] focus -> j, [R + r] j -> focus
+        self.relation_odds_weight = nn.Parameter(torch.zeros(())) if "relation_odds" in features else None
         self.frequency_weight = nn.Parameter(torch.zeros(())) if "frequency" in features else None
-        # task data, not a weight: set by the task after building or loading (not saved)
+        # task data, not weights: set by the task after building or loading (not saved)
+        self.register_buffer("relation_odds", None, persistent=False)
         self.register_buffer("frequency", None, persistent=False)
         for p in self.parameters():
             nn.init.zeros_(p)
@@ -149,7 +157,13 @@ class GraphPointer(nn.Module):
             if self.feature is not None:
                 flags = flags + self.feature(node_features(graph, self.features)[ent]).squeeze(-1)
             if self.relation is not None:
-                flags = flags + self._relation_term(graph)[ent]
+                flags = flags + self._relation_term(graph, lambda t: self.relation(t).squeeze(-1))[ent]
+            if self.relation_odds_weight is not None:
+                if self.relation_odds is None:
+                    raise ValueError("the pointer's 'relation_odds' feature needs per-relation values: call "
+                                     "GraphPointer.set_relation_odds (the MARS task does)")
+                odds = self._relation_term(graph, self.relation_odds.__getitem__)
+                flags = flags + self.relation_odds_weight * odds[ent]
             if self.frequency_weight is not None:
                 if self.frequency is None:
                     raise ValueError("the pointer's 'frequency' feature needs per-entity counts: call "
@@ -167,14 +181,24 @@ class GraphPointer(nn.Module):
                              f"{counts.shape[0]} (min {float(counts.min()) if counts.numel() else 0})")
         self.frequency = torch.log1p(counts).to(self.query.weight.device)
 
-    def _relation_term(self, graph) -> torch.Tensor:
-        """``[N]``: per node, the summed weights of the relations on its edges to a focus entity."""
+    def set_relation_odds(self, values) -> None:
+        """``values [2 * num_relations]`` (finite) for the ``relation_odds`` feature: ``[r]`` for an
+        edge focus -r-> node, ``[R + r]`` for node -r-> focus."""
+        values = torch.as_tensor(values, dtype=torch.float32).reshape(-1)
+        if values.shape[0] != 2 * self.num_relations or not torch.isfinite(values).all():
+            raise ValueError(f"set_relation_odds: expected {2 * self.num_relations} finite values "
+                             f"(2 x {self.num_relations} relations), got {values.shape[0]}")
+        self.relation_odds = values.to(self.query.weight.device)
+
+    def _relation_term(self, graph, value) -> torch.Tensor:
+        """``[N]``: per node, the sum of ``value(types) [e]`` (types index ``[2R]``: relation type, and
+        ``+ R`` for the direction node -> focus) over its edges to a focus entity."""
         src, dst = graph.edge_index
         focus = graph.node_focus > 0
         out = torch.zeros(graph.node_kind.shape[0], device=src.device)
         fw, bw = focus[src], focus[dst]
-        out = out.index_add(0, dst[fw], self.relation(graph.edge_type[fw]).squeeze(-1))
-        return out.index_add(0, src[bw], self.relation(graph.edge_type[bw] + self.num_relations).squeeze(-1))
+        out = out.index_add(0, dst[fw], value(graph.edge_type[fw]))
+        return out.index_add(0, src[bw], value(graph.edge_type[bw] + self.num_relations))
 
 
 def pointer_loss(bonus: torch.Tensor, is_node: torch.Tensor, answer_pos: torch.Tensor) -> torch.Tensor:

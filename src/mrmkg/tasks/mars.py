@@ -39,6 +39,10 @@ ranking of the 2,063 analogy entities. The gold ``relation`` is **never** an inp
   graph pointer how often each entity occurs in the training file (recomputed from ``train_file``
   when a model is built or loaded, like the memory), a prior whose strength the pointer learns
   (measured worse on MARS dev at one epoch, docs/results.md).
+* Relation odds (``model.pointer_features`` with ``relation_odds``; not in the paper): for every
+  relation type and direction, the smoothed log-odds that a MarKG neighbour of a training question
+  reached through it is that question's answer (:meth:`MarsTask.train_relation_odds`), a fixed
+  table the pointer weighs with one learned weight instead of learning ~2 x 193 relation weights.
 * Retrieval (paper A.7: "retrieved from the question entity"): the query vector is the question
   entity's frozen embedding from the index (the same vector its text would get), or its image
   feature when the question is shown as an image; ``retrieval_query=question+example`` adds the
@@ -448,14 +452,17 @@ class MarsTask:
         self._model = _build_mrmkg(self.ctx, self.model_args, self.seed,
                                    default_use_kg=self.config.prompt == "kg_graph",
                                    default_use_image=True)
-        self._give_frequency(self._model)
+        self._give_train_statistics(self._model)
         return TaskModel(self._model)
 
-    def _give_frequency(self, model) -> None:
-        """The pointer's ``frequency`` feature reads the training file's counts (not saved with the
-        weights, like the analogy memory: both come from ``train_file``)."""
-        if model.graph_pointer is not None and model.graph_pointer.frequency_weight is not None:
-            model.graph_pointer.set_frequency(self.train_frequency())
+    def _give_train_statistics(self, model) -> None:
+        """The pointer's ``frequency`` and ``relation_odds`` features read statistics of the training
+        file (not saved with the weights, like the analogy memory: all come from ``train_file``)."""
+        pointer = model.graph_pointer
+        if pointer is not None and pointer.frequency_weight is not None:
+            pointer.set_frequency(self.train_frequency())
+        if pointer is not None and pointer.relation_odds_weight is not None:
+            pointer.set_relation_odds(self.train_relation_odds())
 
     def train_frequency(self) -> np.ndarray:
         """``[num_entities]``: how often each entity occurs in ``train_file``'s records (example
@@ -465,12 +472,39 @@ class MarsTask:
             np.add.at(counts, [r.head, r.tail, r.question, r.answer], 1.0)
         return counts
 
+    def train_relation_odds(self, strength: float = 10.0) -> np.ndarray:
+        """``[2R]``: per relation ``r``, at ``[r]`` for the edges question -r-> candidate and at
+        ``[R + r]`` for candidate -r-> question, ``log(odds_r / odds_0)``, where ``odds_r`` is the
+        odds that such a MarKG neighbour of a ``train_file`` question is its answer, smoothed
+        towards the rate ``p_0`` of all (relation, direction) pairs with ``strength`` pseudo-edges:
+        ``(pos_r + strength p_0) / (neg_r + strength (1 - p_0))``. A relation never seen next to a
+        training question gets 0, one that leads to answers more often than average > 0. Only
+        candidates count as neighbours. The training examples' own answers are counted (no
+        leave-one-out): with thousands of edges for the common relations and the smoothing for the
+        rare ones, a single example moves a value little."""
+        kg, R = self.kg, self.kg.num_relations
+        is_cand = np.zeros(kg.num_entities, dtype=bool)
+        is_cand[self.candidates] = True
+        pos, tot = np.zeros(2 * R), np.zeros(2 * R)
+        for r in self.train_records:
+            q = r.question
+            for ptr, idx, other, shift in ((kg.out_ptr, kg.out_idx, 2, 0), (kg.in_ptr, kg.in_idx, 0, R)):
+                t = kg.triples[idx[ptr[q]:ptr[q + 1]]]
+                t = t[is_cand[t[:, other]]]
+                np.add.at(tot, t[:, 1] + shift, 1.0)
+                np.add.at(pos, t[t[:, other] == r.answer, 1] + shift, 1.0)
+        if not 0 < pos.sum() < tot.sum():
+            return np.zeros(2 * R)
+        p0 = pos.sum() / tot.sum()
+        odds = (pos + strength * p0) / (tot - pos + strength * (1 - p0))
+        return np.log(odds) - np.log(p0 / (1 - p0))
+
     def load_model(self, directory) -> TaskModel:
         """An MR-MKG model saved by ``save_pretrained`` (features from this task's graph)."""
         from mrmkg.model import MRMKG, KGFeatures
 
         self._model = MRMKG.from_pretrained(directory, features=KGFeatures.from_index(self.ctx.index))
-        self._give_frequency(self._model)
+        self._give_train_statistics(self._model)
         return TaskModel(self._model)
 
     def train_examples(self):
