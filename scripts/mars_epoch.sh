@@ -5,7 +5,7 @@
 # Needs the MarKG graph (runs/graphs/markg) and the 300-step stage-1 weights of scripts/mars_ladder.sh
 # (STAGE1, default runs/ladder2/v-stage1).
 set -u
-case "${1:-}" in A|B|A2|B2|C|D|E|F|G|H|I|J|K1|M|M1|M2|N|P0|P1|P2|P3|P4|R0|R1|R2|R3|R4|S0|S1|S2|S3|S4|S5|S6|U0|U1|U2|U3|U4|U5|U6) ;; *) echo "usage: $0 A|B|A2|B2|C|D|E|F|G|H|I|J|K1|M|M1|M2|N|P0..P4|R0..R4|S0..S6|U0..U6 (two lanes a round)" >&2; exit 2;; esac
+case "${1:-}" in A|B|A2|B2|C|D|E|F|G|H|I|J|K1|M|M1|M2|N|P0|P1|P2|P3|P4|R0|R1|R2|R3|R4|S0|S1|S2|S3|S4|S5|S6|U0|U1|U2|U3|U4|U5|U6|V0|V1|V2|V3|V4|V5|V6|W0|W1|W2|W3|W4|W5|W6) ;; *) echo "usage: $0 A|B|A2|B2|C|D|E|F|G|H|I|J|K1|M|M1|M2|N|P0..P4|R0..R4|S0..S6|U0..U6|V0..V6|W0..W6 (two lanes a round)" >&2; exit 2;; esac
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/epoch1}
 STAGE1=${STAGE1:-runs/ladder2/v-stage1}
@@ -56,6 +56,14 @@ U0|U1|U2|U3|U4|U5|U6) SEED=${1#U}   # session 8: S with the pointer's fixed rela
    run u-odds-seed$SEED -c configs/mars-smollm2-cpu-pointer.yaml --set init_from=$STAGE1 --set seed=$SEED \
      --set task_args.copy_keep_gold=0.5 --set model.pointer_prior=false \
      --set model.pointer_features=focus,memory,near,copy,relation_odds ;;
+V0|V1|V2|V3|V4|V5|V6) SEED=${1#V}   # U, training examples keep their answer's memory edge with p 0.4 (dev's coverage)
+   run v-odds-keep04-seed$SEED -c configs/mars-smollm2-cpu-pointer.yaml --set init_from=$STAGE1 --set seed=$SEED \
+     --set task_args.copy_keep_gold=0.5 --set model.pointer_prior=false \
+     --set model.pointer_features=focus,memory,near,copy,relation_odds --set task_args.memory_keep_gold=0.4 ;;
+W0|W1|W2|W3|W4|W5|W6) SEED=${1#W}   # S + the relation odds as a prior: weight 1 from the first step, learned relation weights kept
+   run w-odds-init1-seed$SEED -c configs/mars-smollm2-cpu-pointer.yaml --set init_from=$STAGE1 --set seed=$SEED \
+     --set task_args.copy_keep_gold=0.5 --set model.pointer_prior=false \
+     --set model.pointer_features=focus,memory,near,copy,relation,relation_odds --set model.relation_odds_init=1.0 ;;
 esac
 # second round (lane A after its first two rows, lane B likewise):
 #   scripts/mars_epoch.sh A2 & scripts/mars_epoch.sh B2 & wait

@@ -298,6 +298,9 @@ def test_pointer_relation_odds_from_the_training_file(world, tmp_path):
     assert got[kg.relation_index("P3")] > got[kg.relation_index("P4")] > 0 > got[kg.relation_index("P2")]
     model = task.build_model().mrmkg
     torch.testing.assert_close(model.graph_pointer.relation_odds, torch.tensor(want, dtype=torch.float32))
+    assert model.graph_pointer.relation_odds_weight.item() == 0.0
+    started = MarsTask(task.config, {**args, "relation_odds_init": 1.0, "pointer_scale": 4.0}).build_model().mrmkg
+    assert started.graph_pointer.relation_odds_weight.item() == 0.25          # x scale 4 = weight 1 from the start
     model.graph_pointer.relation_odds_weight.data.fill_(0.5)
     model.save_pretrained(tmp_path / "odds")
     loaded = task.load_model(tmp_path / "odds").mrmkg

@@ -232,6 +232,12 @@ def test_relation_odds_weighs_a_fixed_table_by_one_learned_weight():
         ptr.set_relation_odds(torch.full((8,), float("inf")))
     with pytest.raises(ValueError, match="num_relations"):
         GraphPointer(d=3, h=2, num_entities=5, features=("relation_odds",))
+    # a start weight is the term's effective weight: the table x 1 from the first step, whatever the scale
+    started = GraphPointer(d=3, h=2, num_entities=5, features=("relation_odds",), scale=3.0, num_relations=R,
+                           odds_init=1.0)
+    started.set_relation_odds(table)
+    torch.testing.assert_close(started(slot, x, g, cand)[0][0], torch.tensor([2.0, 0.0, 0.0, 0.0, 0.5]))
+    assert all(p.abs().sum() == 0 for n, p in started.named_parameters() if n != "relation_odds_weight")
 
 
 def _record(obj, name: str) -> list:

@@ -86,6 +86,10 @@ class MRMKGConfig:
     pointer_scale: float = field(default=1.0, metadata={
         "help": "fixed multiplier of the pointer's feature and per-entity prior terms: a learning-rate multiplier "
                 "for those few weights, which Adam otherwise moves by only ~lr per step (mrmkg.model.pointer)"})
+    relation_odds_init: float = field(default=0.0, metadata={
+        "help": "starting weight of the pointer's relation_odds feature (its effective weight: the term starts as "
+                "init x the log-odds table); 0 starts it off like every other pointer weight, 1 adds the training "
+                "log-odds from the first step, a data prior the model can still re-weigh (mrmkg.model.pointer)"})
     pointer_prior: bool = field(default=True, metadata={
         "help": "give the graph pointer a learned prior per entity (p_c in mrmkg.model.pointer); false: nodes are "
                 "scored from their features, relations and graph encoding only (MARS dev, one epoch, 3 paired seeds: "

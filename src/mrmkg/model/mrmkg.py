@@ -104,7 +104,7 @@ def build_trainable_parts(config: MRMKGConfig, d: int, text_dim: int, vision_dim
         if config.graph_pointer and config.use_kg:
             parts["graph_pointer"] = GraphPointer(d, config.gnn_hidden, config.num_entity_tokens or num_entities,
                                                    config.pointer_feature_names, config.pointer_scale, num_relations,
-                                                   prior=config.pointer_prior)
+                                                   prior=config.pointer_prior, odds_init=config.relation_odds_init)
     return parts
 
 

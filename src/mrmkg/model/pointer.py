@@ -21,7 +21,8 @@ candidate ``c``::
   ``relation_odds``, the same sum over a node's edges to a focus entity but of fixed per-relation
   values the task supplies (:meth:`GraphPointer.set_relation_odds`; MARS: smoothed log-odds, from
   the training file, that a question's neighbour through that relation is its answer), with one
-  learned weight -- the ``relation`` term estimates ~2 x 193 weights from the few training
+  learned weight (starting at ``MRMKGConfig.relation_odds_init``, 0 like every other pointer weight
+  by default) -- the ``relation`` term estimates ~2 x 193 weights from the few training
   examples each relation appears in, so on MARS its values differed from seed to seed; and
   ``frequency``, ``log(1 + f_c)`` for a per-entity count the task supplies
   (:meth:`GraphPointer.set_frequency`; MARS: occurrences in the training file), with one learned
@@ -46,7 +47,8 @@ sums them; ``first`` ranks every node above every other candidate, nodes by the 
 rest by the head, and trains the head and the pointer by separate cross-entropies -- the head
 memorises training pairs, which would otherwise outvote the graph on new pairs.
 
-All pointer weights start at zero, so in ``add`` mode a fresh model ranks exactly as without the pointer. Every pointed
+All pointer weights start at zero (``relation_odds`` at ``relation_odds_init``, 0 by default), so in ``add``
+mode a fresh model ranks exactly as without the pointer. Every pointed
 candidate is a node with provenance (the triple or memory edge that brought it in), which is what
 ``predictions.jsonl`` shows.
 """
@@ -107,7 +109,7 @@ class GraphPointer(nn.Module):
     is_node [B, C] bool)``: the score bonus (0 off the subgraph) and which candidates are nodes."""
 
     def __init__(self, d: int, h: int, num_entities: int, features=DEFAULT_FEATURES, scale: float = 1.0,
-                 num_relations: int = 0, prior: bool = True):
+                 num_relations: int = 0, prior: bool = True, odds_init: float = 0.0):
         super().__init__()
         self.scale = scale
         self.num_entities = num_entities
@@ -132,6 +134,8 @@ class GraphPointer(nn.Module):
         self.register_buffer("frequency", None, persistent=False)
         for p in self.parameters():
             nn.init.zeros_(p)
+        if self.relation_odds_weight is not None:
+            nn.init.constant_(self.relation_odds_weight, odds_init / scale)   # the term starts as odds_init x table
 
     def forward(self, slot: torch.Tensor, x: torch.Tensor, graph, candidates: torch.Tensor):
         B, C = slot.shape[0], candidates.shape[-1]
