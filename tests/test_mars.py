@@ -309,6 +309,15 @@ def test_pointer_relation_odds_from_the_training_file(world, tmp_path):
     from safetensors.torch import load_file
     assert not any("relation_odds." in k or k.endswith("relation_odds") for k in load_file(
         tmp_path / "odds" / "model.safetensors"))
+    # relation_at_eval=odds needs the same table without the feature, after building and after loading
+    at_eval = MarsTask(task.config, {**args, "pointer_features": "focus,relation", "relation_at_eval": "odds"})
+    m = at_eval.build_model().mrmkg
+    torch.testing.assert_close(m.graph_pointer.relation_odds, torch.tensor(want, dtype=torch.float32))
+    m.save_pretrained(tmp_path / "at_eval")
+    torch.testing.assert_close(at_eval.load_model(tmp_path / "at_eval").mrmkg.graph_pointer.relation_odds,
+                               torch.tensor(want, dtype=torch.float32))
+    plain = MarsTask(task.config, {**args, "pointer_features": "focus,relation"}).build_model().mrmkg
+    assert plain.graph_pointer.relation_odds is None
 
 
 def _dev(world):
@@ -435,7 +444,8 @@ def test_pointer_config_is_the_measured_row():
         "epochs=1", "task_args.memory=true", "task_args.memory_keep_gold=1.0", "task_args.copy_node=true",
         "task_args.copy_augment=0.1", "model.graph_pointer=true", "model.pointer_mode=first",
         "model.pointer_features=focus,memory,near,copy,relation", "model.pointer_scale=30",
-        "model.pack_sequences=true", "optim.fused=true", "task_args.copy_keep_gold=0.5", "model.pointer_prior=false"])
+        "model.pack_sequences=true", "optim.fused=true", "task_args.copy_keep_gold=0.5", "model.pointer_prior=false",
+        "model.relation_at_eval=odds"])
     cfg = load_train_config(root / "mars-smollm2-cpu-pointer.yaml")
     assert dataclasses.replace(cfg, output_dir=row.output_dir) == row
 

@@ -240,6 +240,39 @@ def test_relation_odds_weighs_a_fixed_table_by_one_learned_weight():
     assert all(p.abs().sum() == 0 for n, p in started.named_parameters() if n != "relation_odds_weight")
 
 
+def test_relation_at_eval_odds_replaces_the_learned_weights_only_in_evaluation():
+    kg = toy_kg()
+    sg = memory_subgraph(kg)
+    sg.focus = np.array([1])          # focus dog: cat by "is a" reversed, red by "has"
+    g = Batch.from_data_list([sg.to_pyg()])
+    R = 4
+    ptr = GraphPointer(d=3, h=2, num_entities=5, features=("relation",), scale=3.0, num_relations=R,
+                       relation_at_eval="odds")
+    ptr.relation.weight.data = torch.arange(2.0 * R).unsqueeze(1) + 1
+    assert ptr.needs_relation_odds and not GraphPointer(d=3, h=2, num_entities=5, features=("relation",),
+                                                         num_relations=R).needs_relation_odds
+    cand, slot, x = torch.arange(5), torch.zeros(1, 3), torch.zeros(g.num_nodes, 2)
+    learned = 3.0 * torch.tensor([R + 2.0, 0.0, 0.0, 0.0, 1.0])            # cat: reversed "is a", red: "has"
+    torch.testing.assert_close(ptr(slot, x, g, cand)[0][0], learned)    # training: the learned weights
+    ptr.eval()
+    with pytest.raises(ValueError, match="set_relation_odds"):
+        ptr(slot, x, g, cand)
+    ptr.set_relation_odds(torch.tensor([0.5, -1.0, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0]))
+    torch.testing.assert_close(ptr(slot, x, g, cand)[0][0], torch.tensor([2.0, 0.0, 0.0, 0.0, 0.5]))  # weight 1
+    ptr.train()
+    torch.testing.assert_close(ptr(slot, x, g, cand)[0][0], learned)
+
+
+@pytest.mark.parametrize("value,features,needle", [("mean", "relation", "expected learned or odds"),
+                                                   ("odds", "focus,memory", "has none")])
+def test_relation_at_eval_validation(value, features, needle):
+    from mrmkg.errors import InputError
+    from mrmkg.model import MRMKGConfig
+
+    with pytest.raises(InputError, match=needle):
+        MRMKGConfig(relation_at_eval=value, pointer_features=features)
+
+
 def _record(obj, name: str) -> list:
     """Wrap method ``name`` of ``obj`` so every return value is appended to the returned list."""
     seen, method = [], getattr(obj, name)

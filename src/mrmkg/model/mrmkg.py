@@ -104,7 +104,8 @@ def build_trainable_parts(config: MRMKGConfig, d: int, text_dim: int, vision_dim
         if config.graph_pointer and config.use_kg:
             parts["graph_pointer"] = GraphPointer(d, config.gnn_hidden, config.num_entity_tokens or num_entities,
                                                    config.pointer_feature_names, config.pointer_scale, num_relations,
-                                                   prior=config.pointer_prior, odds_init=config.relation_odds_init)
+                                                   prior=config.pointer_prior, odds_init=config.relation_odds_init,
+                                                   relation_at_eval=config.relation_at_eval)
     return parts
 
 

@@ -23,7 +23,11 @@ candidate ``c``::
   the training file, that a question's neighbour through that relation is its answer), with one
   learned weight (starting at ``MRMKGConfig.relation_odds_init``, 0 like every other pointer weight
   by default) -- the ``relation`` term estimates ~2 x 193 weights from the few training
-  examples each relation appears in, so on MARS its values differed from seed to seed; and
+  examples each relation appears in, so on MARS its values differed from seed to seed. Trained
+  as a feature, its weight stayed small (training pairs recur ~8.6 times and the bilinear term
+  fits them without it); used in evaluation *in place of* the learned ``relation`` weights
+  (``MRMKGConfig.relation_at_eval="odds"``: weight 1, training unchanged) it lifted MARS dev
+  Hits@1 in every seed (docs/results.md, session 8); and
   ``frequency``, ``log(1 + f_c)`` for a per-entity count the task supplies
   (:meth:`GraphPointer.set_frequency`; MARS: occurrences in the training file), with one learned
   weight -- a data prior whose strength is learned, where ``p_c`` must learn every entity alone
@@ -109,9 +113,11 @@ class GraphPointer(nn.Module):
     is_node [B, C] bool)``: the score bonus (0 off the subgraph) and which candidates are nodes."""
 
     def __init__(self, d: int, h: int, num_entities: int, features=DEFAULT_FEATURES, scale: float = 1.0,
-                 num_relations: int = 0, prior: bool = True, odds_init: float = 0.0):
+                 num_relations: int = 0, prior: bool = True, odds_init: float = 0.0,
+                 relation_at_eval: str = "learned"):
         super().__init__()
         self.scale = scale
+        self.relation_at_eval = relation_at_eval
         self.num_entities = num_entities
         unknown = [f for f in features if f not in ALL_FEATURES]
         if unknown:
@@ -160,13 +166,13 @@ class GraphPointer(nn.Module):
                      else torch.zeros(ent.shape[0], device=slot.device))
             if self.feature is not None:
                 flags = flags + self.feature(node_features(graph, self.features)[ent]).squeeze(-1)
-            if self.relation is not None:
+            if self.relation is not None and not self.training and self.relation_at_eval == "odds":
+                odds = self._table("relation_at_eval=odds")
+                flags = flags + self._relation_term(graph, lambda t: odds[t] / self.scale)[ent]
+            elif self.relation is not None:
                 flags = flags + self._relation_term(graph, lambda t: self.relation(t).squeeze(-1))[ent]
             if self.relation_odds_weight is not None:
-                if self.relation_odds is None:
-                    raise ValueError("the pointer's 'relation_odds' feature needs per-relation values: call "
-                                     "GraphPointer.set_relation_odds (the MARS task does)")
-                odds = self._relation_term(graph, self.relation_odds.__getitem__)
+                odds = self._relation_term(graph, self._table("the 'relation_odds' feature").__getitem__)
                 flags = flags + self.relation_odds_weight * odds[ent]
             if self.frequency_weight is not None:
                 if self.frequency is None:
@@ -184,6 +190,17 @@ class GraphPointer(nn.Module):
             raise ValueError(f"set_frequency: expected {self.num_entities} counts >= 0, got "
                              f"{counts.shape[0]} (min {float(counts.min()) if counts.numel() else 0})")
         self.frequency = torch.log1p(counts).to(self.query.weight.device)
+
+    @property
+    def needs_relation_odds(self) -> bool:
+        """Whether the task must call :meth:`set_relation_odds`."""
+        return self.relation_odds_weight is not None or (self.relation is not None and self.relation_at_eval == "odds")
+
+    def _table(self, what: str) -> torch.Tensor:
+        if self.relation_odds is None:
+            raise ValueError(f"the pointer's {what} needs per-relation log-odds: call "
+                             "GraphPointer.set_relation_odds (the MARS task does)")
+        return self.relation_odds
 
     def set_relation_odds(self, values) -> None:
         """``values [2 * num_relations]`` (finite) for the ``relation_odds`` feature: ``[r]`` for an

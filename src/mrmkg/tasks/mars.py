@@ -461,7 +461,7 @@ class MarsTask:
         pointer = model.graph_pointer
         if pointer is not None and pointer.frequency_weight is not None:
             pointer.set_frequency(self.train_frequency())
-        if pointer is not None and pointer.relation_odds_weight is not None:
+        if pointer is not None and pointer.needs_relation_odds:
             pointer.set_relation_odds(self.train_relation_odds())
 
     def train_frequency(self) -> np.ndarray:
