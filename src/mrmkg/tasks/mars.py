@@ -42,7 +42,9 @@ ranking of the 2,063 analogy entities. The gold ``relation`` is **never** an inp
 * Relation odds (``model.pointer_features`` with ``relation_odds``; not in the paper): for every
   relation type and direction, the smoothed log-odds that a MarKG neighbour of a training question
   reached through it is that question's answer (:meth:`MarsTask.train_relation_odds`), a fixed
-  table the pointer weighs with one learned weight instead of learning ~2 x 193 relation weights.
+  table the pointer weighs with one learned weight instead of learning ~2 x 193 relation weights;
+  or, with ``model.relation_at_eval=odds``, that evaluation uses in place of the learned relation
+  weights (weight 1; measured better in every seed, docs/results.md session 8).
 * Retrieval (paper A.7: "retrieved from the question entity"): the query vector is the question
   entity's frozen embedding from the index (the same vector its text would get), or its image
   feature when the question is shown as an image; ``retrieval_query=question+example`` adds the
