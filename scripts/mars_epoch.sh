@@ -85,3 +85,8 @@ esac
 #   scripts/mars_epoch.sh R0 & scripts/mars_epoch.sh R1 & wait     (task_args.copy_keep_gold=0.5)
 #   scripts/mars_epoch.sh R2 & scripts/mars_epoch.sh S0 & wait     (S0: R0 + model.pointer_prior=false)
 #   scripts/mars_epoch.sh S1 & scripts/mars_epoch.sh S2 & wait
+# session 7: scripts/mars_epoch.sh S3 & scripts/mars_epoch.sh S4 & wait; then S5 & S6 likewise
+# session 8 (relation odds: U = as a feature, V = U with memory_keep_gold 0.4, W = started at weight 1):
+#   scripts/mars_epoch.sh U0 & scripts/mars_epoch.sh U3 & wait
+#   scripts/mars_epoch.sh V0 & scripts/mars_epoch.sh V3 & wait
+#   scripts/mars_epoch.sh W0 & scripts/mars_epoch.sh W3 & wait
