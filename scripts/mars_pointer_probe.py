@@ -25,9 +25,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from mrmkg.evaluate import resolve_checkpoint
+from mrmkg.evaluate import open_mars_checkpoint, resolve_checkpoint
 from mrmkg.tasks.mars import MarsTask, load_mars_split, ranking_metrics
-from mrmkg.train import load_train_config
 
 
 def answer_group(task: MarsTask, record) -> str:
@@ -36,10 +35,9 @@ def answer_group(task: MarsTask, record) -> str:
         return "copy"
     if any(partner == record.answer for _, partner, _ in task.memory().get(record.question, [])):
         return "memory"
-    kg, q = task.kg, record.question
-    out = kg.triples[kg.out_idx[kg.out_ptr[q]:kg.out_ptr[q + 1]], 2]
-    into = kg.triples[kg.in_idx[kg.in_ptr[q]:kg.in_ptr[q + 1]], 0]
-    return "neighbour" if record.answer in set(out.tolist()) | set(into.tolist()) else "neither"
+    touching = task.kg.triples[task.kg.incident_triples([record.question])]
+    other_end = np.where(touching[:, 0] == record.question, touching[:, 2], touching[:, 0])
+    return "neighbour" if record.answer in other_end else "neither"
 
 
 def main() -> None:
@@ -53,9 +51,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    model_dir, cfg_path = resolve_checkpoint(args.checkpoint)
-    cfg = load_train_config(cfg_path)
-    task = MarsTask.from_config(dict(cfg.task_args), cfg)
+    task, model_dir, _ = open_mars_checkpoint(args.checkpoint)
     records = load_mars_split(args.split_file, task.kg)
     model = task.load_model(model_dir)
     pointer = model.mrmkg.graph_pointer

@@ -13,9 +13,9 @@ import argparse
 
 import torch
 
-from mrmkg.evaluate import resolve_checkpoint
-from mrmkg.tasks.mars import MarsTask, gold_ranks, load_mars_split, ranking_metrics
-from mrmkg.train import load_train_config, to_device
+from mrmkg.evaluate import open_mars_checkpoint
+from mrmkg.tasks.mars import gold_ranks, load_mars_split, ranking_metrics
+from mrmkg.train import to_device
 
 
 def main() -> None:
@@ -26,9 +26,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    model_dir, cfg_path = resolve_checkpoint(args.checkpoint)
-    cfg = load_train_config(cfg_path)
-    task = MarsTask.from_config(dict(cfg.task_args), cfg)
+    task, model_dir, _ = open_mars_checkpoint(args.checkpoint)
     records = load_mars_split(args.split_file, task.kg)
     model = task.load_model(model_dir).mrmkg.eval()
     if model.graph_pointer is None or model.config.pointer_mode != "add":

@@ -43,20 +43,12 @@ def resolve_checkpoint(path: str | Path) -> tuple[Path, Path]:
                      "written by `mrmkg train` (model/mrmkg.json and train_config.yaml)", path=p)
 
 
-def evaluate_mars(checkpoint: str | Path, split_file: str | Path, out: str | Path, batch_size: int = 16,
-                  graph: str | None = None, progress: bool = True, device: str = "cpu") -> dict:
-    """Evaluate a MARS checkpoint on ``split_file``; write predictions and metrics into ``out``.
-    ``device``: where the model runs ("cpu", "cuda", "cuda:1", ...). Keeps freed memory in the process
-    (:func:`mrmkg.malloc.tune_malloc`, glibc), as training does."""
-    from mrmkg.tasks.mars import MarsTask, describe_sides, load_mars_split, ranking_metrics
+def open_mars_checkpoint(checkpoint: str | Path, graph: str | None = None):
+    """``(task, model folder, task_args)`` of a MARS run: its ``MarsTask`` rebuilt from the run's
+    ``train_config.yaml`` (``graph`` replaces the graph folder), not yet the model."""
+    from mrmkg.tasks.mars import MarsTask
     from mrmkg.train import load_train_config
 
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise InputError(f"--device {device!r}: expected cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"--device {device!r}: no CUDA GPU is visible")
     model_dir, cfg_path = resolve_checkpoint(checkpoint)
     cfg = load_train_config(cfg_path)
     if cfg.task != "mars":
@@ -64,7 +56,23 @@ def evaluate_mars(checkpoint: str | Path, split_file: str | Path, out: str | Pat
     args = dict(cfg.task_args)
     if graph:
         args["graph"] = graph
-    task = MarsTask.from_config(args, cfg)
+    return MarsTask.from_config(args, cfg), model_dir, args
+
+
+def evaluate_mars(checkpoint: str | Path, split_file: str | Path, out: str | Path, batch_size: int = 16,
+                  graph: str | None = None, progress: bool = True, device: str = "cpu") -> dict:
+    """Evaluate a MARS checkpoint on ``split_file``; write predictions and metrics into ``out``.
+    ``device``: where the model runs ("cpu", "cuda", "cuda:1", ...). Keeps freed memory in the process
+    (:func:`mrmkg.malloc.tune_malloc`, glibc), as training does."""
+    from mrmkg.tasks.mars import describe_sides, load_mars_split, ranking_metrics
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise InputError(f"--device {device!r}: expected cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {device!r}: no CUDA GPU is visible")
+    task, model_dir, args = open_mars_checkpoint(checkpoint, graph)
     records = load_mars_split(split_file, task.kg)
     model = task.load_model(model_dir).to(dev)
     tune_malloc()

@@ -489,9 +489,8 @@ class MarsTask:
         is_cand[self.candidates] = True
         pos, tot = np.zeros(2 * R), np.zeros(2 * R)
         for r in self.train_records:
-            q = r.question
-            for ptr, idx, other, shift in ((kg.out_ptr, kg.out_idx, 2, 0), (kg.in_ptr, kg.in_idx, 0, R)):
-                t = kg.triples[idx[ptr[q]:ptr[q + 1]]]
+            for triple_ids, other, shift in ((kg.out_triples(r.question), 2, 0), (kg.in_triples(r.question), 0, R)):
+                t = kg.triples[triple_ids]
                 t = t[is_cand[t[:, other]]]
                 np.add.at(tot, t[:, 1] + shift, 1.0)
                 np.add.at(pos, t[t[:, other] == r.answer, 1] + shift, 1.0)
