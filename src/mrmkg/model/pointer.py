@@ -167,18 +167,16 @@ class GraphPointer(nn.Module):
             if self.feature is not None:
                 flags = flags + self.feature(node_features(graph, self.features)[ent]).squeeze(-1)
             if self.relation is not None and not self.training and self.relation_at_eval == "odds":
-                odds = self._table("relation_at_eval=odds")
+                odds = self._given("relation_odds", "relation_at_eval=odds")
                 flags = flags + self._relation_term(graph, lambda t: odds[t] / self.scale)[ent]
             elif self.relation is not None:
                 flags = flags + self._relation_term(graph, lambda t: self.relation(t).squeeze(-1))[ent]
             if self.relation_odds_weight is not None:
-                odds = self._relation_term(graph, self._table("the 'relation_odds' feature").__getitem__)
+                odds = self._relation_term(graph, self._given("relation_odds", "'relation_odds' feature").__getitem__)
                 flags = flags + self.relation_odds_weight * odds[ent]
             if self.frequency_weight is not None:
-                if self.frequency is None:
-                    raise ValueError("the pointer's 'frequency' feature needs per-entity counts: call "
-                                     "GraphPointer.set_frequency (the MARS task does)")
-                flags = flags + self.frequency_weight * self.frequency[graph.node_ref[ent]]
+                frequency = self._given("frequency", "'frequency' feature")
+                flags = flags + self.frequency_weight * frequency[graph.node_ref[ent]]
             logit = (w[b] * x[ent].float()).sum(-1) + self.scale * flags
             is_node[b, pos] = True
             return bonus.index_put((b, pos), logit, accumulate=True), is_node
@@ -196,11 +194,12 @@ class GraphPointer(nn.Module):
         """Whether the task must call :meth:`set_relation_odds`."""
         return self.relation_odds_weight is not None or (self.relation is not None and self.relation_at_eval == "odds")
 
-    def _table(self, what: str) -> torch.Tensor:
-        if self.relation_odds is None:
-            raise ValueError(f"the pointer's {what} needs per-relation log-odds: call "
-                             "GraphPointer.set_relation_odds (the MARS task does)")
-        return self.relation_odds
+    def _given(self, name: str, what: str) -> torch.Tensor:
+        """The task-supplied buffer ``name`` (``frequency`` or ``relation_odds``), which ``what`` needs."""
+        value = getattr(self, name)
+        if value is None:
+            raise ValueError(f"the pointer's {what} needs {name}: call GraphPointer.set_{name} (the MARS task does)")
+        return value
 
     def set_relation_odds(self, values) -> None:
         """``values [2 * num_relations]`` (finite) for the ``relation_odds`` feature: ``[r]`` for an
