@@ -122,6 +122,14 @@ def test_build_with_vision_none_ignores_images(graph_src, tmp_path, cache, capsy
     assert m["counts"]["images"] == 0 and m["vision_encoder_id"] is None
 
 
+def test_build_with_image_standins_replaces_images(graph_src, tmp_path, cache, capsys):
+    out = tmp_path / "g"
+    rc, so, _ = run(["kg", "build", str(graph_src), "--out", str(out), *FAKE, "--image-standin", "description"], capsys)
+    assert rc == 0 and "6 image stand-ins (description)" in so and "replaced 2 real image(s)" in so
+    m = json.loads((out / "index" / "manifest.json").read_text())
+    assert m["counts"]["images"] == 6 and m["image_standin"] == "description" and m["image_dim"] == m["text_dim"]
+
+
 def test_build_bad_input_exits_2_and_writes_nothing(graph_src, tmp_path, cache, capsys):
     (graph_src / "triples.tsv").write_text("Q90\tP1376\tQ142\nQ90\tP1376\n", encoding="utf-8")
     out = tmp_path / "g"

@@ -276,3 +276,27 @@ def test_bad_config_and_missing_index(tmp_path):
     (tmp_path / "index" / "manifest.json").write_text("{not json")
     with pytest.raises(InputError, match="not valid JSON"):
         KGIndex.load(tmp_path)
+
+
+def test_image_standins_are_text_encoded_descriptions_one_per_entity(tmp_path, cache):
+    kg = toy_graph(n_entities=6, n_triples=8, images=make_images(tmp_path, ["Q1"], per_entity=2))
+    kg.entity_descriptions[4] = ""                                   # no description: the name stands in
+    sk = kg.with_image_standins("description")
+    assert (kg.num_images, sk.num_images) == (2, 6) and sk.image_standin == "description"
+    assert [sk.images_of(e).tolist() for e in range(6)] == [[e] for e in range(6)]
+    texts = sk.image_standin_texts()
+    assert texts[0] == "thing number 0" and texts[4] == kg.entity_names[4]
+    # no vision encoder is loaded or used: the text encoder embeds the stand-ins, in the text space
+    idx = KGIndex.build(sk, IndexConfig(), tmp_path / "g", text_encoder=BowEncoder(), progress=False, cache_root=cache)
+    np.testing.assert_allclose(idx.image_emb, BowEncoder().encode(texts), atol=1e-6)
+    assert idx.manifest["image_standin"] == "description" and idx.manifest["vision_encoder"] is None
+    # round trip, and a stand-in graph never shares an index key with the graph it came from
+    sk.save(tmp_path / "g")
+    assert MMKG.load(tmp_path / "g").image_standin == "description"
+    real = KGIndex.build(kg, IndexConfig(), text_encoder=BowEncoder(), vision_encoder=ThumbEncoder(), progress=False,
+                         cache_root=cache)
+    assert real.manifest["key"] != idx.manifest["key"] and real.manifest["image_standin"] is None
+    with pytest.raises(ValueError, match="real images"):
+        kg.image_standin_texts()
+    with pytest.raises(ValueError, match="'description'"):
+        kg.with_image_standins("caption")

@@ -158,6 +158,39 @@ def test_modes_images_and_standins(world):
     assert "cat [E0]" in tok.prompt
 
 
+def test_image_standin_graph_gives_the_alignment_loss_anchors(world, tmp_path):
+    """On a graph built with --image-standin every subgraph entity has an image node, so Eq. 6 is
+    non-zero in training; on the same graph without images it is exactly zero (MarKG's case).
+    Image-side entities shown by a stand-in's features say so in 'sides'."""
+    from mrmkg.kg.graph import MMKG
+    from mrmkg.kg.index import KGIndex
+    from mrmkg.tasks.mars import MarsTask, MarsTaskConfig
+
+    g = np.random.default_rng(1)
+    plain = MMKG.from_records(ENTS, RELS, TRIPLES)
+    for name, kg in (("none", plain), ("standin", plain.with_image_standins("description"))):
+        kg.save(tmp_path / name)
+        KGIndex.from_arrays(g.normal(size=(kg.num_triples, 12)), g.normal(size=(kg.num_entities, 12)),
+                            g.normal(size=(kg.num_relations, 12)),
+                            g.normal(size=(kg.num_images, 12)) if kg.num_images else None).save(tmp_path / name)
+    args = {"llm": world["llm"], "gnn_hidden": 16, "gnn_heads": 2, "gnn_num_blocks": 2, "gnn_relation_dim": 8,
+            "dtype": "fp32", "align_weight": 0.1}
+    losses = {}
+    for name in ("none", "standin"):
+        path = str(tmp_path / name)
+        task = MarsTask(MarsTaskConfig(graph=path, data_dir=world["mars"], N=3, prompt="kg_graph"), args)
+        ex = task.make_examples(_dev(world))
+        model = task.build_model().mrmkg.train()
+        out = model(model.collate(ex, candidates=task.candidates, rank_over="entity"))
+        n_img = sum(int((x.subgraph.node_kind == 1).sum()) for x in ex)
+        n_ent = sum(int((x.subgraph.node_kind == 0).sum()) for x in ex)
+        losses[name] = (out.align_loss.item(), n_img, n_ent, [x.meta["sides"] for x in ex])
+    assert losses["none"][:2] == (0.0, 0)
+    align, n_img, n_ent, sides = losses["standin"]
+    assert align > 0 and n_img == n_ent  # one stand-in image per entity node
+    assert sides[1] == ["image-standin:description"] * 2 + ["text"]  # dev row 2 is mode 1
+
+
 def test_prompt_variants(world):
     recs = _dev(world)
     q = _task(world, prompt="question").make_examples(recs)

@@ -89,6 +89,10 @@ def build(
     vision_encoder: Annotated[str, typer.Option(
         "--vision-encoder", help="vision encoder for entity images: 'efficientnet-lite0', 'clip:<id or folder>' "
                                  "or 'none' (ignore images)")] = "efficientnet-lite0",
+    image_standin: Annotated[Literal["none", "description"], typer.Option(
+        "--image-standin", help="'description': for a graph whose images are not obtainable, give every entity one "
+                                "stand-in image node embedded from its description by the text encoder (replaces "
+                                "any real images), so the alignment loss has image nodes; 'none': real images only")] = "none",
     entity_text: Annotated[Literal["name", "name+description"], typer.Option(
         "--entity-text", help="text embedded for each entity node")] = "name",
     unknown_ids: Annotated[Literal["error", "skip", "add"], typer.Option(
@@ -118,11 +122,13 @@ def build(
                           check_images=check_images)
     kg = load_graph(src, format, options, images_dir=images, entities=entities, relations=relations,
                     images=image_list, order=order)
+    if image_standin != "none":
+        kg = kg.with_image_standins(image_standin)
     t_load = time.perf_counter() - t0
     config = IndexConfig(text_encoder=text_encoder, vision_encoder=vision, entity_text=entity_text,
                          exact_max=exact_max)
     text_enc = _CountingEncoder(get_text_encoder(text_encoder))
-    vis_enc = _CountingEncoder(get_vision_encoder(vision)) if (vision and kg.num_images) else None
+    vis_enc = _CountingEncoder(get_vision_encoder(vision)) if (vision and kg.num_images and not kg.image_standin) else None
     with atomic_dir(out) as tmp:
         kg.save(tmp)
         index = KGIndex.build(kg, config, tmp, text_encoder=text_enc, vision_encoder=vis_enc, progress=progress)
@@ -131,9 +137,12 @@ def build(
     con = _console()
     rep = kg.meta["load"]
     con.print(f"loaded {kg.num_entities} entities, {kg.num_relations - 1} relations, {kg.num_triples} triples, "
-              f"{kg.num_images} images from {src} ({rep['format']}) in {t_load:.2f} s")
+              f"{kg.num_images} {'image stand-ins (' + kg.image_standin + ')' if kg.image_standin else 'images'} "
+              f"from {src} ({rep['format']}) in {t_load:.2f} s")
     for line in _report_lines(rep):
         con.print(f"  {line}")
+    if kg.meta.get("real_images_replaced"):
+        con.print(f"  replaced {kg.meta['real_images_replaced']} real image(s) by the stand-ins")
     n_items = index.num_triples + int(index.entity_emb.shape[0]) + int(index.relation_emb.shape[0])
     encoded = text_enc.encoded + (vis_enc.encoded if vis_enc is not None else 0)
     total = n_items + index.num_images

@@ -151,6 +151,38 @@ class MMKG:
         """Image indices owned by ``entity``."""
         return self.img_idx[self.img_ptr[entity] : self.img_ptr[entity + 1]]
 
+    # ------------------------------------------------------------------ image stand-ins
+    @property
+    def image_standin(self) -> str | None:
+        """``"description"`` when the graph's images are text stand-ins (:meth:`with_image_standins`)."""
+        return self.meta.get("image_standin")
+
+    def with_image_standins(self, kind: str = "description") -> "MMKG":
+        """A copy whose images are *text stand-ins*: one per entity, in entity order, replacing any
+        real images (their features could not share one table with the stand-ins' text vectors).
+
+        For graphs whose images are not obtainable (MarKG's 76,424 are not, here): the index embeds
+        each stand-in with the *text* encoder from :meth:`image_standin_texts`, so every entity gets
+        an image node and the paper's alignment loss (Eq. 6: an image node against its text entity)
+        has anchors. The stand-in is the entity's description, a second view of the entity that is
+        not its name (the entity node's text); an entity without a description gets its name.
+        """
+        if kind != "description":
+            raise ValueError(f"image stand-in kind must be 'description', not {kind!r}")
+        E = self.num_entities
+        return MMKG(entity_ids=self.entity_ids, entity_names=self.entity_names,
+                    entity_descriptions=self.entity_descriptions, relation_ids=self.relation_ids,
+                    relation_names=self.relation_names, triples=self.triples,
+                    image_paths=[f"standin:{kind}:{e}" for e in self.entity_ids],
+                    image_entity=np.arange(E, dtype=np.int64),
+                    meta={**self.meta, "image_standin": kind, "real_images_replaced": self.num_images})
+
+    def image_standin_texts(self) -> list[str]:
+        """The text embedded for every image of a stand-in graph: its entity's description (or name)."""
+        if self.image_standin is None:
+            raise ValueError("this graph's images are real images, not text stand-ins")
+        return [self.entity_descriptions[e] or self.entity_names[e] for e in self.image_entity.tolist()]
+
     def degree(self) -> np.ndarray:
         return (self.out_ptr[1:] - self.out_ptr[:-1]) + (self.in_ptr[1:] - self.in_ptr[:-1])
 

@@ -6,6 +6,7 @@ A :class:`KGIndex` holds, for one built graph, four float32 L2-normalised arrays
 * ``entity_emb``   ``[E, d_t]`` entity names (or ``"name: description"``, see ``entity_text``)
 * ``relation_emb`` ``[R, d_t]`` relation names, ``R = kg.num_relations`` (includes ``image of``)
 * ``image_emb``    ``[I, d_v]`` entity images (vision encoder); ``(0, d_v)`` or ``(0, 0)`` without images
+  (for a graph with text stand-ins for images, ``MMKG.with_image_standins``: the text encoder, ``d_v = d_t``)
 
 and two FAISS indexes over ``triple_emb`` and ``image_emb``. Vectors are normalised, so the
 inner product is the cosine similarity. Below ``exact_max`` vectors an index is exact
@@ -246,7 +247,10 @@ class KGIndex:
             from mrmkg.encoders.registry import get_text_encoder
 
             text_encoder = get_text_encoder(config.text_encoder)
-        use_images = kg.num_images > 0 and (vision_encoder is not None or config.vision_encoder)
+        standin = kg.image_standin
+        if standin is not None:  # text stand-ins for images: embedded by the text encoder, no vision encoder
+            vision_encoder = None
+        use_images = standin is None and kg.num_images > 0 and (vision_encoder is not None or config.vision_encoder)
         if vision_encoder is None and use_images:
             from mrmkg.encoders.registry import get_vision_encoder
 
@@ -273,7 +277,9 @@ class KGIndex:
         triple_emb = enc(text_encoder, kg.verbalise_all(), "text", "triples")
         entity_emb = enc(text_encoder, kg.entity_texts(config.entity_text == "name+description"), "text", "entities")
         relation_emb = enc(text_encoder, list(kg.relation_names), "text", "relations")
-        if use_images:
+        if standin is not None:
+            image_emb = enc(text_encoder, kg.image_standin_texts(), "text", f"image stand-ins ({standin})")
+        elif use_images:
             paths = [resolve_image_path(p, directory) for p in kg.image_paths]
             image_emb = enc(vision_encoder, paths, "image", "entity images")
         elif vision_encoder is not None:
@@ -296,6 +302,7 @@ class KGIndex:
             "vision_encoder": config.vision_encoder if use_images or vision_encoder is not None else None,
             "vision_encoder_id": vision_encoder.name if vision_encoder is not None else None,
             "image_dim": int(image_emb.shape[1]),
+            "image_standin": standin,
             "counts": {"triples": int(triple_emb.shape[0]), "entities": int(entity_emb.shape[0]),
                        "relations": int(relation_emb.shape[0]), "images": int(image_emb.shape[0])},
             "triple_index": type(triple_index).__name__,

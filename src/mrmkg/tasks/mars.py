@@ -11,7 +11,9 @@ ranking of the 2,063 analogy entities. The gold ``relation`` is **never** an inp
   visual token per image-side entity, the pooled frozen-encoder feature of its first image from the
   graph's index, in prompt order, and the prompt names it "image 1", "image 2", ...; otherwise by
   a text stand-in (``standin`` = its name, or name and description). Every prediction records which
-  (``sides``), and evaluation reports the counts.
+  (``sides``), and evaluation reports the counts. A graph built with ``mrmkg kg build --image-standin
+  description`` has one stand-in image per entity (its description, text-encoded): its visual tokens
+  are reported as ``image-standin:description``, and its image nodes give the alignment loss anchors.
 * Prompt variants (``prompt``; the ablation ladder of issue 4): ``question`` = the analogy alone;
   ``kg_text`` = the top ``text_triples`` retrieved triples written into the prompt as sentences;
   ``kg_graph`` = the retrieved subgraph through the graph encoder and knowledge adapter.
@@ -24,7 +26,7 @@ ranking of the 2,063 analogy entities. The gold ``relation`` is **never** an inp
   question entity's pairs join its subgraph as memory edges (``Subgraph.with_memory``: question
   -relation-> partner, weighted by how often the pair was seen; at most ``memory_max``), so the
   graph encoder, the adapter and the graph pointer see them and predictions list them. Only the
-  training file feeds the memory, and a question shown as an image (real image features) gets none:
+  training file feeds the memory, and a question shown as a real image gets none:
   the memory is keyed by the entity, which the image alone does not name. A training example's own answer
   is always in its memory, while on dev it is for 37.6 % of examples; ``memory_keep_gold`` < 1
   drops it (seeded per example) to match: worse when the pointer's bonus is added to the entity
@@ -337,10 +339,11 @@ class MarsTask:
 
     # -- prompts
     def _mention(self, e: int, image_side: bool, image_no: int | None) -> tuple[str, str]:
-        """Text for entity ``e`` and how it was represented ('text', 'image', 'standin:<kind>')."""
+        """Text for entity ``e`` and how it was represented ('text', 'image', 'image-standin:<kind>' (a
+        visual token from a graph built with ``--image-standin``), 'standin:<kind>' (text in the prompt))."""
         name = self.kg.entity_names[e]
         if image_side and image_no is not None:
-            return f"image {image_no}", "image"
+            return f"image {image_no}", (f"image-standin:{self.kg.image_standin}" if self.kg.image_standin else "image")
         if image_side:
             text = name
             if self.config.standin == "name+description" and self.kg.entity_descriptions[e]:
