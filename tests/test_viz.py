@@ -63,6 +63,17 @@ def test_svg_has_names_scores_relations_and_thumbnails(kg, tmp_path):
     assert again.read_bytes() == out.read_bytes()
 
 
+def test_image_standins_are_drawn_as_their_text(kg, tmp_path):
+    sk = MMKG.from_records([(e, n, "a fanged marsh lizard" if n == "Vrosk" else "")
+                            for e, n in zip(kg.entity_ids, kg.entity_names)],
+                           list(zip(kg.relation_ids[:-1], kg.relation_names[:-1])),
+                           [(kg.entity_ids[h], kg.relation_ids[r], kg.entity_ids[t]) for h, r, t in kg.triples.tolist()]
+                           ).with_image_standins("description")
+    text = render_subgraph(sk, _subgraph(sk), tmp_path / "s.svg").read_text()
+    assert text.count("stand-in:") == 4 and "a fanged marsh lizard" in text
+    assert "<image" not in text and "unreadable" not in text
+
+
 def test_copy_node_is_labelled(kg, tmp_path):
     import dataclasses
 

@@ -167,6 +167,10 @@ def render_subgraph(kg, subgraph: Subgraph, path: str | Path, title: str | None 
                     fontweight="bold" if is_seed else "normal",
                     bbox=dict(boxstyle="round,pad=0.35", fc="#fff4c2" if is_seed else "#e8f0fb",
                               ec="#b8860b" if is_seed else "#4a6fa5", lw=2.2 if is_seed else 1.0))
+        elif kg.image_standin:  # a text stand-in for an image (kg build --image-standin): show its text
+            text = kg.image_standin_text(node_ref[i])
+            ax.text(x, y, "\n".join(["stand-in:"] + textwrap.wrap(text, max_label)[:2]), ha="center", va="center",
+                    fontsize=7, style="italic", zorder=4, bbox=dict(boxstyle="square,pad=0.3", fc="0.95", ec="0.5"))
         else:
             img_path = kg.image_paths[node_ref[i]]
             arr = _thumbnail(img_path)

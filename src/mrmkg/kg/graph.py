@@ -177,11 +177,16 @@ class MMKG:
                     image_entity=np.arange(E, dtype=np.int64),
                     meta={**self.meta, "image_standin": kind, "real_images_replaced": self.num_images})
 
-    def image_standin_texts(self) -> list[str]:
-        """The text embedded for every image of a stand-in graph: its entity's description (or name)."""
+    def image_standin_text(self, image: int) -> str:
+        """The text a stand-in image is embedded from: its entity's description (or name)."""
         if self.image_standin is None:
             raise ValueError("this graph's images are real images, not text stand-ins")
-        return [self.entity_descriptions[e] or self.entity_names[e] for e in self.image_entity.tolist()]
+        e = int(self.image_entity[image])
+        return self.entity_descriptions[e] or self.entity_names[e]
+
+    def image_standin_texts(self) -> list[str]:
+        """:meth:`image_standin_text` of every image, in image order."""
+        return [self.image_standin_text(i) for i in range(self.num_images)]
 
     def degree(self) -> np.ndarray:
         return (self.out_ptr[1:] - self.out_ptr[:-1]) + (self.in_ptr[1:] - self.in_ptr[:-1])
