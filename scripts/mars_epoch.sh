@@ -5,7 +5,7 @@
 # Needs the MarKG graph (runs/graphs/markg) and the 300-step stage-1 weights of scripts/mars_ladder.sh
 # (STAGE1, default runs/ladder2/v-stage1).
 set -u
-case "${1:-}" in A|B|A2|B2|C|D|E|F|G|H|I|J|K1|M|M1|M2|N|P0|P1|P2|P3|P4|R0|R1|R2|R3|R4|S0|S1|S2|S3|S4|S5|S6|U0|U1|U2|U3|U4|U5|U6|V0|V1|V2|V3|V4|V5|V6|W0|W1|W2|W3|W4|W5|W6) ;; *) echo "usage: $0 A|B|A2|B2|C|D|E|F|G|H|I|J|K1|M|M1|M2|N|P0..P4|R0..R4|S0..S6|U0..U6|V0..V6|W0..W6 (two lanes a round)" >&2; exit 2;; esac
+case "${1:-}" in A|B|A2|B2|C|D|E|F|G|H|I|J|K1|M|M1|M2|N|P0|P1|P2|P3|P4|R0|R1|R2|R3|R4|S0|S1|S2|S3|S4|S5|S6|U0|U1|U2|U3|U4|U5|U6|V0|V1|V2|V3|V4|V5|V6|W0|W1|W2|W3|W4|W5|W6|II|X3|X4) ;; *) echo "usage: $0 A|B|A2|B2|C|D|E|F|G|H|I|J|K1|M|M1|M2|N|P0..P4|R0..R4|S0..S6|U0..U6|V0..V6|W0..W6|II|X3|X4 (two lanes a round)" >&2; exit 2;; esac
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/epoch1}
 STAGE1=${STAGE1:-runs/ladder2/v-stage1}
@@ -13,7 +13,11 @@ mkdir -p "$OUT"
 T=${THREADS:-1}
 run() { name=$1; shift; echo "=== $name $(date -u +%FT%TZ)"; s=$(date +%s); OMP_NUM_THREADS=$T .venv/bin/mrmkg train "$@" --set epochs=${EPOCHS:-1} --set num_threads=$T --set progress=false --set checkpoint_every=0 -o $OUT/$name --overwrite > $OUT/$name.log 2>&1; echo "rc=$? wall=$(( $(date +%s) - s ))s $(date -u +%FT%TZ)"; }
 M=configs/mars-smollm2-cpu.yaml
+X="--set task_args.graph=${STANDIN:-runs/graphs/markg-standin} --set task_args.use_images=false"
 case "$1" in
+II) run ii-kgtext -c configs/mars-smollm2-cpu-kg-text.yaml ;;
+X3) run iii-rgat-standin -c configs/mars-smollm2-cpu-rgat-noalign.yaml $X ;;
+X4) run iv-align-standin -c $M $X ;;
 A) run i-question -c configs/mars-smollm2-cpu-question.yaml
    run v-memory -c $M --set init_from=$STAGE1 --set task_args.memory=true --set task_args.memory_keep_gold=0.4 ;;
 B) run v-memory-pointer -c $M --set init_from=$STAGE1 --set task_args.memory=true --set task_args.memory_keep_gold=0.4 --set model.graph_pointer=true
@@ -90,3 +94,7 @@ esac
 #   scripts/mars_epoch.sh U0 & scripts/mars_epoch.sh U3 & wait
 #   scripts/mars_epoch.sh V0 & scripts/mars_epoch.sh V3 & wait
 #   scripts/mars_epoch.sh W0 & scripts/mars_epoch.sh W3 & wait
+# session 9 (rung (ii) alone; then (iii) and (iv) on the graph with description stand-ins for images,
+# built by: mrmkg kg build ../shared/data/markg --format markg --image-standin description -o runs/graphs/markg-standin):
+#   OUT=runs/s9 THREADS=2 scripts/mars_epoch.sh II
+#   OUT=runs/s9 scripts/mars_epoch.sh X3 & OUT=runs/s9 scripts/mars_epoch.sh X4 & wait
