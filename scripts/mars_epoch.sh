@@ -15,7 +15,7 @@ run() { name=$1; shift; echo "=== $name $(date -u +%FT%TZ)"; s=$(date +%s); OMP_
 M=configs/mars-smollm2-cpu.yaml
 X="--set task_args.graph=${STANDIN:-runs/graphs/markg-standin} --set task_args.use_images=false"
 case "$1" in
-II) run ii-kgtext -c configs/mars-smollm2-cpu-kg-text.yaml ;;
+II) run ii-kgtext-1epoch -c configs/mars-smollm2-cpu-kg-text.yaml ;;
 X3) run iii-rgat-standin -c configs/mars-smollm2-cpu-rgat-noalign.yaml $X ;;
 X4) run iv-align-standin -c $M $X ;;
 A) run i-question -c configs/mars-smollm2-cpu-question.yaml
