@@ -5,7 +5,7 @@
 # Needs the MarKG graph (runs/graphs/markg) and the 300-step stage-1 weights of scripts/mars_ladder.sh
 # (STAGE1, default runs/ladder2/v-stage1).
 set -u
-case "${1:-}" in A|B|A2|B2|C|D|E|F|G|H|I|J|K1|M|M1|M2|N|P0|P1|P2|P3|P4|R0|R1|R2|R3|R4|S0|S1|S2|S3|S4|S5|S6|U0|U1|U2|U3|U4|U5|U6|V0|V1|V2|V3|V4|V5|V6|W0|W1|W2|W3|W4|W5|W6|II|X3|X4) ;; *) echo "usage: $0 A|B|A2|B2|C|D|E|F|G|H|I|J|K1|M|M1|M2|N|P0..P4|R0..R4|S0..S6|U0..U6|V0..V6|W0..W6|II|X3|X4 (two lanes a round)" >&2; exit 2;; esac
+case "${1:-}" in A|B|A2|B2|C|D|E|F|G|H|I|J|K1|M|M1|M2|N|P0|P1|P2|P3|P4|R0|R1|R2|R3|R4|S0|S1|S2|S3|S4|S5|S6|U0|U1|U2|U3|U4|U5|U6|V0|V1|V2|V3|V4|V5|V6|W0|W1|W2|W3|W4|W5|W6|II|X3|X4|X5) ;; *) echo "usage: $0 A|B|A2|B2|C|D|E|F|G|H|I|J|K1|M|M1|M2|N|P0..P4|R0..R4|S0..S6|U0..U6|V0..V6|W0..W6|II|X3|X4|X5 (two lanes a round)" >&2; exit 2;; esac
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/epoch1}
 STAGE1=${STAGE1:-runs/ladder2/v-stage1}
@@ -18,6 +18,8 @@ case "$1" in
 II) run ii-kgtext-1epoch -c configs/mars-smollm2-cpu-kg-text.yaml ;;
 X3) run iii-rgat-standin -c configs/mars-smollm2-cpu-rgat-noalign.yaml $X ;;
 X4) run iv-align-standin -c $M $X ;;
+X5) run v-stage1-standin -c configs/markg-smollm2-cpu-pretrain.yaml $X --set max_steps=300 --set eval_at_end=false
+    run v-align-standin -c $M $X --set init_from=$OUT/v-stage1-standin ;;
 A) run i-question -c configs/mars-smollm2-cpu-question.yaml
    run v-memory -c $M --set init_from=$STAGE1 --set task_args.memory=true --set task_args.memory_keep_gold=0.4 ;;
 B) run v-memory-pointer -c $M --set init_from=$STAGE1 --set task_args.memory=true --set task_args.memory_keep_gold=0.4 --set model.graph_pointer=true
@@ -98,3 +100,4 @@ esac
 # built by: mrmkg kg build ../shared/data/markg --format markg --image-standin description -o runs/graphs/markg-standin):
 #   OUT=runs/s9 THREADS=2 scripts/mars_epoch.sh II
 #   OUT=runs/s9 scripts/mars_epoch.sh X3 & OUT=runs/s9 scripts/mars_epoch.sh X4 & wait
+#   OUT=runs/s9 THREADS=2 scripts/mars_epoch.sh X5     (stage 1 for 300 steps on the stand-in graph, then (iv))
