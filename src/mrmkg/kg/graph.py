@@ -21,7 +21,7 @@ On disk (``save``/``load``) a graph is a folder with ``graph.json`` (strings and
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -169,13 +169,9 @@ class MMKG:
         """
         if kind != "description":
             raise ValueError(f"image stand-in kind must be 'description', not {kind!r}")
-        E = self.num_entities
-        return MMKG(entity_ids=self.entity_ids, entity_names=self.entity_names,
-                    entity_descriptions=self.entity_descriptions, relation_ids=self.relation_ids,
-                    relation_names=self.relation_names, triples=self.triples,
-                    image_paths=[f"standin:{kind}:{e}" for e in self.entity_ids],
-                    image_entity=np.arange(E, dtype=np.int64),
-                    meta={**self.meta, "image_standin": kind, "real_images_replaced": self.num_images})
+        return replace(self, image_paths=[f"standin:{kind}:{e}" for e in self.entity_ids],
+                       image_entity=np.arange(self.num_entities, dtype=np.int64),
+                       meta={**self.meta, "image_standin": kind, "real_images_replaced": self.num_images})
 
     def image_standin_text(self, image: int) -> str:
         """The text a stand-in image is embedded from: its entity's description (or name)."""
