@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -202,6 +203,20 @@ def test_prompt_variants(world):
     assert all(len(x.prompt.split("\n")[0].split(";")) <= 3 for x in t)
     assert all(x.subgraph is not None and 0 < x.subgraph.triple_ids.size <= 2 for x in g)
     assert all(x.meta["triples"] == x.subgraph.triple_ids.tolist() for x in g)
+
+
+def test_kg_text_fact_tokens_name_the_same_entities(world):
+    kg, recs = world["kg"], _dev(world)
+    plain = _task(world, prompt="kg_text", text_triples=3).make_examples(recs)
+    marked = _task(world, prompt="kg_text", text_triples=3, fact_tokens=True).make_examples(recs)
+    for p, m in zip(plain, marked):
+        assert m.meta["triples"] == p.meta["triples"] and m.prompt.endswith(p.prompt.split("\n")[-1])
+        facts = m.prompt.split("\n")[0].removeprefix("Facts: ").rstrip(".").split("; ")
+        for fact, tid in zip(facts, p.meta["triples"]):
+            h, r, t = kg.triples[tid].tolist()
+            assert fact == f"{kg.entity_names[h]} [E{h}] {kg.relation_names[r]} {kg.entity_names[t]} [E{t}]"
+        # without the tokens the fact text is exactly the plain prompt's
+        assert re.sub(r" \[E\d+\]", "", m.prompt.split("\n")[0]) == p.prompt.split("\n")[0]
 
 
 def test_analogy_memory_from_the_training_file_only(world):

@@ -203,6 +203,10 @@ class MarsTaskConfig:
     N: int = field(default=10, metadata={"help": "Triples kept in the subgraph (paper: 10 for MARS)."})
     images_per_entity: int = field(default=1, metadata={"help": "Image nodes attached per subgraph entity (when the graph has images)."})
     text_triples: int = field(default=15, metadata={"help": "kg_text: retrieved triples written into the prompt."})
+    fact_tokens: bool = field(default=False, metadata={
+        "help": "kg_text: write each fact's head and tail as 'name [E i]', with the same trainable entity tokens the "
+                "question's entities and the ranking head use, so an answer named in a fact is one token away from "
+                "its score (off: names only)."})
     memory: bool = field(default=False, metadata={
         "help": "Not in the paper: add the question entity's analogy pairs from the training file to its subgraph as "
                 "memory edges (kg_graph prompt only; see the module docstring)."})
@@ -353,6 +357,15 @@ class MarsTask:
             return text, f"standin:{self.config.standin}"
         return (f"{name} [E{e}]" if self.config.entity_tokens else name), "text"
 
+    def _fact(self, triple_id: int) -> str:
+        """A retrieved triple as prompt text (``kg_text``): "head relation tail", entities with their
+        tokens when ``fact_tokens``."""
+        if not self.config.fact_tokens:
+            return self.kg.verbalise(triple_id)
+        h, r, t = self.kg.triples[triple_id].tolist()
+        names = self.kg.entity_names
+        return f"{names[h]} [E{h}] {self.kg.relation_names[r]} {names[t]} [E{t}]"
+
     @functools.cached_property
     def train_records(self) -> list[MarsRecord]:
         """``train_file``, parsed once: it feeds the training examples, the memory and the frequencies."""
@@ -419,7 +432,7 @@ class MarsTask:
         for (r, (h, t, q), kinds, tokens), sg in zip(plans, subgraphs):
             prompt = f"Analogy: {h} is to {t} as {q} is to"
             if cfg.prompt == "kg_text":
-                facts = [self.kg.verbalise(int(i)) for i in sg.triple_ids[: cfg.text_triples].tolist()]
+                facts = [self._fact(int(i)) for i in sg.triple_ids[: cfg.text_triples].tolist()]
                 prompt = ("Facts: " + "; ".join(facts) + ".\n" if facts else "") + prompt
             meta = {"id": r.id, "sides": kinds, "triples": [] if sg is None else sg.triple_ids.tolist(),
                     "triple_scores": [] if sg is None else [round(float(s), 6) for s in sg.triple_scores.tolist()]}
