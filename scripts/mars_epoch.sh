@@ -20,8 +20,8 @@ X3) run iii-rgat-standin -c configs/mars-smollm2-cpu-rgat-noalign.yaml $X ;;
 X4) run iv-align-standin -c $M $X ;;
 X5) run v-stage1-standin -c configs/markg-smollm2-cpu-pretrain.yaml $X --set max_steps=300 --set eval_at_end=false
     run v-align-standin -c $M $X --set init_from=$OUT/v-stage1-standin ;;
-X6) run v-stage1-standin-1epoch -c configs/markg-smollm2-cpu-pretrain.yaml $X --set eval_at_end=false
-    run v-align-standin-1epoch -c $M $X --set init_from=$OUT/v-stage1-standin-1epoch ;;
+X6) run v-stage1-standin-1500 -c configs/markg-smollm2-cpu-pretrain.yaml $X --set max_steps=1500 --set eval_at_end=false
+    run v-align-standin-1500 -c $M $X --set init_from=$OUT/v-stage1-standin-1500 ;;
 II2) run ii-kgtext-tokens -c configs/mars-smollm2-cpu-kg-text.yaml --set task_args.fact_tokens=true --set model.pack_sequences=true ;;
 A) run i-question -c configs/mars-smollm2-cpu-question.yaml
    run v-memory -c $M --set init_from=$STAGE1 --set task_args.memory=true --set task_args.memory_keep_gold=0.4 ;;
@@ -104,6 +104,6 @@ esac
 #   OUT=runs/s9 THREADS=2 scripts/mars_epoch.sh II
 #   OUT=runs/s9 scripts/mars_epoch.sh X3 & OUT=runs/s9 scripts/mars_epoch.sh X4 & wait
 #   OUT=runs/s9 THREADS=2 scripts/mars_epoch.sh X5     (stage 1 for 300 steps on the stand-in graph, then (iv))
-# session 10 (stage 1 for a whole epoch of MarKG on the stand-in graph, then (iv); rung (ii) with the facts'
-# entities written with their entity tokens, padding-free batches):
+# session 10 (X6: 1,500 stage-1 steps = 0.18 epoch of MarKG on the stand-in graph, 5x X5's, then (iv); II2: rung (ii)
+# with the facts' entities written with their entity tokens, padding-free batches):
 #   OUT=runs/s10 scripts/mars_epoch.sh X6 & OUT=runs/s10 scripts/mars_epoch.sh II2 & wait
