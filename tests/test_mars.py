@@ -212,6 +212,7 @@ def test_kg_text_fact_tokens_name_the_same_entities(world):
     for p, m in zip(plain, marked):
         assert m.meta["triples"] == p.meta["triples"] and m.prompt.endswith(p.prompt.split("\n")[-1])
         facts = m.prompt.split("\n")[0].removeprefix("Facts: ").rstrip(".").split("; ")
+        assert len(facts) == min(3, len(p.meta["triples"])) > 0
         for fact, tid in zip(facts, p.meta["triples"]):
             h, r, t = kg.triples[tid].tolist()
             assert fact == f"{kg.entity_names[h]} [E{h}] {kg.relation_names[r]} {kg.entity_names[t]} [E{t}]"
