@@ -247,6 +247,22 @@ def test_init_from_loads_matching_weights(tmp_path):
                    init_from=str(a.output_dir)))
     wa, wb = _weights(a.output_dir), _weights(b.output_dir)
     torch.testing.assert_close(wa["head.weight"], wb["head.weight"], rtol=0, atol=1e-6)
+    torch.testing.assert_close(wa["head.bias"], wb["head.bias"], rtol=0, atol=1e-6)
+
+
+def test_init_skip_keeps_the_init_of_the_named_tensors(tmp_path, capsys):
+    from mrmkg.train import train
+
+    tiny = {"epochs": 1, "max_steps": 1, "optim": {"lr": 1e-12, "warmup_steps": 0}}
+    a = train(_cfg(tmp_path / "a", epochs=1))
+    fresh = train(_cfg(tmp_path / "fresh", **tiny))
+    capsys.readouterr()
+    b = train(_cfg(tmp_path / "b", **tiny, init_from=str(a.output_dir), init_skip=["head.bias"]))
+    assert "loaded 1 tensors, kept init for 1 (excluded by init_skip: 1)" in capsys.readouterr().out
+    wa, wb, wf = _weights(a.output_dir), _weights(b.output_dir), _weights(fresh.output_dir)
+    torch.testing.assert_close(wb["head.weight"], wa["head.weight"], rtol=0, atol=1e-6)
+    torch.testing.assert_close(wb["head.bias"], wf["head.bias"], rtol=0, atol=1e-6)
+    assert not torch.allclose(wb["head.bias"], wa["head.bias"], atol=1e-3)
 
 
 def _cli_env():
@@ -310,12 +326,13 @@ def test_ddp_two_cpu_processes_hold_identical_weights(tmp_path):
         port = s.getsockname()[1]
     # `--cpu` makes this accelerate version start a single process; `--multi_gpu` on a machine
     # without GPUs starts K torchrun processes that join over gloo, and Accelerator(cpu=True) keeps
-    # them on the CPU.
+    # them on the CPU. GPUs are hidden: on a one-GPU machine rank 1 would look for cuda:1 (seen on an H200).
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
            "--num_cpu_threads_per_process", "1", "--main_process_port", str(port),
            "-m", "mrmkg", "train", "--config", str(cfg)]
-    res = subprocess.run(cmd, env=_cli_env(), capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    res = subprocess.run(cmd, env=dict(_cli_env(), CUDA_VISIBLE_DEVICES=""), capture_output=True, text=True,
+                         timeout=180, cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
     assert summary["processes"] == 2 and summary["steps"] == 4

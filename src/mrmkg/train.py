@@ -88,6 +88,9 @@ class TrainConfig:
     init_from: str | None = field(default=None, metadata={
         "help": "Start from the trainable weights of this checkpoint or run folder (e.g. stage 1's output "
                 "for stage 2). Parameters are matched by name and shape; the rest keep their init."})
+    init_skip: list[str] = field(default_factory=list, metadata={
+        "help": "Name prefixes of init_from's tensors NOT to load (e.g. 'mrmkg.entity_head.' to carry stage 1's "
+                "graph encoder and adapters into stage 2 but keep the entity table's name-token init)."})
     output_dir: str = field(default="runs/default", metadata={"help": "Run folder: checkpoints/, final/, metrics.json."})
     seed: int = field(default=0, metadata={"help": "Seed of model init, data order and training RNGs."})
     epochs: int = field(default=3, metadata={"help": "Passes over the training examples (paper: 3)."})
@@ -360,7 +363,9 @@ def _prune_checkpoints(output_dir: Path, keep: int) -> None:
         shutil.rmtree(p, ignore_errors=True)
 
 
-def _load_init(model: torch.nn.Module, src: str) -> dict:
+def _load_init(model: torch.nn.Module, src: str, skip: Sequence[str] = ()) -> dict:
+    """Load ``src``'s trainable weights into ``model`` by name and shape, except names starting with
+    a prefix in ``skip`` (they keep their init; listed under ``"excluded"`` as well as ``"missing"``)."""
     from safetensors.torch import load_file
 
     p = Path(src)
@@ -370,7 +375,10 @@ def _load_init(model: torch.nn.Module, src: str) -> dict:
         candidates.append(ck / "trainable.safetensors")
     for c in candidates:
         if c.is_file():
-            return load_trainable_state(model, load_file(str(c)), strict=False)
+            state = load_file(str(c))
+            dropped = [n for n in state if n.startswith(tuple(skip))]
+            report = load_trainable_state(model, {n: t for n, t in state.items() if n not in dropped}, strict=False)
+            return {**report, "excluded": dropped}
     raise InputError("field 'init_from': no trainable.safetensors in this folder, its final/ or its checkpoints/",
                      path=p)
 
@@ -413,10 +421,11 @@ def train(config: TrainConfig, task: Task | None = None, resume: bool = False, o
     _seed_all(config.seed)
     model = task.build_model()
     if config.init_from and ck is None:
-        report = _load_init(model, config.init_from)
+        report = _load_init(model, config.init_from, config.init_skip)
         if main:
             print(f"init_from {config.init_from}: loaded {len(report['loaded'])} tensors, "
-                  f"kept init for {len(report['missing'])}, skipped {len(report['skipped'])}")
+                  f"kept init for {len(report['missing'])} (excluded by init_skip: {len(report['excluded'])}), "
+                  f"skipped {len(report['skipped'])}")
     examples = task.train_examples()
     sampler = EpochSampler(len(examples), config.seed, config.batch_size, config.grad_accum, rank, world)
     if sampler.steps_per_epoch == 0:
