@@ -119,7 +119,7 @@ def test_rank_counts_strictly_higher_ties_favour_gold():
 def test_gold_relation_is_never_an_input(world):
     from mrmkg.tasks.mars import load_mars_split
 
-    for prompt in ("question", "kg_text", "kg_graph"):
+    for prompt in ("question", "kg_text", "kg_graph", "kg_text_graph"):
         task = _task(world, prompt=prompt)
         recs = load_mars_split(Path(world["mars"]) / "dev.json", task.kg)
         a = task.make_examples(recs)
@@ -218,6 +218,19 @@ def test_kg_text_fact_tokens_name_the_same_entities(world):
             assert fact == f"{kg.entity_names[h]} [E{h}] {kg.relation_names[r]} {kg.entity_names[t]} [E{t}]"
         # without the tokens the fact text is exactly the plain prompt's
         assert re.sub(r" \[E\d+\]", "", m.prompt.split("\n")[0]) == p.prompt.split("\n")[0]
+
+
+def test_kg_text_graph_writes_the_facts_and_keeps_the_subgraph(world):
+    recs = _dev(world)
+    text = _task(world, prompt="kg_text", text_triples=3, fact_tokens=True).make_examples(recs)
+    graph = _task(world, prompt="kg_graph").make_examples(recs)
+    both = _task(world, prompt="kg_text_graph", text_triples=3, fact_tokens=True).make_examples(recs)
+    assert any(t.prompt.startswith("Facts: ") for t in text)
+    for t, g, b in zip(text, graph, both):
+        assert b.prompt == t.prompt and g.subgraph is not None and t.subgraph is None
+        assert b.meta["triples"] == g.meta["triples"]
+        assert b.subgraph.triple_ids.tolist() == g.subgraph.triple_ids.tolist()
+        assert b.subgraph.focus.tolist() == g.subgraph.focus.tolist()
 
 
 def test_analogy_memory_from_the_training_file_only(world):
@@ -482,6 +495,19 @@ def test_training_is_seeded_and_learns(world, tmp_path):
     b = train(load_train_config(_train_cfg(world, tmp_path / "b", prompt="question", log_every=1)))
     assert a.metrics == b.metrics and a.history == b.history
     assert a.history[-1]["loss"] < a.history[0]["loss"]
+
+
+def test_kg_text_graph_trains_the_graph_encoder(world, tmp_path):
+    from safetensors.torch import load_file
+
+    from mrmkg.train import load_train_config, train
+
+    args = {"graph": world["graph"], "data_dir": world["mars"], "prompt": "kg_text_graph", "N": 3, "text_triples": 3,
+            "fact_tokens": True}
+    res = train(load_train_config(_train_cfg(world, tmp_path / "run", epochs=1, task_args=args)))
+    assert res.metrics["n"] == len(DEV) and np.isfinite(res.final_loss)
+    w = load_file(str(tmp_path / "run" / "final" / "trainable.safetensors"))
+    assert any(k.startswith("mrmkg.graph_encoder.") for k in w) and any(k.startswith("mrmkg.knowledge_adapter.") for k in w)
 
 
 def test_pointer_config_is_the_measured_row():

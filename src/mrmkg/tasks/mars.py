@@ -16,7 +16,10 @@ ranking of the 2,063 analogy entities. The gold ``relation`` is **never** an inp
   are reported as ``image-standin:description``, and its image nodes give the alignment loss anchors.
 * Prompt variants (``prompt``; the ablation ladder of issue 4): ``question`` = the analogy alone;
   ``kg_text`` = the top ``text_triples`` retrieved triples written into the prompt as sentences;
-  ``kg_graph`` = the retrieved subgraph through the graph encoder and knowledge adapter.
+  ``kg_graph`` = the retrieved subgraph through the graph encoder and knowledge adapter, in place of
+  the facts (paper Table 3: the MMKG *replaces* the text KG); ``kg_text_graph`` = both, the ladder
+  read cumulatively (rung iii = rung ii + the graph): the same retrieval feeds the facts (its top
+  ``text_triples``) and the subgraph (its top ``N``).
 * Text-side entities are written as their name followed by their entity token ``[E i]`` (MarT adds
   one token per MarKG entity; ``entity_tokens``). A text stand-in for an image-side entity carries
   no entity token unless ``standin_token`` (the token would carry what the image is meant to).
@@ -81,6 +84,9 @@ MODES = (0, 1, 2)
 #: which of (example head, example tail, question) is shown as an image, per MarT mode
 IMAGE_SIDES = {0: (False, False, True), 1: (True, True, False), 2: (True, False, True)}
 HITS = (1, 3, 5, 10)
+#: prompt variants that write retrieved facts as text / that give the model the subgraph
+_FACT_PROMPTS = ("kg_text", "kg_text_graph")
+_GRAPH_PROMPTS = ("kg_graph", "kg_text_graph")
 
 
 # ---------------------------------------------------------------------------------- data files
@@ -189,9 +195,10 @@ class MarsTaskConfig:
     train_file: str = field(default="train.json", metadata={"help": "Training split (relative to data_dir, or a path)."})
     dev_file: str = field(default="dev.json", metadata={"help": "Split evaluated during/after training (relative to data_dir, or a path)."})
     candidates_file: str = field(default="analogy_entities.txt", metadata={"help": "Candidate answer entities (the 2,063 analogy entities)."})
-    prompt: Literal["question", "kg_text", "kg_graph"] = field(default="kg_graph", metadata={
+    prompt: Literal["question", "kg_text", "kg_graph", "kg_text_graph"] = field(default="kg_graph", metadata={
         "help": "question: the analogy alone; kg_text: + retrieved triples written as text; kg_graph: + the "
-                "retrieved subgraph through the graph encoder and knowledge adapter."})
+                "retrieved subgraph through the graph encoder and knowledge adapter (no text facts); "
+                "kg_text_graph: the text facts and the subgraph."})
     standin: Literal["name", "name+description"] = field(default="name", metadata={
         "help": "Text stand-in for an image-side entity without an image: its name, or 'name (description)'."})
     standin_token: bool = field(default=False, metadata={"help": "Also give a text stand-in its entity token [E i]."})
@@ -202,14 +209,14 @@ class MarsTaskConfig:
     n: int = field(default=10, metadata={"help": "Retrieval first stage: top-n triples whose entities seed the subgraph."})
     N: int = field(default=10, metadata={"help": "Triples kept in the subgraph (paper: 10 for MARS)."})
     images_per_entity: int = field(default=1, metadata={"help": "Image nodes attached per subgraph entity (when the graph has images)."})
-    text_triples: int = field(default=15, metadata={"help": "kg_text: retrieved triples written into the prompt."})
+    text_triples: int = field(default=15, metadata={"help": "kg_text, kg_text_graph: retrieved triples written into the prompt."})
     fact_tokens: bool = field(default=False, metadata={
-        "help": "kg_text: write each fact's head and tail as 'name [E i]', with the same trainable entity tokens the "
+        "help": "kg_text, kg_text_graph: write each fact's head and tail as 'name [E i]', with the same trainable entity tokens the "
                 "question's entities and the ranking head use, so an answer named in a fact is one token away from "
                 "its score (off: names only)."})
     memory: bool = field(default=False, metadata={
         "help": "Not in the paper: add the question entity's analogy pairs from the training file to its subgraph as "
-                "memory edges (kg_graph prompt only; see the module docstring)."})
+                "memory edges (graph prompts only; see the module docstring)."})
     memory_keep_gold: float = field(default=1.0, metadata={
         "help": "Training examples keep their own (question, answer) memory edges with this probability. Measured on MARS "
                 "dev at one epoch with model.pointer_mode=add: 1.0 gives Hits@1 0.343 / MRR 0.421, 0.4 (matching dev's "
@@ -426,20 +433,20 @@ class MarsTask:
                 kinds.append(kind)
             plans.append((r, mentions, kinds, tokens))
         subgraphs = [None] * len(records)
-        if cfg.prompt in ("kg_text", "kg_graph"):
+        if cfg.prompt != "question":
             subgraphs = self._retrieve(records)
         out = []
         for (r, (h, t, q), kinds, tokens), sg in zip(plans, subgraphs):
             prompt = f"Analogy: {h} is to {t} as {q} is to"
-            if cfg.prompt == "kg_text":
+            if cfg.prompt in _FACT_PROMPTS:
                 facts = [self._fact(int(i)) for i in sg.triple_ids[: cfg.text_triples].tolist()]
                 prompt = ("Facts: " + "; ".join(facts) + ".\n" if facts else "") + prompt
             meta = {"id": r.id, "sides": kinds, "triples": [] if sg is None else sg.triple_ids.tolist(),
                     "triple_scores": [] if sg is None else [round(float(s), 6) for s in sg.triple_scores.tolist()]}
-            if cfg.prompt == "kg_graph" and sg is not None and cfg.N < sg.triple_ids.size:
+            if cfg.prompt in _GRAPH_PROMPTS and sg is not None and cfg.N < sg.triple_ids.size:
                 sg = _top_triples(self.kg, sg, cfg.N, cfg.images_per_entity)
                 meta["triples"], meta["triple_scores"] = sg.triple_ids.tolist(), [round(float(s), 6) for s in sg.triple_scores.tolist()]
-            if cfg.prompt == "kg_graph" and sg is not None:
+            if cfg.prompt in _GRAPH_PROMPTS and sg is not None:
                 sg = dataclasses.replace(sg, focus=np.array([r.question], dtype=np.int64)).with_example(r.head, r.tail, cfg.copy_node)
                 if cfg.memory and kinds[2] != "image":  # an image does not say which entity it is
                     sg = sg.with_memory(self._memory_edges(r, train))
@@ -447,7 +454,7 @@ class MarsTask:
                                                     for _, rel, t, c in sg.memory_edges]
             copied = [] if sg is None else sg.node_ref[sg.copy_mask].tolist()
             meta["copy"] = self.kg.entity_ids[copied[0]] if copied else None
-            out.append(MRMKGExample(prompt=prompt, answer=r.answer, subgraph=sg if cfg.prompt == "kg_graph" else None,
+            out.append(MRMKGExample(prompt=prompt, answer=r.answer, subgraph=sg if cfg.prompt in _GRAPH_PROMPTS else None,
                                     image_tokens=np.stack(tokens) if tokens else None, meta=meta))
         return out
 
@@ -468,7 +475,7 @@ class MarsTask:
     # -- Task protocol
     def build_model(self) -> TaskModel:
         self._model = _build_mrmkg(self.ctx, self.model_args, self.seed,
-                                   default_use_kg=self.config.prompt == "kg_graph",
+                                   default_use_kg=self.config.prompt in _GRAPH_PROMPTS,
                                    default_use_image=True)
         self._give_train_statistics(self._model)
         return TaskModel(self._model)
