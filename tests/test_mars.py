@@ -222,9 +222,9 @@ def test_kg_text_fact_tokens_name_the_same_entities(world):
 
 def test_kg_text_graph_writes_the_facts_and_keeps_the_subgraph(world):
     recs = _dev(world)
-    text = _task(world, prompt="kg_text", text_triples=3, fact_tokens=True).make_examples(recs)
-    graph = _task(world, prompt="kg_graph").make_examples(recs)
-    both = _task(world, prompt="kg_text_graph", text_triples=3, fact_tokens=True).make_examples(recs)
+    text = _task(world, prompt="kg_text", text_triples=2, N=2, fact_tokens=True).make_examples(recs)
+    graph = _task(world, prompt="kg_graph", N=2).make_examples(recs)
+    both = _task(world, prompt="kg_text_graph", text_triples=2, N=2, fact_tokens=True).make_examples(recs)
     assert any(t.prompt.startswith("Facts: ") for t in text)
     for t, g, b in zip(text, graph, both):
         assert b.prompt == t.prompt and g.subgraph is not None and t.subgraph is None

@@ -18,8 +18,8 @@ ranking of the 2,063 analogy entities. The gold ``relation`` is **never** an inp
   ``kg_text`` = the top ``text_triples`` retrieved triples written into the prompt as sentences;
   ``kg_graph`` = the retrieved subgraph through the graph encoder and knowledge adapter, in place of
   the facts (paper Table 3: the MMKG *replaces* the text KG); ``kg_text_graph`` = both, the ladder
-  read cumulatively (rung iii = rung ii + the graph): the same retrieval feeds the facts (its top
-  ``text_triples``) and the subgraph (its top ``N``).
+  read cumulatively (rung iii = rung ii + the graph): the facts are the top ``text_triples`` of the
+  subgraph's ``N`` triples, so every fact is among the triples a prediction lists.
 * Text-side entities are written as their name followed by their entity token ``[E i]`` (MarT adds
   one token per MarKG entity; ``entity_tokens``). A text stand-in for an image-side entity carries
   no entity token unless ``standin_token`` (the token would carry what the image is meant to).
@@ -437,15 +437,15 @@ class MarsTask:
             subgraphs = self._retrieve(records)
         out = []
         for (r, (h, t, q), kinds, tokens), sg in zip(plans, subgraphs):
-            prompt = f"Analogy: {h} is to {t} as {q} is to"
-            if cfg.prompt in _FACT_PROMPTS:
-                facts = [self._fact(int(i)) for i in sg.triple_ids[: cfg.text_triples].tolist()]
-                prompt = ("Facts: " + "; ".join(facts) + ".\n" if facts else "") + prompt
             meta = {"id": r.id, "sides": kinds, "triples": [] if sg is None else sg.triple_ids.tolist(),
                     "triple_scores": [] if sg is None else [round(float(s), 6) for s in sg.triple_scores.tolist()]}
             if cfg.prompt in _GRAPH_PROMPTS and sg is not None and cfg.N < sg.triple_ids.size:
                 sg = _top_triples(self.kg, sg, cfg.N, cfg.images_per_entity)
                 meta["triples"], meta["triple_scores"] = sg.triple_ids.tolist(), [round(float(s), 6) for s in sg.triple_scores.tolist()]
+            prompt = f"Analogy: {h} is to {t} as {q} is to"
+            if cfg.prompt in _FACT_PROMPTS:  # facts are always among the triples the prediction lists
+                facts = [self._fact(int(i)) for i in sg.triple_ids[: cfg.text_triples].tolist()]
+                prompt = ("Facts: " + "; ".join(facts) + ".\n" if facts else "") + prompt
             if cfg.prompt in _GRAPH_PROMPTS and sg is not None:
                 sg = dataclasses.replace(sg, focus=np.array([r.question], dtype=np.int64)).with_example(r.head, r.tail, cfg.copy_node)
                 if cfg.memory and kinds[2] != "image":  # an image does not say which entity it is
