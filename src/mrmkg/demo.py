@@ -81,10 +81,11 @@ class DemoConfig:
                 "text 10 % after 150 steps (docs/results.md): the small frozen LLM copies names it reads"})
     N: int = field(default=6, metadata={"help": "retrieved triples in the subgraph fed to the RGAT (rungs iii-v)"})
     model: dict = field(default_factory=lambda: {"dtype": "fp32", "adapter_length": "nodes", "entity_init": "first",
-                                                 "knowledge_gate": True}, metadata={
+                                                 "knowledge_gate": True, "pack_sequences": True}, metadata={
         "help": "MRMKGConfig fields for every rung (fp32: bf16 autocast measured slower on the 2-core CPU; entity_init "
                 "first: an answer token starts where the LLM scores beginning to write that name; knowledge_gate: the "
-                "graph prefix fades in from zero, so rungs iii-v start where rung ii starts)"})
+                "graph prefix fades in from zero, so rungs iii-v start where rung ii starts; pack_sequences: no LLM compute on "
+                "padding, ~15 % faster rungs)"})
     align_weight: float = field(default=0.1, metadata={"help": "lambda of the alignment loss in rungs iv-v"})
     eval_batch_size: int = field(default=16, metadata={"help": "examples per evaluation batch"})
     progress: bool = field(default=True, metadata={"help": "progress bars"})
