@@ -437,11 +437,10 @@ class MarsTask:
             subgraphs = self._retrieve(records)
         out = []
         for (r, (h, t, q), kinds, tokens), sg in zip(plans, subgraphs):
-            meta = {"id": r.id, "sides": kinds, "triples": [] if sg is None else sg.triple_ids.tolist(),
-                    "triple_scores": [] if sg is None else [round(float(s), 6) for s in sg.triple_scores.tolist()]}
             if cfg.prompt in _GRAPH_PROMPTS and sg is not None and cfg.N < sg.triple_ids.size:
                 sg = _top_triples(self.kg, sg, cfg.N, cfg.images_per_entity)
-                meta["triples"], meta["triple_scores"] = sg.triple_ids.tolist(), [round(float(s), 6) for s in sg.triple_scores.tolist()]
+            meta = {"id": r.id, "sides": kinds, "triples": [] if sg is None else sg.triple_ids.tolist(),
+                    "triple_scores": [] if sg is None else [round(float(s), 6) for s in sg.triple_scores.tolist()]}
             prompt = f"Analogy: {h} is to {t} as {q} is to"
             if cfg.prompt in _FACT_PROMPTS:  # facts are always among the triples the prediction lists
                 facts = [self._fact(int(i)) for i in sg.triple_ids[: cfg.text_triples].tolist()]
