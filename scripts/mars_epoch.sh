@@ -5,15 +5,16 @@
 # Needs the MarKG graph (runs/graphs/markg) and the 300-step stage-1 weights of scripts/mars_ladder.sh
 # (STAGE1, default runs/ladder2/v-stage1).
 set -u
-case "${1:-}" in A|B|A2|B2|C|D|E|F|G|H|I|J|K1|M|M1|M2|N|P0|P1|P2|P3|P4|R0|R1|R2|R3|R4|S0|S1|S2|S3|S4|S5|S6|U0|U1|U2|U3|U4|U5|U6|V0|V1|V2|V3|V4|V5|V6|W0|W1|W2|W3|W4|W5|W6|II|X3|X4|X5|X6|X7|X8|X4S1|X7S1|II2|II3) ;; *) echo "usage: $0 A|B|A2|B2|C|D|E|F|G|H|I|J|K1|M|M1|M2|N|P0..P4|R0..R4|S0..S6|U0..U6|V0..V6|W0..W6|II|X3|X4|X5|X6|X7|X8|X4S1|X7S1|II2|II3 (two lanes a round)" >&2; exit 2;; esac
+case "${1:-}" in A|B|A2|B2|C|D|E|F|G|H|I|J|K1|M|M1|M2|N|P0|P1|P2|P3|P4|R0|R1|R2|R3|R4|S0|S1|S2|S3|S4|S5|S6|U0|U1|U2|U3|U4|U5|U6|V0|V1|V2|V3|V4|V5|V6|W0|W1|W2|W3|W4|W5|W6|II|X3|X4|X5|X6|X7|X8|X4S1|X7S1|II2|II3|II4|II5) ;; *) echo "usage: $0 A|B|A2|B2|C|D|E|F|G|H|I|J|K1|M|M1|M2|N|P0..P4|R0..R4|S0..S6|U0..U6|V0..V6|W0..W6|II|X3|X4|X5|X6|X7|X8|X4S1|X7S1|II2|II3|II4|II5 (two lanes a round)" >&2; exit 2;; esac
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/epoch1}
 STAGE1=${STAGE1:-runs/ladder2/v-stage1}
 mkdir -p "$OUT"
 T=${THREADS:-1}
-run() { name=$1; shift; echo "=== $name $(date -u +%FT%TZ)"; s=$(date +%s); OMP_NUM_THREADS=$T .venv/bin/mrmkg train "$@" --set epochs=${EPOCHS:-1} --set num_threads=$T --set progress=false --set checkpoint_every=0 -o $OUT/$name --overwrite > $OUT/$name.log 2>&1; echo "rc=$? wall=$(( $(date +%s) - s ))s $(date -u +%FT%TZ)"; }
+run() { name=$1; shift; echo "=== $name $(date -u +%FT%TZ)"; s=$(date +%s); OMP_NUM_THREADS=$T .venv/bin/mrmkg train "$@" --set epochs=${EPOCHS:-1} --set num_threads=$T --set progress=false --set checkpoint_every=${CKPT:-0} -o $OUT/$name --overwrite > $OUT/$name.log 2>&1; echo "rc=$? wall=$(( $(date +%s) - s ))s $(date -u +%FT%TZ)"; }
 M=configs/mars-smollm2-cpu.yaml
 X="--set task_args.graph=${STANDIN:-runs/graphs/markg-standin} --set task_args.use_images=false"
+C="--set task_args.prompt=kg_text_graph --set task_args.N=15 --set task_args.text_triples=15 --set task_args.fact_tokens=true --set model.max_prompt_tokens=256 --set model.pack_sequences=true"
 case "$1" in
 II) run ii-kgtext-1epoch -c configs/mars-smollm2-cpu-kg-text.yaml ;;
 X3) run iii-rgat-standin -c configs/mars-smollm2-cpu-rgat-noalign.yaml $X ;;
@@ -23,7 +24,9 @@ X5) run v-stage1-standin -c configs/markg-smollm2-cpu-pretrain.yaml $X --set max
 X6) run v-stage1-standin-1500 -c configs/markg-smollm2-cpu-pretrain.yaml $X --set max_steps=1500 --set eval_at_end=false
     run v-align-standin-1500 -c $M $X --set init_from=$OUT/v-stage1-standin-1500 ;;
 X7) run v-align-standin-1500-noent -c $M $X --set init_from=${S1:-$OUT/v-stage1-standin-1500} --set "init_skip=[mrmkg.entity_head.]" ;;
-II3) run iii-kgtextgraph -c configs/mars-smollm2-cpu-rgat-noalign.yaml --set task_args.prompt=kg_text_graph --set task_args.N=15 --set task_args.text_triples=15 --set task_args.fact_tokens=true --set model.max_prompt_tokens=256 --set model.pack_sequences=true ;;
+II3) run iii-kgtextgraph -c configs/mars-smollm2-cpu-rgat-noalign.yaml $X $C ;;
+II4) run iv-kgtextgraph-align -c $M $X $C ;;
+II5) run v-kgtextgraph-align-stage1 -c $M $X $C --set init_from=${S1:-runs/s10/v-stage1-standin-1500} --set "init_skip=[mrmkg.entity_head.]" ;;
 X4S1) run iv-align-standin-seed1 -c $M $X --set seed=1 ;;
 X7S1) run v-align-standin-1500-noent-seed1 -c $M $X --set seed=1 --set init_from=${S1:-$OUT/v-stage1-standin-1500} --set "init_skip=[mrmkg.entity_head.]" ;;
 X8) run v-stage1-standin -c configs/markg-smollm2-cpu-pretrain.yaml $X --set max_steps=300 --set eval_at_end=false
@@ -116,5 +119,7 @@ esac
 # session 11 (stage 1's graph encoder and adapters into stage 2, its entity table left out: init_skip):
 #   OUT=runs/s11 S1=runs/s10/v-stage1-standin-1500 scripts/mars_epoch.sh X7 & OUT=runs/s11 scripts/mars_epoch.sh X8 & wait
 #   OUT=runs/s11 scripts/mars_epoch.sh X4S1 & OUT=runs/s11 S1=runs/s10/v-stage1-standin-1500 scripts/mars_epoch.sh X7S1 & wait   (seed 1)
-# next (not yet run): rung (iii) read cumulatively, II2's 15 facts and the RGAT subgraph of the same 15 triples
-#   OUT=runs/s12 THREADS=2 scripts/mars_epoch.sh II3
+# session 12: the ladder read cumulatively ("+" in issue 4): II2's 15 facts and the RGAT subgraph of the same 15
+# triples on the stand-in graph (II3), + the alignment loss (II4), + stage 1's encoder and adapters (II5); each alone
+# on both cores, checkpoints every 250 steps so a cut-off run resumes (same command + --resume):
+#   OUT=runs/s12 THREADS=2 CKPT=250 scripts/mars_epoch.sh II3

@@ -264,6 +264,7 @@ def test_python_m_mrmkg_bad_input_exit_2_without_traceback(tmp_path):
 
 
 # ------------------------------------------------------------------------------ real encoders
+@pytest.mark.weights("minilm")
 def test_retrieve_with_real_minilm(graph_src, tmp_path, cache, capsys):
     out = tmp_path / "g"
     rc, _, se = run(["kg", "build", str(graph_src), "--out", str(out), "--text-encoder", "minilm",
@@ -277,6 +278,7 @@ def test_retrieve_with_real_minilm(graph_src, tmp_path, cache, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.weights("minilm", "efficientnet-lite0")
 def test_build_and_retrieve_real_markg(data_dir, tmp_path, capsys):
     """The issue's acceptance path on MarKG (uses the user's embedding cache; minutes when cold)."""
     out = tmp_path / "markg"

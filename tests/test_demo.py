@@ -293,6 +293,7 @@ def test_cli_bad_field_exits_2(capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.weights("smollm2-135m", "minilm", "efficientnet-lite0")
 def test_real_quick_demo(tmp_path):
     """The real `mrmkg demo --quick` (SmolLM2, MiniLM, EfficientNet-Lite0): runs end to end."""
     from mrmkg.cli import main

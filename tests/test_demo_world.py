@@ -276,6 +276,7 @@ def test_load_errors_name_the_file(world, tmp_path):
 
 # ------------------------------------------------------------------ with the real encoders
 @pytest.mark.slow
+@pytest.mark.weights("minilm", "efficientnet-lite0")
 def test_real_retrieval_finds_the_subject_of_image_questions(tmp_path):
     """End to end with MiniLM + EfficientNet-Lite0: index the world, retrieve for image and text
     questions, and draw one subgraph."""

@@ -222,6 +222,7 @@ def test_registry_register_new_encoder():
 # real weights: MiniLM and EfficientNet-Lite0
 
 
+@pytest.mark.weights("minilm")
 def test_minilm_paraphrases_closer():
     enc = registry.get_text_encoder("minilm")
     assert enc.name == "minilm-l6-v2" and enc.dim == 384
@@ -235,6 +236,7 @@ def test_minilm_paraphrases_closer():
         enc.encode("not a list")
 
 
+@pytest.mark.weights("efficientnet-lite0")
 def test_efficientnet_real_photos_group_by_entity(data_dir):
     enc = registry.get_vision_encoder("efficientnet-lite0")
     assert (enc.dim, enc.num_tokens) == (1280, 49)

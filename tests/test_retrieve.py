@@ -260,6 +260,7 @@ def test_top_n_sorted_ties():
     assert out_ids.tolist() == [3, 1, 7] and out_s.tolist() == pytest.approx([0.9, 0.5, 0.5])
 
 
+@pytest.mark.weights("minilm")
 def test_real_minilm_retrieval(tmp_path):  # ~2 s: MiniLM is small, only 16 texts are encoded
     registry = pytest.importorskip("mrmkg.encoders.registry")
     enc = registry.get_text_encoder("minilm")

@@ -94,6 +94,7 @@ def test_tasks_are_registered():
 
 # ------------------------------------------------------------------------------ ScienceQA
 @pytest.mark.parametrize("kind", ["llama", "t5"])
+@pytest.mark.weights("minilm")
 def test_direct_answer_trains_and_evaluates_with_official_columns(kind, tmp_path, graph_dir, llm_dirs):
     from mrmkg.tasks.scienceqa_task import evaluate_scienceqa
 
@@ -124,6 +125,7 @@ def test_direct_answer_trains_and_evaluates_with_official_columns(kind, tmp_path
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text()) == m
 
 
+@pytest.mark.weights("minilm")
 def test_rationale_then_answer_stage_uses_generated_rationales(tmp_path, graph_dir, llm_dirs):
     from mrmkg.tasks.scienceqa_task import ScienceQATask, evaluate_scienceqa
 
@@ -201,6 +203,7 @@ def test_answer_scoring_is_strict_and_matches_the_official_scorer(tmp_path):
     assert rm["exact_match"] == 50.0 and 50.0 <= rm["rouge_l"] < 51.0
 
 
+@pytest.mark.weights("minilm")
 def test_bad_task_args_are_input_errors(tmp_path, graph_dir):
     from mrmkg.tasks.scienceqa_task import ScienceQATask
 
@@ -215,6 +218,7 @@ def test_bad_task_args_are_input_errors(tmp_path, graph_dir):
 
 
 # ------------------------------------------------------------------------------ stage 1
+@pytest.mark.weights("minilm")
 def test_stage1_on_kg_qa_records_trains_evaluates_and_is_deterministic(tmp_path, graph_dir, llm_dirs):
     recs, _ = build_kg_qa(science_kg(), KGQAConfig(max_triples=4))
     save_records(recs, tmp_path / "records.jsonl")
@@ -232,6 +236,7 @@ def test_stage1_on_kg_qa_records_trains_evaluates_and_is_deterministic(tmp_path,
     assert len(task.train_ids) + len(task.dev_ids) == len(recs) and not set(task.train_ids) & set(task.dev_ids)
 
 
+@pytest.mark.weights("efficientnet-lite0")
 def test_stage1_on_visual_genome_folder(tmp_path, llm_dirs):
     from mrmkg.kg.index import KGIndex
     from mrmkg.tasks.stage1_task import exact_match
@@ -249,6 +254,7 @@ def test_stage1_on_visual_genome_folder(tmp_path, llm_dirs):
 
 # ------------------------------------------------------------------------------ real LLM
 @pytest.mark.slow
+@pytest.mark.weights("minilm", "smollm2-135m")
 def test_smollm2_direct_answer_end_to_end(tmp_path, graph_dir):
     from mrmkg.tasks.scienceqa_task import evaluate_scienceqa
 
