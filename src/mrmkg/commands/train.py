@@ -51,6 +51,14 @@ def train(
 
         typer.echo(yaml.safe_dump(to_dict(cfg), sort_keys=False).rstrip())
         raise typer.Exit(0)
+    import torch.distributed as dist
+
     from mrmkg.train import train as run
 
-    run(cfg, resume=resume, overwrite=overwrite)
+    try:
+        run(cfg, resume=resume, overwrite=overwrite)
+    finally:
+        # PyTorch asks every rank to destroy its process group before exit; train() is a library call and
+        # leaves that to its caller, the process.
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
