@@ -11,7 +11,7 @@ OUT=${OUT:-runs/epoch1}
 STAGE1=${STAGE1:-runs/ladder2/v-stage1}
 mkdir -p "$OUT"
 T=${THREADS:-1}
-run() { name=$1; shift; echo "=== $name $(date -u +%FT%TZ)"; s=$(date +%s); OMP_NUM_THREADS=$T .venv/bin/mrmkg train "$@" --set epochs=${EPOCHS:-1} --set num_threads=$T --set progress=false --set checkpoint_every=${CKPT:-0} -o $OUT/$name --overwrite > $OUT/$name.log 2>&1; echo "rc=$? wall=$(( $(date +%s) - s ))s $(date -u +%FT%TZ)"; }
+run() { name=$1; shift; echo "=== $name $(date -u +%FT%TZ)"; s=$(date +%s); OMP_NUM_THREADS=$T .venv/bin/mrmkg train "$@" --set epochs=${EPOCHS:-1} --set num_threads=$T --set progress=false --set checkpoint_every=${CKPT:-0} -o $OUT/$name $([ -n "${RESUME:-}" ] && echo --resume || echo --overwrite) > $OUT/$name.log 2>&1; echo "rc=$? wall=$(( $(date +%s) - s ))s $(date -u +%FT%TZ)"; }
 M=configs/mars-smollm2-cpu.yaml
 X="--set task_args.graph=${STANDIN:-runs/graphs/markg-standin} --set task_args.use_images=false"
 C="--set task_args.prompt=kg_text_graph --set task_args.N=15 --set task_args.text_triples=15 --set task_args.fact_tokens=true --set model.max_prompt_tokens=256 --set model.pack_sequences=true"
@@ -121,5 +121,7 @@ esac
 #   OUT=runs/s11 scripts/mars_epoch.sh X4S1 & OUT=runs/s11 S1=runs/s10/v-stage1-standin-1500 scripts/mars_epoch.sh X7S1 & wait   (seed 1)
 # session 12: the ladder read cumulatively ("+" in issue 4): II2's 15 facts and the RGAT subgraph of the same 15
 # triples on the stand-in graph (II3), + the alignment loss (II4), + stage 1's encoder and adapters (II5); each alone
-# on both cores, checkpoints every 250 steps so a cut-off run resumes (same command + --resume):
+# on both cores, checkpoints every 250 steps so a cut-off run resumes (RESUME=1: --resume instead of --overwrite):
 #   OUT=runs/s12 THREADS=2 CKPT=250 scripts/mars_epoch.sh II3
+#   OUT=runs/s12 THREADS=2 CKPT=250 scripts/mars_epoch.sh II4     (RESUME=1 to continue it)
+#   OUT=runs/s12 THREADS=2 CKPT=250 scripts/mars_epoch.sh II5
