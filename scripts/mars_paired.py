@@ -6,24 +6,51 @@ EVAL_* are `mrmkg eval --out` folders (predictions.jsonl in the split file's ord
 Hits@1/3/10, how many examples each run gets and the other does not with an exact two-sided McNemar p-value, and
 the MRR difference B - A with its paired standard error: on one dev set, two runs a standard error apart
 can still differ reliably example by example, or not at all."""
-import json, math, sys
-def load(d):
-    return [json.loads(l) for l in open(f"{d}/predictions.jsonl")]
-if len(sys.argv) != 3:
-    sys.exit("usage: python3 scripts/mars_paired.py EVAL_A EVAL_B")
-a, b = load(sys.argv[1]), load(sys.argv[2])
-if [x["id"] for x in a] != [x["id"] for x in b]:
-    sys.exit(f"{sys.argv[1]} and {sys.argv[2]}: predictions.jsonl list different examples (not the same split file?)")
-n = len(a)
-for name, d in (("A", sys.argv[1]), ("B", sys.argv[2])):
-    m = json.load(open(f"{d}/metrics.json")); print(name, d, {k: round(m[k], 4) for k in ("hits@1", "hits@3", "hits@10", "mrr")})
-for k in (1, 3, 10):
-    ra = [x["rank"] <= k for x in a]; rb = [x["rank"] <= k for x in b]
-    only_a = sum(p and not q for p, q in zip(ra, rb)); only_b = sum(q and not p for p, q in zip(ra, rb))
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+
+def load(folder: str) -> list[dict]:
+    with open(f"{folder}/predictions.jsonl") as f:
+        return [json.loads(line) for line in f]
+
+
+def mcnemar_p(only_a: int, only_b: int) -> float:
+    """Exact two-sided McNemar test: the discordant pairs are Binomial(only_a + only_b, 1/2) under no difference."""
     m = only_a + only_b
-    # exact two-sided McNemar (binomial, p=0.5)
-    tail = sum(math.comb(m, i) for i in range(0, min(only_a, only_b) + 1)) / 2 ** m if m else 1.0
-    print(f"hits@{k}: A {sum(ra)} B {sum(rb)} both {sum(p and q for p, q in zip(ra, rb))} only A {only_a} only B {only_b} McNemar p={min(1, 2 * tail):.3f}")
-d = [1 / y["rank"] - 1 / x["rank"] for x, y in zip(a, b)]
-mu = sum(d) / n; sd = math.sqrt(sum((v - mu) ** 2 for v in d) / (n - 1))
-print(f"MRR B - A = {mu:+.4f} +- {sd / math.sqrt(n):.4f} (paired SE)")
+    if m == 0:
+        return 1.0
+    tail = sum(math.comb(m, i) for i in range(min(only_a, only_b) + 1)) / 2 ** m
+    return min(1.0, 2 * tail)
+
+
+def main(path_a: str, path_b: str) -> None:
+    a, b = load(path_a), load(path_b)
+    if [x["id"] for x in a] != [x["id"] for x in b]:
+        sys.exit(f"{path_a} and {path_b}: predictions.jsonl list different examples (not the same split file?)")
+    for name, folder in (("A", path_a), ("B", path_b)):
+        with open(f"{folder}/metrics.json") as f:
+            m = json.load(f)
+        print(name, folder, {k: round(m[k], 4) for k in ("hits@1", "hits@3", "hits@10", "mrr")})
+    for k in (1, 3, 10):
+        hit_a = [x["rank"] <= k for x in a]
+        hit_b = [x["rank"] <= k for x in b]
+        both = sum(p and q for p, q in zip(hit_a, hit_b))
+        only_a = sum(p and not q for p, q in zip(hit_a, hit_b))
+        only_b = sum(q and not p for p, q in zip(hit_a, hit_b))
+        print(f"hits@{k}: A {sum(hit_a)} B {sum(hit_b)} both {both} only A {only_a} only B {only_b} "
+              f"McNemar p={mcnemar_p(only_a, only_b):.3f}")
+    diff = [1 / y["rank"] - 1 / x["rank"] for x, y in zip(a, b)]
+    n = len(diff)
+    mean = sum(diff) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in diff) / (n - 1))
+    print(f"MRR B - A = {mean:+.4f} +- {sd / math.sqrt(n):.4f} (paired SE)")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit("usage: python3 scripts/mars_paired.py EVAL_A EVAL_B")
+    main(sys.argv[1], sys.argv[2])
