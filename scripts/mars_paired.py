@@ -1,6 +1,6 @@
 """Paired per-example comparison of two MARS evaluations of the same split file.
 
-    python3 scripts/mars_paired.py EVAL_A EVAL_B
+    .venv/bin/python scripts/mars_paired.py EVAL_A EVAL_B
 
 EVAL_* are `mrmkg eval --out` folders (predictions.jsonl in the split file's order, metrics.json). Prints, for
 Hits@1/3/10, how many examples each run gets and the other does not with an exact two-sided McNemar p-value, and
@@ -12,10 +12,12 @@ import json
 import math
 import sys
 
+from mrmkg.errors import InputError
+from mrmkg.fileio import read_jsonl
+
 
 def load(folder: str) -> list[dict]:
-    with open(f"{folder}/predictions.jsonl") as f:
-        return [json.loads(line) for line in f]
+    return [obj for _, obj in read_jsonl(f"{folder}/predictions.jsonl", "predictions file")]
 
 
 def mcnemar_p(only_a: int, only_b: int) -> float:
@@ -52,5 +54,8 @@ def main(path_a: str, path_b: str) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) != 3:
-        sys.exit("usage: python3 scripts/mars_paired.py EVAL_A EVAL_B")
-    main(sys.argv[1], sys.argv[2])
+        sys.exit("usage: .venv/bin/python scripts/mars_paired.py EVAL_A EVAL_B")
+    try:
+        main(sys.argv[1], sys.argv[2])
+    except InputError as e:
+        sys.exit(str(e))

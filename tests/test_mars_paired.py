@@ -34,3 +34,9 @@ def test_different_splits_are_refused(tmp_path):
     b = _eval_dir(tmp_path / "b", [1, 2, 3])
     res = subprocess.run([sys.executable, str(SCRIPT), str(a), str(b)], capture_output=True, text=True)
     assert res.returncode == 1 and "list different examples" in res.stderr
+
+
+def test_missing_predictions_name_the_file(tmp_path):
+    a = _eval_dir(tmp_path / "a", [1, 2])
+    res = subprocess.run([sys.executable, str(SCRIPT), str(a), str(tmp_path / "nope")], capture_output=True, text=True)
+    assert res.returncode == 1 and "predictions file not found" in res.stderr and "nope" in res.stderr
