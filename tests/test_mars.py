@@ -525,6 +525,19 @@ def test_pointer_config_is_the_measured_row():
     assert dataclasses.replace(cfg, output_dir=row.output_dir) == row
 
 
+def test_kg_text_graph_config_is_the_measured_row():
+    """configs/mars-smollm2-cpu-kg-text-graph.yaml = the base config + the overrides of mars_epoch.sh arm II4."""
+    from mrmkg.train import load_train_config
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    row = load_train_config(root / "mars-smollm2-cpu.yaml", [
+        "epochs=1", "task_args.graph=runs/graphs/markg-standin", "task_args.use_images=false",
+        "task_args.prompt=kg_text_graph", "task_args.N=15", "task_args.text_triples=15", "task_args.fact_tokens=true",
+        "model.max_prompt_tokens=256", "model.pack_sequences=true"])
+    cfg = load_train_config(root / "mars-smollm2-cpu-kg-text-graph.yaml")
+    assert dataclasses.replace(cfg, output_dir=row.output_dir) == row
+
+
 def test_eval_bad_checkpoint_exits_2(world, tmp_path):
     assert cli_main(["eval", "--checkpoint", str(tmp_path), "--split-file", str(Path(world["mars"]) / "dev.json"),
                      "--out", str(tmp_path / "o")]) == 2
