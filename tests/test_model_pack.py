@@ -55,7 +55,7 @@ def _shrink_window(m, window: int) -> None:
 
 
 @pytest.mark.parametrize("kind,window", [("llama", None), ("gemma", None), ("gemma", 3)])
-@pytest.mark.parametrize("variant", [{}, {"adapter_length": "nodes", "align_weight": 0.0}])
+@pytest.mark.parametrize("variant", [{}, {"adapter_length": "nodes", "align_weight": 0.0}, {"gradient_checkpointing": True}])
 def test_packed_equals_padded_losses_scores_and_gradients(kind, window, variant, monkeypatch):
     import mrmkg.model.packing as packing
 

@@ -39,7 +39,7 @@ from mrmkg.model.config import MRMKGConfig
 from mrmkg.model.entity_head import EntityHead
 from mrmkg.model.features import KGFeatures
 from mrmkg.model.graph_encoder import GraphEncoder
-from mrmkg.model.packing import packed_hidden
+from mrmkg.model.packing import packed_hidden, recompute_with_forward_attention
 from mrmkg.model.pointer import GraphPointer, pointer_loss
 
 FORMAT_VERSION = 1
@@ -150,10 +150,11 @@ class MRMKG(nn.Module):
                                              reduce=config.entity_init)
         self.align_generator = torch.Generator().manual_seed(config.seed)
         if config.gradient_checkpointing:
+            kwargs = {"use_reentrant": False, "context_fn": recompute_with_forward_attention(self.lm.config)}
             if hasattr(self.lm, "activation_checkpointing_enable"):  # transformers >= 5.x name
-                self.lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+                self.lm.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
             else:
-                self.lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+                self.lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         self.train(False)
         if report:
             from mrmkg.model.params import print_parameter_report
@@ -170,17 +171,25 @@ class MRMKG(nn.Module):
         return self.embed_tokens.weight.device
 
     def train(self, mode: bool = True):
-        """Train the adapters; the frozen LLM stays in eval mode (no dropout). With gradient
-        checkpointing the LLM is put in train mode (HF only checkpoints then) with every Dropout
-        module kept in eval."""
+        """Train the adapters; the frozen LLM stays in eval mode, so no dropout runs in it.
+
+        With gradient checkpointing: HF checkpoints a decoder layer only while that layer is in train mode,
+        so the checkpointing layers and the modules above them are put in train mode and every module inside
+        a layer stays in eval. Keeping only ``nn.Dropout`` modules in eval is not enough: T5 draws its
+        attention-probability dropout from the attention module's own flag. Architectures without HF's
+        ``GradientCheckpointingLayer`` fall back to the whole LLM in train mode with its Dropout modules in eval.
+        """
         super().train(mode)
+        self.lm.eval()
         if mode and self.config.gradient_checkpointing:
-            self.lm.train()
-            for m in self.lm.modules():
-                if isinstance(m, nn.Dropout):
-                    m.eval()
-        else:
-            self.lm.eval()
+            from transformers.modeling_layers import GradientCheckpointingLayer
+
+            layers = [n for n, m in self.lm.named_modules() if isinstance(m, GradientCheckpointingLayer)]
+            for name, m in self.lm.named_modules():
+                if not layers:
+                    m.training = not isinstance(m, nn.Dropout)
+                else:
+                    m.training = any(name == "" or n == name or n.startswith(name + ".") for n in layers)
         return self
 
     def trainable_parameters(self) -> list[nn.Parameter]:

@@ -13,8 +13,15 @@ function that builds no mask, since the segments carry the structure). That work
 architecture whose attention layers dispatch through ``ALL_ATTENTION_FUNCTIONS`` and pass
 ``position_ids`` down (Llama, Gemma 3, Qwen2, Mistral, ... in transformers 5); others raise.
 Not thread-safe: two threads sharing one LLM must not pack at the same time.
+
+With activation checkpointing the switch must hold again when backward recomputes a layer, long after
+:func:`packed_hidden` has switched back: :func:`recompute_with_forward_attention` gives
+``torch.utils.checkpoint`` a context that restores, for each recomputation, the attention implementation
+its forward ran with.
 """
 from __future__ import annotations
+
+from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -61,6 +68,27 @@ def packed_attention(module, query, key, value, attention_mask, dropout: float =
                                                enable_gqa=gqa)
         outs.append(o)
     return torch.cat(outs, dim=2).transpose(1, 2).contiguous(), None
+
+
+def recompute_with_forward_attention(config):
+    """A ``context_fn`` for non-reentrant ``torch.utils.checkpoint``: it is called at each checkpointed
+    forward, records ``config._attn_implementation`` then, and returns a recomputation context that sets
+    it back for the layer's recomputation in backward (packed forward -> packed recomputation)."""
+    def context_fn():
+        impl = config._attn_implementation
+
+        @contextmanager
+        def recompute():
+            before = config._attn_implementation
+            config._attn_implementation = impl
+            try:
+                yield
+            finally:
+                config._attn_implementation = before
+
+        return nullcontext(), recompute()
+
+    return context_fn
 
 
 def _no_mask(*args, **kwargs):
