@@ -510,31 +510,28 @@ def test_kg_text_graph_trains_the_graph_encoder(world, tmp_path):
     assert any(k.startswith("mrmkg.graph_encoder.") for k in w) and any(k.startswith("mrmkg.knowledge_adapter.") for k in w)
 
 
-def test_pointer_config_is_the_measured_row():
-    """configs/mars-smollm2-cpu-pointer.yaml = the base config + the overrides of docs/results.md row S."""
-    from mrmkg.train import load_train_config
-
-    root = Path(__file__).resolve().parents[1] / "configs"
-    row = load_train_config(root / "mars-smollm2-cpu.yaml", [
+# each shipped config = configs/mars-smollm2-cpu.yaml + the overrides of the docs/results.md row it reproduces
+_MEASURED_ROWS = {
+    "mars-smollm2-cpu-pointer.yaml": [  # row S, evaluated with relation odds
         "epochs=1", "task_args.memory=true", "task_args.memory_keep_gold=1.0", "task_args.copy_node=true",
         "task_args.copy_augment=0.1", "model.graph_pointer=true", "model.pointer_mode=first",
         "model.pointer_features=focus,memory,near,copy,relation", "model.pointer_scale=30",
         "model.pack_sequences=true", "optim.fused=true", "task_args.copy_keep_gold=0.5", "model.pointer_prior=false",
-        "model.relation_at_eval=odds"])
-    cfg = load_train_config(root / "mars-smollm2-cpu-pointer.yaml")
-    assert dataclasses.replace(cfg, output_dir=row.output_dir) == row
+        "model.relation_at_eval=odds"],
+    "mars-smollm2-cpu-kg-text-graph.yaml": [  # scripts/mars_epoch.sh arm II4 (cumulative rung iv)
+        "epochs=1", "task_args.graph=runs/graphs/markg-standin", "task_args.use_images=false",
+        "task_args.prompt=kg_text_graph", "task_args.N=15", "task_args.text_triples=15", "task_args.fact_tokens=true",
+        "model.max_prompt_tokens=256", "model.pack_sequences=true"],
+}
 
 
-def test_kg_text_graph_config_is_the_measured_row():
-    """configs/mars-smollm2-cpu-kg-text-graph.yaml = the base config + the overrides of mars_epoch.sh arm II4."""
+@pytest.mark.parametrize("name", sorted(_MEASURED_ROWS))
+def test_config_is_the_measured_row(name):
     from mrmkg.train import load_train_config
 
     root = Path(__file__).resolve().parents[1] / "configs"
-    row = load_train_config(root / "mars-smollm2-cpu.yaml", [
-        "epochs=1", "task_args.graph=runs/graphs/markg-standin", "task_args.use_images=false",
-        "task_args.prompt=kg_text_graph", "task_args.N=15", "task_args.text_triples=15", "task_args.fact_tokens=true",
-        "model.max_prompt_tokens=256", "model.pack_sequences=true"])
-    cfg = load_train_config(root / "mars-smollm2-cpu-kg-text-graph.yaml")
+    row = load_train_config(root / "mars-smollm2-cpu.yaml", _MEASURED_ROWS[name])
+    cfg = load_train_config(root / name)
     assert dataclasses.replace(cfg, output_dir=row.output_dir) == row
 
 
