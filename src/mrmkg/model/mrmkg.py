@@ -184,12 +184,10 @@ class MRMKG(nn.Module):
         if mode and self.config.gradient_checkpointing:
             from transformers.modeling_layers import GradientCheckpointingLayer
 
-            layers = [n for n, m in self.lm.named_modules() if isinstance(m, GradientCheckpointingLayer)]
+            layers = [n.split(".") for n, m in self.lm.named_modules() if isinstance(m, GradientCheckpointingLayer)]
+            above = {".".join(parts[:i]) for parts in layers for i in range(len(parts) + 1)}  # layers, ancestors
             for name, m in self.lm.named_modules():
-                if not layers:
-                    m.training = not isinstance(m, nn.Dropout)
-                else:
-                    m.training = any(name == "" or n == name or n.startswith(name + ".") for n in layers)
+                m.training = name in above if layers else not isinstance(m, nn.Dropout)
         return self
 
     def trainable_parameters(self) -> list[nn.Parameter]:
