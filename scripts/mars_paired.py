@@ -2,18 +2,19 @@
 
     .venv/bin/python scripts/mars_paired.py EVAL_A EVAL_B
 
-EVAL_* are `mrmkg eval --out` folders (predictions.jsonl in the split file's order, metrics.json). Prints, for
+EVAL_* are `mrmkg eval --out` folders; only their predictions.jsonl (in the split file's order) is read, and each
+run's metrics are recomputed from its ranks. Prints, for
 Hits@1/3/10, how many examples each run gets and the other does not with an exact two-sided McNemar p-value, and
 the MRR difference B - A with its paired standard error: on one dev set, two runs a standard error apart
 can still differ reliably example by example, or not at all."""
 from __future__ import annotations
 
-import json
 import math
 import sys
 
 from mrmkg.errors import InputError
 from mrmkg.fileio import read_jsonl
+from mrmkg.tasks.mars import ranking_metrics
 
 
 def load(folder: str) -> list[dict]:
@@ -33,9 +34,8 @@ def main(path_a: str, path_b: str) -> None:
     a, b = load(path_a), load(path_b)
     if [x["id"] for x in a] != [x["id"] for x in b]:
         sys.exit(f"{path_a} and {path_b}: predictions.jsonl list different examples (not the same split file?)")
-    for name, folder in (("A", path_a), ("B", path_b)):
-        with open(f"{folder}/metrics.json") as f:
-            m = json.load(f)
+    for name, folder, run in (("A", path_a, a), ("B", path_b, b)):
+        m = ranking_metrics([x["rank"] for x in run])
         print(name, folder, {k: round(m[k], 4) for k in ("hits@1", "hits@3", "hits@10", "mrr")})
     for k in (1, 3, 10):
         hit_a = [x["rank"] <= k for x in a]
