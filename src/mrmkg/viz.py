@@ -89,9 +89,7 @@ def render_subgraph(kg, subgraph: Subgraph, path: str | Path, title: str | None 
     layout (same inputs -> same picture).
     """
     path = Path(path)
-    fmt = FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise InputError(f"unsupported picture type {path.suffix!r}; expected one of {sorted(FORMATS)}", path=path)
+    fmt = picture_format(path)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.offsetbox import AnnotationBbox, OffsetImage
@@ -113,7 +111,7 @@ def render_subgraph(kg, subgraph: Subgraph, path: str | Path, title: str | None 
         fig.suptitle(textwrap.shorten(title, 110), fontsize=12, y=0.97)
     if n == 0:
         ax.text(0, 0, "empty subgraph: retrieval returned nothing", ha="center", va="center", fontsize=12, color="0.4")
-        return _save(fig, path, fmt, dpi)
+        return save_figure(fig, path, fmt, dpi)
 
     ax.text(-1.23, -1.23, "bold box: seed entity  ·  arrow: head -> tail, relation and retrieval score  ·  "
             "dotted: image of  ·  memory xN: a training fact seen N times  ·  (copy): the example's tail, asked back",
@@ -181,10 +179,19 @@ def render_subgraph(kg, subgraph: Subgraph, path: str | Path, title: str | None 
             box = AnnotationBbox(OffsetImage(arr, zoom=zoom), (x, y), frameon=True, pad=0.15, zorder=4,
                                  bboxprops=dict(ec="0.5", lw=0.8))
             ax.add_artist(box)
-    return _save(fig, path, fmt, dpi)
+    return save_figure(fig, path, fmt, dpi)
 
 
-def _save(fig, path: Path, fmt: str, dpi: int) -> Path:
+def picture_format(path: Path) -> str:
+    """matplotlib's format name for ``path``'s suffix (png or svg); an InputError naming the path otherwise."""
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(f"unsupported picture type {path.suffix!r}; expected one of {sorted(FORMATS)}", path=path)
+    return fmt
+
+
+def save_figure(fig, path: Path, fmt: str, dpi: int) -> Path:
+    """Write ``fig`` (on an Agg canvas) to ``path`` atomically; SVGs are byte-reproducible."""
     import matplotlib
 
     buf = io.BytesIO()
