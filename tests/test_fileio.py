@@ -1,6 +1,9 @@
 """Atomic writes and the JSON Lines reader shared by every loader."""
 from __future__ import annotations
 
+import os
+import stat
+
 import pytest
 
 from mrmkg.errors import InputError
@@ -23,6 +26,22 @@ def test_atomic_dir_replaces_only_on_success(tmp_path):
 def test_atomic_write_text_leaves_no_temporary(tmp_path):
     atomic_write_text(tmp_path / "x.json", "{}")
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_atomic_results_get_plain_open_and_mkdir_permissions(tmp_path, umask):
+    # the temporaries are owner-only (mkstemp 0o600, mkdtemp 0o700); the results must not inherit that
+    old = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "x.json", "{}")
+        with atomic_dir(tmp_path / "out") as d:
+            (d / "a.txt").write_text("one")
+        (tmp_path / "plain.txt").write_text("{}")
+    finally:
+        os.umask(old)
+    mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
+    assert mode(tmp_path / "x.json") == mode(tmp_path / "plain.txt") == 0o666 & ~umask
+    assert mode(tmp_path / "out") == 0o777 & ~umask
 
 
 def test_read_jsonl_yields_line_numbers_and_skips_blanks(tmp_path):
