@@ -46,7 +46,7 @@ def render_hits_curves(runs: Mapping[str, Sequence[int]], path: str | Path, titl
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(11, 0.9 + 0.45 * max(len(runs), 6)))
+    fig = Figure(figsize=(11, 1.6 + 0.55 * max(len(runs), 4)))
     FigureCanvasAgg(fig)
     ax_hits, ax_mrr = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
     ks = np.arange(1, kmax + 1)
@@ -55,7 +55,8 @@ def render_hits_curves(runs: Mapping[str, Sequence[int]], path: str | Path, titl
         ax_hits.plot(ks, hits_at_k(ranks, kmax), marker="o", ms=3, color=c, label=label)
     ax_hits.set(xlabel="k", ylabel="Hits@k", xticks=ks, title="gold entity in the top k")
     ax_hits.grid(alpha=0.3)
-    ax_hits.legend(fontsize=8, loc="lower right")
+    # below the axes: curves of close runs cross everywhere inside them
+    ax_hits.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
 
     # the first run on top, as in the legend
     ys = np.arange(len(runs))[::-1]
@@ -65,7 +66,7 @@ def render_hits_curves(runs: Mapping[str, Sequence[int]], path: str | Path, titl
         ax_mrr.text(m + h + 0.005, y, f"{m:.3f}", va="center", fontsize=8)
     n = {len(r) for r in runs.values()}
     ax_mrr.set(yticks=ys, yticklabels=list(runs), xlabel="MRR, 95 % interval",
-               title=f"MRR over {n.pop()} examples" if len(n) == 1 else "MRR (runs differ in n)")
+               title=f"MRR over {n.pop():,} examples" if len(n) == 1 else "MRR (runs differ in n)")
     ax_mrr.tick_params(axis="y", labelsize=8)
     ax_mrr.set_xlim(0, max(m + h for m, h in stats) * 1.15)
     ax_mrr.grid(axis="x", alpha=0.3)
