@@ -550,13 +550,16 @@ def test_eval_bad_device_exits_2(tmp_path, capsys, device, needle):
     assert rc == 2 and needle in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
-def test_markg_examples_hide_the_answer(world):
+@pytest.mark.parametrize("prompt", ["kg_graph", "kg_text_graph"])
+def test_markg_examples_hide_the_answer(world, prompt):
     from mrmkg.tasks.mars import MarKGPretrainTask
 
-    task = MarKGPretrainTask.from_config({"graph": world["graph"], "dev_triples": 2, "N": 10})
+    task = MarKGPretrainTask.from_config({"graph": world["graph"], "dev_triples": 2, "N": 10, "prompt": prompt,
+                                          "text_triples": 3})
     kg = task.kg
     ex = task.make_examples(task.train_ids)
     assert len(ex) == 2 * len(task.train_ids) and not set(task.train_ids) & set(task.dev_ids)
+    names, rels = kg.entity_names, kg.relation_names
     for e in ex:
         h, r, t = kg.triples[e.meta["triple"]].tolist()
         assert e.answer == (t if e.meta["kind"] == "entity" else r)
@@ -566,7 +569,23 @@ def test_markg_examples_hide_the_answer(world):
             assert t not in e.subgraph.seeds.tolist()
         else:
             assert not any({a, c} == {h, t} for a, _, c in tri.tolist())
+        # kg_text_graph: the facts are the reduced subgraph's top 3 triples, so they cannot hand over the answer
+        facts = [f"{names[a]} [E{a}] {rels[b]} {names[c]} [E{c}]" for a, b, c in tri[:3].tolist()]
+        if prompt == "kg_graph" or not facts:
+            assert not e.prompt.startswith("Facts:")
+        else:
+            assert e.prompt.startswith("Facts: " + "; ".join(facts) + ".\n")
+            assert f"{names[h]} [E{h}] {rels[r]} {names[t]} [E{t}]" not in e.prompt
     assert any(e.image_tokens is not None for e in ex)  # heads with an image get their visual token
+    if prompt == "kg_text_graph":
+        assert sum(e.prompt.startswith("Facts:") for e in ex) > len(ex) // 2
+
+
+def test_markg_more_facts_than_subgraph_triples_is_refused(world):
+    from mrmkg.tasks.mars import MarKGPretrainTask
+
+    with pytest.raises(InputError, match="task_args.text_triples.*expected text_triples <= N"):
+        MarKGPretrainTask.from_config({"graph": world["graph"], "prompt": "kg_text_graph", "N": 4, "text_triples": 5})
 
 
 def test_markg_pretrain_then_mars_init_from(world, tmp_path):

@@ -63,7 +63,11 @@ over every example of the split file, unfiltered, over all candidates.
 "(h, r, ?)" ranked over all entities and a relation-prediction example "(h, ?, t)" ranked over all
 relations, each with the MR-MKG prefix: the subgraph retrieved for the head entity, *minus the
 triple being predicted* (and, for relation prediction, every edge between h and t), so the answer
-is never handed to the model; the head's image as visual token when it has one.
+is never handed to the model; the head's image as visual token when it has one. ``prompt=kg_text_graph``
+also writes the top ``text_triples`` triples of that reduced subgraph as "Facts: ..." before the query
+(entities as "name [E i]"), so that stage 1 sees the input form of the cumulative MARS rungs
+(``kg_text_graph`` with ``fact_tokens``); it cannot leak the answer, as the facts come from the
+subgraph after the removal.
 """
 from __future__ import annotations
 
@@ -245,7 +249,10 @@ class MarKGTaskConfig:
     dev_triples: int = field(default=500, metadata={"help": "Triples held out (seeded) for the dev metrics of both sub-tasks."})
     max_triples: int = field(default=0, metadata={"help": "Use only this many training triples (seeded sample; 0 = all)."})
     relation_prediction: bool = field(default=True, metadata={"help": "Also make the (h, ?, t) relation-prediction example per triple."})
-    prompt: Literal["question", "kg_graph"] = field(default="kg_graph", metadata={"help": "kg_graph: with the head's retrieved subgraph; question: the triple text alone."})
+    prompt: Literal["question", "kg_graph", "kg_text_graph"] = field(default="kg_graph", metadata={
+        "help": "kg_graph: with the head's retrieved subgraph; question: the triple text alone; kg_text_graph: the "
+                "subgraph and its top text_triples triples written as facts (the cumulative MARS rungs' input)."})
+    text_triples: int = field(default=15, metadata={"help": "kg_text_graph: triples of the subgraph written as facts."})
     use_images: bool = field(default=True, metadata={"help": "Give the head's image features as a visual token when it has an image."})
     n: int = field(default=10, metadata={"help": "Retrieval first stage top-n."})
     N: int = field(default=10, metadata={"help": "Triples kept in the subgraph."})
@@ -253,6 +260,18 @@ class MarKGTaskConfig:
 
 
 # ---------------------------------------------------------------------------------- shared pieces
+def facts_prefix(kg, triple_ids: np.ndarray, entity_tokens: bool) -> str:
+    """Triples ``triple_ids`` (shape (k,)) as the prompt prefix "Facts: a; b.\\n" ("" for none): each
+    "head relation tail" (``kg.verbalise``), or with ``entity_tokens`` "name [E i] relation name [E j]",
+    the entities' trainable tokens, so a fact names the candidates the model ranks."""
+    if entity_tokens:
+        names, rels = kg.entity_names, kg.relation_names
+        facts = [f"{names[h]} [E{h}] {rels[r]} {names[t]} [E{t}]" for h, r, t in kg.triples[triple_ids].tolist()]
+    else:
+        facts = [kg.verbalise(int(i)) for i in triple_ids]
+    return "Facts: " + "; ".join(facts) + ".\n" if facts else ""
+
+
 def _resolve(base: Path, name: str) -> Path:
     p = Path(name)
     return p if p.is_absolute() or p.exists() or not str(base) else base / p
@@ -364,15 +383,6 @@ class MarsTask:
             return text, f"standin:{self.config.standin}"
         return (f"{name} [E{e}]" if self.config.entity_tokens else name), "text"
 
-    def _fact(self, triple_id: int) -> str:
-        """A retrieved triple as prompt text (``kg_text``): "head relation tail", entities with their
-        tokens when ``fact_tokens``."""
-        if not self.config.fact_tokens:
-            return self.kg.verbalise(triple_id)
-        h, r, t = self.kg.triples[triple_id].tolist()
-        names = self.kg.entity_names
-        return f"{names[h]} [E{h}] {self.kg.relation_names[r]} {names[t]} [E{t}]"
-
     @functools.cached_property
     def train_records(self) -> list[MarsRecord]:
         """``train_file``, parsed once: it feeds the training examples, the memory and the frequencies."""
@@ -443,8 +453,7 @@ class MarsTask:
                     "triple_scores": [] if sg is None else [round(float(s), 6) for s in sg.triple_scores.tolist()]}
             prompt = f"Analogy: {h} is to {t} as {q} is to"
             if cfg.prompt in _FACT_PROMPTS:  # facts are always among the triples the prediction lists
-                facts = [self._fact(int(i)) for i in sg.triple_ids[: cfg.text_triples].tolist()]
-                prompt = ("Facts: " + "; ".join(facts) + ".\n" if facts else "") + prompt
+                prompt = facts_prefix(self.kg, sg.triple_ids[: cfg.text_triples], cfg.fact_tokens) + prompt
             if cfg.prompt in _GRAPH_PROMPTS and sg is not None:
                 sg = dataclasses.replace(sg, focus=np.array([r.question], dtype=np.int64)).with_example(r.head, r.tail, cfg.copy_node)
                 if cfg.memory and kinds[2] != "image":  # an image does not say which entity it is
@@ -619,6 +628,9 @@ class MarKGPretrainTask:
         self.seed = seed
         self.ctx = _GraphContext(config.graph, config.n, config.N, config.images_per_entity)
         self.kg = self.ctx.kg
+        if config.prompt == "kg_text_graph" and config.text_triples > config.N:
+            raise InputError(f"field 'task_args.text_triples': {config.text_triples} facts cannot come from a subgraph of "
+                             f"N = {config.N} triples; expected text_triples <= N")
         T = self.kg.num_triples
         perm = np.random.default_rng(seed).permutation(T)
         dev = min(config.dev_triples, max(T - 1, 0))
@@ -644,7 +656,7 @@ class MarKGPretrainTask:
         kg, ctx, cfg = self.kg, self.ctx, self.config
         tri = kg.triples[triple_ids]
         sgs = [None] * len(tri)
-        if cfg.prompt == "kg_graph" and len(tri):
+        if cfg.prompt in _GRAPH_PROMPTS and len(tri):
             sgs = ctx.retriever.retrieve_vectors_batch([ctx.entity_vec[h] for h in tri[:, 0].tolist()], None,
                                                        [kg.entity_names[h] for h in tri[:, 0].tolist()])
         out = []
@@ -654,19 +666,25 @@ class MarKGPretrainTask:
             hn = f"{kg.entity_names[h]} [E{h}]"
             ent_sg = None if sg is None else _without(kg, sg, lambda hh, rr, tt: (hh, rr, tt) == (h, r, t), t,
                                                         cfg.images_per_entity)
-            out.append(MRMKGExample(prompt=f"{hn} {kg.relation_names[r]} [R{r}]", answer=t, subgraph=ent_sg,
-                                    image_tokens=tokens, meta={"kind": "entity", "triple": tid}))
+            out.append(MRMKGExample(prompt=self._facts(ent_sg) + f"{hn} {kg.relation_names[r]} [R{r}]", answer=t,
+                                    subgraph=ent_sg, image_tokens=tokens, meta={"kind": "entity", "triple": tid}))
             if cfg.relation_prediction:
                 rel_sg = None if sg is None else _without(kg, sg, lambda hh, rr, tt: {hh, tt} == {h, t}, -1,
                                                             cfg.images_per_entity)
                 tn = f"{kg.entity_names[t]} [E{t}]"
-                out.append(MRMKGExample(prompt=f"{hn} and {tn} are related by", answer=r, subgraph=rel_sg,
-                                        image_tokens=tokens, meta={"kind": "relation", "triple": tid}))
+                out.append(MRMKGExample(prompt=self._facts(rel_sg) + f"{hn} and {tn} are related by", answer=r,
+                                        subgraph=rel_sg, image_tokens=tokens, meta={"kind": "relation", "triple": tid}))
         return out
+
+    def _facts(self, sg) -> str:
+        """``kg_text_graph``: the top ``text_triples`` triples of ``sg`` as facts with entity tokens; "" otherwise."""
+        if self.config.prompt != "kg_text_graph" or sg is None:
+            return ""
+        return facts_prefix(self.kg, sg.triple_ids[: self.config.text_triples], entity_tokens=True)
 
     def build_model(self) -> TaskModel:
         self._model = _build_mrmkg(self.ctx, self.model_args, self.seed,
-                                   default_use_kg=self.config.prompt == "kg_graph", default_use_image=True)
+                                   default_use_kg=self.config.prompt in _GRAPH_PROMPTS, default_use_image=True)
         return TaskModel(self._model)
 
     def train_examples(self):
