@@ -5,7 +5,7 @@
 # Needs the MarKG graph (runs/graphs/markg) and the 300-step stage-1 weights of scripts/mars_ladder.sh
 # (STAGE1, default runs/ladder2/v-stage1).
 set -u
-case "${1:-}" in A|B|A2|B2|C|D|E|F|G|H|I|J|K1|M|M1|M2|N|P0|P1|P2|P3|P4|R0|R1|R2|R3|R4|S0|S1|S2|S3|S4|S5|S6|U0|U1|U2|U3|U4|U5|U6|V0|V1|V2|V3|V4|V5|V6|W0|W1|W2|W3|W4|W5|W6|II|X3|X4|X5|X6|X7|X8|X4S1|X7S1|II2|II3|II4|II5) ;; *) echo "usage: $0 A|B|A2|B2|C|D|E|F|G|H|I|J|K1|M|M1|M2|N|P0..P4|R0..R4|S0..S6|U0..U6|V0..V6|W0..W6|II|X3|X4|X5|X6|X7|X8|X4S1|X7S1|II2|II3|II4|II5 (two lanes a round)" >&2; exit 2;; esac
+case "${1:-}" in A|B|A2|B2|C|D|E|F|G|H|I|J|K1|M|M1|M2|N|P0|P1|P2|P3|P4|R0|R1|R2|R3|R4|S0|S1|S2|S3|S4|S5|S6|U0|U1|U2|U3|U4|U5|U6|V0|V1|V2|V3|V4|V5|V6|W0|W1|W2|W3|W4|W5|W6|II|X3|X4|X5|X6|X7|X8|X4S1|X7S1|II2|II3|II4|II5|S1C|II6) ;; *) echo "usage: $0 A|B|A2|B2|C|D|E|F|G|H|I|J|K1|M|M1|M2|N|P0..P4|R0..R4|S0..S6|U0..U6|V0..V6|W0..W6|II|X3|X4|X5|X6|X7|X8|X4S1|X7S1|II2|II3|II4|II5|S1C|II6 (two lanes a round)" >&2; exit 2;; esac
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/epoch1}
 STAGE1=${STAGE1:-runs/ladder2/v-stage1}
@@ -27,6 +27,10 @@ X7) run v-align-standin-1500-noent -c $M $X --set init_from=${S1:-$OUT/v-stage1-
 II3) run iii-kgtextgraph -c configs/mars-smollm2-cpu-rgat-noalign.yaml $X $C ;;
 II4) run iv-kgtextgraph-align -c $M $X $C ;;
 II5) run v-kgtextgraph-align-stage1 -c $M $X $C --set init_from=${S1:-runs/s10/v-stage1-standin-1500} --set "init_skip=[mrmkg.entity_head.]" ;;
+S1C) run v-stage1-kgtextgraph-1500 -c configs/markg-smollm2-cpu-pretrain.yaml $X --set task_args.prompt=kg_text_graph \
+     --set task_args.N=15 --set task_args.text_triples=15 --set model.max_prompt_tokens=256 --set model.pack_sequences=true \
+     --set max_steps=1500 --set eval_at_end=false ;;
+II6) run v-kgtextgraph-align-stage1c -c $M $X $C --set init_from=${S1:-$OUT/v-stage1-kgtextgraph-1500} --set "init_skip=[mrmkg.entity_head.]" ;;
 X4S1) run iv-align-standin-seed1 -c $M $X --set seed=1 ;;
 X7S1) run v-align-standin-1500-noent-seed1 -c $M $X --set seed=1 --set init_from=${S1:-$OUT/v-stage1-standin-1500} --set "init_skip=[mrmkg.entity_head.]" ;;
 X8) run v-stage1-standin -c configs/markg-smollm2-cpu-pretrain.yaml $X --set max_steps=300 --set eval_at_end=false
@@ -125,3 +129,7 @@ esac
 #   OUT=runs/s12 THREADS=2 CKPT=250 scripts/mars_epoch.sh II3
 #   OUT=runs/s12 THREADS=2 CKPT=250 scripts/mars_epoch.sh II4     (RESUME=1 to continue it)
 #   OUT=runs/s12 THREADS=2 CKPT=250 scripts/mars_epoch.sh II5
+# session 14: cumulative (v) with a stage 1 that sees the cumulative input (the facts and the subgraph, S1C: 1,500
+# steps, as X6's), then II5 from it (II6); each alone on both cores:
+#   OUT=runs/s14 THREADS=2 CKPT=125 scripts/mars_epoch.sh S1C      (RESUME=1 to continue it)
+#   OUT=runs/s14 THREADS=2 CKPT=125 scripts/mars_epoch.sh II6
