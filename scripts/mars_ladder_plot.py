@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from mrmkg.errors import InputError
-from mrmkg.fileio import read_jsonl
+from mrmkg.evaluate import read_predictions
 from mrmkg.rank_plot import render_hits_curves
 
 
@@ -25,7 +25,7 @@ def main(argv: list[str]) -> None:
         label, sep, folder = spec.partition("=")
         if not sep or not label or not folder:
             ap.error(f"{spec!r}: expected LABEL=EVAL_DIR")
-        preds = [obj for _, obj in read_jsonl(f"{folder}/predictions.jsonl", "predictions file")]
+        preds = read_predictions(folder)
         if ids is not None and [p["id"] for p in preds] != ids:
             sys.exit(f"{folder}: predictions.jsonl lists other examples than {args.runs[0].partition('=')[2]}")
         ids = [p["id"] for p in preds]

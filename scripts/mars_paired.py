@@ -13,12 +13,8 @@ import math
 import sys
 
 from mrmkg.errors import InputError
-from mrmkg.fileio import read_jsonl
+from mrmkg.evaluate import read_predictions
 from mrmkg.tasks.mars import ranking_metrics
-
-
-def load(folder: str) -> list[dict]:
-    return [obj for _, obj in read_jsonl(f"{folder}/predictions.jsonl", "predictions file")]
 
 
 def mcnemar_p(only_a: int, only_b: int) -> float:
@@ -31,7 +27,7 @@ def mcnemar_p(only_a: int, only_b: int) -> float:
 
 
 def main(path_a: str, path_b: str) -> None:
-    a, b = load(path_a), load(path_b)
+    a, b = read_predictions(path_a), read_predictions(path_b)
     if [x["id"] for x in a] != [x["id"] for x in b]:
         sys.exit(f"{path_a} and {path_b}: predictions.jsonl list different examples (not the same split file?)")
     for name, folder, run in (("A", path_a, a), ("B", path_b, b)):

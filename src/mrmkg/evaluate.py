@@ -25,7 +25,7 @@ import torch
 import yaml
 
 from mrmkg.errors import InputError
-from mrmkg.fileio import atomic_dir, atomic_write_json, atomic_write_text
+from mrmkg.fileio import atomic_dir, atomic_write_json, atomic_write_text, read_jsonl
 from mrmkg.malloc import tune_malloc
 
 TIE_RULE = "rank = 1 + #candidates scored strictly higher (ties count in the gold's favour)"
@@ -92,9 +92,14 @@ def evaluate_mars(checkpoint: str | Path, split_file: str | Path, out: str | Pat
     return metrics
 
 
+def read_predictions(eval_dir: str | Path) -> list[dict]:
+    """The lines of ``eval_dir/predictions.jsonl`` (an ``evaluate_mars`` output folder), in file order; an
+    InputError naming the file and line when it is missing or malformed."""
+    return [obj for _, obj in read_jsonl(Path(eval_dir) / "predictions.jsonl", "predictions file")]
+
+
 def metrics_from_predictions(path: str | Path) -> dict:
     """Recompute the ranking metrics from a ``predictions.jsonl`` (to check a ``metrics.json``)."""
     from mrmkg.tasks.mars import ranking_metrics
 
-    ranks = [json.loads(line)["rank"] for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-    return ranking_metrics(ranks)
+    return ranking_metrics([p["rank"] for _, p in read_jsonl(path, "predictions file")])
