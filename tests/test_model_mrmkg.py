@@ -248,6 +248,25 @@ def test_weight_free_count_matches_built_model():
     assert xl["d"] == 2048 and xl["total"] > 0
 
 
+
+def test_printed_parameter_report_shows_each_trained_part_and_the_share_of_the_llm():
+    from rich.console import Console
+
+    from mrmkg.model.params import format_count, print_parameter_report
+
+    assert [format_count(n) for n in (999, 1_500, 77_000_000, 7_000_000_000)] == ["999", "1.50k", "77.00M", "7.00B"]
+    m, _ = build("llama")
+    console = Console(record=True, width=200)
+    r = print_parameter_report(m, console=console)
+    text = console.export_text()
+    assert r == m.parameter_report()
+    assert r["trainable"] == sum(p.numel() for p in m.trainable_parameters())
+    for part, n in r["parts"].items():
+        if n:
+            assert part in text and format_count(n) in text
+    assert "graph_pointer" not in text  # parts the config leaves out are not listed
+    assert f"{r['percent_of_llm']:.2f}% of the LLM" in text and format_count(r["llm"]) in text
+
 @pytest.mark.parametrize("length", ["text", "nodes"])
 def test_knowledge_gate_starts_closed_then_learns(length):
     m, kg = build("llama", knowledge_gate=True, adapter_length=length)
