@@ -186,6 +186,38 @@ def test_train_learns_and_is_deterministic(tmp_path):
     assert json.loads((r1.output_dir / "metrics.json").read_text()) == r1.metrics
 
 
+
+def test_progress_periodic_eval_and_summary_table(tmp_path, capsys):
+    from mrmkg.train import train
+
+    r = train(_cfg(tmp_path, epochs=2, eval_every=6, progress=True))  # 12 steps per epoch, 24 in all
+    evals = [h for h in r.history if "eval" in h]
+    assert [h["step"] for h in evals] == [6, 12, 18]  # the final evaluation is the run's metrics, not history
+    assert all(set(h["eval"]) == {"accuracy", "loss"} for h in evals)
+    err = capsys.readouterr().err
+    assert "train test_train:ToyTask" in err and "samples_s=" in err  # the bar, with loss and throughput
+    assert "training summary" in err and "samples_per_s" in err and "accuracy" in err
+    # evaluating in the middle leaves the run where it would be without it (the toy eval draws no random numbers)
+    quiet = train(_cfg(tmp_path / "quiet", epochs=2))
+    assert quiet.metrics == r.metrics
+
+
+@pytest.mark.parametrize("over,needle", [
+    ({"task": "no_such_task"}, "unknown task 'no_such_task'"),
+    ({"task": "no_such_module_xyz:Task"}, "cannot import 'no_such_module_xyz:Task'"),
+    ({"task": "test_train:NoSuchTask"}, "cannot import 'test_train:NoSuchTask'"),
+    ({"batch_size": 97}, "96 training examples are fewer than one optimizer step"),
+    ({"grad_accum": 13}, "(batch_size 8 x processes 1 x grad_accum 13)"),
+    ({"optim": {"scheduler": "sawtooth"}}, "field 'optim.scheduler'"),
+])
+def test_engine_refuses_setups_it_cannot_run(tmp_path, over, needle):
+    from mrmkg.train import train
+
+    with pytest.raises(InputError) as e:
+        train(_cfg(tmp_path, **over))
+    assert needle in str(e.value)
+    assert not (tmp_path / "run" / "final").exists()
+
 def test_grad_accum_matches_large_batch(tmp_path):
     from mrmkg.train import train
 
