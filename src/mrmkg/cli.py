@@ -18,6 +18,26 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("mrmkg")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            v = "unknown (not installed)"
+        typer.echo(f"mrmkg {v}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the installed mrmkg version and exit.")) -> None:
+    """Multimodal reasoning with a multimodal knowledge graph (MR-MKG) on a frozen language model."""
+
+
 # (module under mrmkg.commands, attribute, command name, is_group)
 COMMANDS = [
     ("kg", "app", "kg", True),
