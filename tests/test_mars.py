@@ -485,6 +485,15 @@ def test_train_then_eval_outputs_agree(world, tmp_path):
     for k in ("hits@1", "hits@3", "hits@5", "hits@10", "mrr", "n"):
         assert metrics[k] == pytest.approx(res.metrics[k], abs=1e-9)
     assert metrics["image_sides"]  # the counts of how image-side entities were given are reported
+    # `mrmkg explain` reads this folder back in names: the retrieved triples and memory of every prediction
+    from mrmkg.explain import explain, open_eval
+
+    folder = open_eval(out)
+    for p in preds:
+        e = explain(folder, p)
+        assert e["rank"] == p["rank"] and e["gold"]["id"] == p["gold"]
+        assert sorted(k["triple"] for k in e["retrieved"]) == sorted(t for t, _ in p["retrieved"])
+        assert [m["id"] for m in e["memory"]] == [m[0] for m in p["memory"]]
 
 
 def test_training_is_seeded_and_learns(world, tmp_path):

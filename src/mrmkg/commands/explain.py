@@ -1,0 +1,44 @@
+"""`mrmkg explain`: the examples of an `mrmkg eval` folder in names (see :mod:`mrmkg.explain`)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def explain_command(
+    eval_dir: Path = typer.Argument(..., help="Output folder of `mrmkg eval` (predictions.jsonl, eval_config.yaml)."),
+    ids: Optional[List[str]] = typer.Argument(None, help="Example ids to show (e.g. dev-2); default: the first "
+                                                         "--limit examples."),
+    limit: int = typer.Option(3, "--limit", min=1, help="How many examples to show when no ids are given."),
+    wrong: bool = typer.Option(False, "--wrong", help="Without ids: only examples whose gold answer is not ranked first."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per example instead of tables."),
+    picture: Optional[Path] = typer.Option(None, "--picture", help="Also draw the first shown example's subgraph "
+                                                                   "(retrieved triples and memory edges) to this "
+                                                                   ".png or .svg file."),
+    graph: Optional[str] = typer.Option(None, "--graph", help="Graph folder to use instead of the one recorded "
+                                                              "in eval_config.yaml."),
+    split_file: Optional[str] = typer.Option(None, "--split-file", help="Split file to use instead of the one "
+                                                                        "recorded in eval_config.yaml."),
+) -> None:
+    """Show, per example of an evaluation: the analogy, the gold answer's rank, the top 10 and the knowledge
+    the model saw (retrieved triples with scores, analogy memory, copy node)."""
+    from mrmkg.explain import explain, open_eval, print_explanation, select, subgraph_of
+
+    folder = open_eval(eval_dir, graph=graph, split_file=split_file)
+    chosen = select(folder.predictions, ids or (), limit=limit, wrong=wrong)
+    for p in chosen:
+        e = explain(folder, p)
+        if as_json:
+            typer.echo(json.dumps(e, ensure_ascii=False))
+        else:
+            print_explanation(e)
+    if picture is not None and chosen:
+        from mrmkg.viz import render_subgraph
+
+        p = chosen[0]
+        sg = subgraph_of(folder, p)
+        path = render_subgraph(folder.kg, sg, picture, title=f"{p['id']}: {sg.query} (gold rank {p['rank']})")
+        typer.echo(f"picture: {path}", err=as_json)

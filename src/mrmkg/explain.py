@@ -1,0 +1,153 @@
+"""Why a MARS prediction came out as it did: the examples of an ``mrmkg eval`` folder, in names.
+
+``predictions.jsonl`` stores ids (entities, triples, relations) so that it stays small and exact. This
+module joins it with the split file and the graph recorded in the folder's ``eval_config.yaml`` and gives,
+per example: the analogy ``h : t :: q : ?`` with names, the gold answer and its rank, the top ten
+candidates with their scores, the retrieved triples the model saw (id, head, relation, tail, retrieval
+score), the analogy memory's edges and the copy node, and a picture of that subgraph.
+
+The gold relation is shown for the reader only; it is never an input of the model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import yaml
+
+from mrmkg.errors import InputError
+from mrmkg.evaluate import read_predictions
+
+
+@dataclass
+class EvalFolder:
+    """An ``mrmkg eval`` output folder opened with its graph and split file."""
+
+    path: Path
+    kg: object  # MMKG
+    records: dict  # prediction id -> MarsRecord
+    predictions: list[dict]
+
+
+def open_eval(eval_dir: str | Path, graph: str | None = None, split_file: str | None = None) -> EvalFolder:
+    """Open ``eval_dir``; ``graph`` / ``split_file`` replace the paths its ``eval_config.yaml`` records
+    (e.g. when the evaluation ran in another folder or on another machine)."""
+    from mrmkg.kg.graph import MMKG
+    from mrmkg.tasks.mars import load_mars_split
+
+    d = Path(eval_dir)
+    cfg_path = d / "eval_config.yaml"
+    if not cfg_path.is_file():
+        raise InputError("not an `mrmkg eval` output folder: no eval_config.yaml", path=d)
+    cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
+    graph = graph or (cfg.get("task_args") or {}).get("graph")
+    split_file = split_file or cfg.get("split_file")
+    for what, value, option in (("graph folder", graph, "--graph"), ("split file", split_file, "--split-file")):
+        if not value or not Path(value).exists():
+            raise InputError(f"the {what} this evaluation used, {value!r}, is not here; give it with {option}",
+                             path=cfg_path)
+    kg = MMKG.load(graph)
+    records = {r.id: r for r in load_mars_split(split_file, kg)}
+    preds = read_predictions(d)
+    unknown = [p["id"] for p in preds if p.get("id") not in records]
+    if unknown:
+        raise InputError(f"{len(unknown)} prediction(s) name examples the split file {split_file} does not have, "
+                         f"first {unknown[0]!r}", path=d / "predictions.jsonl")
+    return EvalFolder(d, kg, records, preds)
+
+
+def select(preds: Sequence[dict], ids: Sequence[str] = (), limit: int = 3, wrong: bool = False) -> list[dict]:
+    """The predictions named by ``ids`` (in that order), else the first ``limit`` ones (only those whose
+    gold answer is not ranked first, with ``wrong``)."""
+    if ids:
+        by_id = {p["id"]: p for p in preds}
+        missing = [i for i in ids if i not in by_id]
+        if missing:
+            raise InputError(f"no prediction with id {missing[0]!r} (ids look like {preds[0]['id']!r})")
+        return [by_id[i] for i in ids]
+    return [p for p in preds if not wrong or p["rank"] > 1][:limit]
+
+
+def explain(folder: EvalFolder, pred: dict) -> dict:
+    """One prediction in names: JSON-ready (see the module docstring for what it holds)."""
+    from mrmkg.kg.subgraph import Subgraph
+
+    kg, r = folder.kg, folder.records[pred["id"]]
+
+    def ent(e: int) -> dict:
+        return {"id": kg.entity_ids[e], "name": kg.entity_names[e]}
+
+    def ent_id(eid: str) -> dict:
+        return ent(kg.entity_index(eid))
+
+    def rel_id(rid: str) -> dict:
+        return {"id": rid, "name": kg.relation_names[kg.relation_index(rid)]}
+
+    triples, scores = zip(*pred["retrieved"]) if pred["retrieved"] else ((), ())
+    table = Subgraph.from_triples(kg, list(triples), list(scores)).triples_table(kg)
+    return {
+        "id": pred["id"], "mode": pred["mode"], "sides": pred["sides"],
+        "example": [ent(r.head), ent(r.tail)], "question": ent(r.question),
+        "relation": rel_id(r.relation) if r.relation else None,
+        "gold": ent(r.answer), "rank": pred["rank"],
+        "top10": [{**ent_id(e), "score": s, "gold": e == pred["gold"]} for e, s in pred["top10"]],
+        "retrieved": [{"triple": t["id"], "head": t["head_name"], "relation": t["relation_name"],
+                       "tail": t["tail_name"], "score": t["score"]} for t in table],
+        "memory": [{**ent_id(e), "relation": rel_id(rel), "count": c} for e, rel, c in pred.get("memory") or []],
+        "copy": ent_id(pred["copy"]) if pred.get("copy") else None,
+    }
+
+
+def subgraph_of(folder: EvalFolder, pred: dict):
+    """The subgraph behind ``pred`` (retrieved triples, the analogy's entities and memory edges) for
+    :func:`mrmkg.viz.render_subgraph`."""
+    from mrmkg.kg.subgraph import Subgraph
+
+    kg, r = folder.kg, folder.records[pred["id"]]
+    triples, scores = zip(*pred["retrieved"]) if pred["retrieved"] else ((), ())
+    sg = Subgraph.from_triples(kg, list(triples), list(scores), seeds=[r.question, r.head, r.tail],
+                               query=f"{kg.entity_names[r.head]} : {kg.entity_names[r.tail]} :: "
+                                     f"{kg.entity_names[r.question]} : ?")
+    return sg.with_memory([(r.question, kg.relation_index(rel), kg.entity_index(e), c)
+                           for e, rel, c in pred.get("memory") or []])
+
+
+def print_explanation(e: dict, console=None) -> None:
+    """``explain``'s dict as rich tables: the analogy, the top ten and the knowledge behind them."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    h, t = e["example"]
+    rel = f", gold relation {e['relation']['name']} (not a model input)" if e["relation"] else ""
+    console.print(f"[bold]{e['id']}[/]: {h['name']} ({h['id']}) : {t['name']} ({t['id']}) :: "
+                  f"{e['question']['name']} ({e['question']['id']}) : ?   mode {e['mode']}, given as "
+                  f"{' / '.join(e['sides'])}{rel}")
+    console.print(f"gold {e['gold']['name']} ({e['gold']['id']}): rank [bold]{e['rank']}[/]")
+    top = Table(title="top 10")
+    for col, kw in (("#", {"justify": "right"}), ("entity", {}), ("score", {"justify": "right"})):
+        top.add_column(col, **kw)
+    for i, c in enumerate(e["top10"], 1):
+        name = f"{c['name']} ({c['id']})"
+        top.add_row(str(i), f"[bold green]{name} (gold)[/]" if c["gold"] else name, f"{c['score']:.4f}")
+    console.print(top)
+    if e["retrieved"]:
+        kn = Table(title=f"{len(e['retrieved'])} retrieved triples (the subgraph)")
+        for col, kw in (("triple", {"justify": "right"}), ("head", {}), ("relation", {}), ("tail", {}),
+                        ("score", {"justify": "right"})):
+            kn.add_column(col, **kw)
+        for k in e["retrieved"]:
+            kn.add_row(str(k["triple"]), k["head"], k["relation"], k["tail"], f"{k['score']:.3f}")
+        console.print(kn)
+    if e["memory"]:
+        mem = Table(title="analogy memory (training pairs of the question entity)")
+        for col, kw in (("partner", {}), ("relation", {}), ("seen", {"justify": "right"})):
+            mem.add_column(col, **kw)
+        for m in e["memory"]:
+            mem.add_row(f"{m['name']} ({m['id']})", f"{m['relation']['name']} ({m['relation']['id']})",
+                        f"{m['count']:g}")
+        console.print(mem)
+    if e["copy"]:
+        console.print(f"copy node: {e['copy']['name']} ({e['copy']['id']}), the example's tail")
+

@@ -1,0 +1,109 @@
+"""`mrmkg explain`: an eval folder's predictions joined with its graph and split file, in names."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mrmkg.cli import main
+from mrmkg.errors import InputError
+from mrmkg.explain import explain, open_eval, select, subgraph_of
+from mrmkg.kg.graph import MMKG
+
+ENTS = [("Q1", "cat", ""), ("Q2", "kitten", ""), ("Q3", "dog", ""), ("Q4", "puppy", ""), ("Q5", "bark", ""),
+        ("Q6", "meow", "")]
+RELS = [("P1", "young of", ""), ("P2", "sound of", ""), ("A1", "analogy young", "")]
+TRIPLES = [("Q2", "P1", "Q1"), ("Q4", "P1", "Q3"), ("Q5", "P2", "Q3"), ("Q6", "P2", "Q1")]
+
+
+def _pred(pid, gold, rank, top, retrieved, memory=(), copy=None):
+    return {"id": pid, "gold": gold, "rank": rank, "top10": [[e, s] for e, s in top], "retrieved": retrieved,
+            "memory": [list(m) for m in memory], "copy": copy, "mode": 0, "sides": ["text", "text", "standin:name"]}
+
+
+@pytest.fixture
+def eval_dir(tmp_path):
+    graph = tmp_path / "graph"
+    MMKG.from_records(ENTS, [r[:2] for r in RELS], TRIPLES).save(graph)
+    split = tmp_path / "dev.json"
+    split.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"example": ["Q1", "Q2"], "question": "Q3", "answer": "Q4", "relation": "A1", "mode": 0},
+        {"example": ["Q3", "Q5"], "question": "Q1", "answer": "Q6", "mode": 0},
+        {"example": ["Q1", "Q2"], "question": "Q1", "answer": "Q2", "relation": "A1", "mode": 0}]))
+    d = tmp_path / "eval"
+    d.mkdir()
+    (d / "eval_config.yaml").write_text(yaml.safe_dump({"checkpoint": "run", "split_file": str(split),
+                                                         "task_args": {"graph": str(graph)}}))
+    preds = [_pred("dev-1", "Q4", 1, [("Q4", 3.5), ("Q5", 1.25)], [[1, 0.9], [2, 0.4]], memory=[("Q4", "A1", 2.0)]),
+             _pred("dev-2", "Q6", 2, [("Q5", 2.0), ("Q6", 1.0)], [[2, 0.3], [3, 0.8]]),
+             _pred("dev-3", "Q2", 3, [("Q3", 1.0), ("Q4", 0.5), ("Q2", 0.1)], [], copy="Q2")]
+    (d / "predictions.jsonl").write_text("".join(json.dumps(p) + "\n" for p in preds))
+    return d
+
+
+def test_explanation_names_the_analogy_candidates_and_knowledge(eval_dir):
+    folder = open_eval(eval_dir)
+    e = explain(folder, folder.predictions[0])
+    assert [x["name"] for x in e["example"]] == ["cat", "kitten"] and e["question"]["name"] == "dog"
+    assert e["gold"] == {"id": "Q4", "name": "puppy"} and e["rank"] == 1
+    assert e["relation"] == {"id": "A1", "name": "analogy young"}
+    assert e["top10"] == [{"id": "Q4", "name": "puppy", "score": 3.5, "gold": True},
+                          {"id": "Q5", "name": "bark", "score": 1.25, "gold": False}]
+    assert e["retrieved"] == [{"triple": 1, "head": "puppy", "relation": "young of", "tail": "dog", "score": 0.9},
+                              {"triple": 2, "head": "bark", "relation": "sound of", "tail": "dog", "score": 0.4}]
+    assert e["memory"] == [{"id": "Q4", "name": "puppy", "relation": {"id": "A1", "name": "analogy young"},
+                            "count": 2.0}]
+    second = explain(folder, folder.predictions[1])
+    assert [k["triple"] for k in second["retrieved"]] == [3, 2]  # best retrieval score first
+    assert second["relation"] is None and second["copy"] is None
+    assert explain(folder, folder.predictions[2])["copy"] == {"id": "Q2", "name": "kitten"}
+
+
+def test_selection_by_ids_first_examples_or_wrong_ones(eval_dir):
+    preds = open_eval(eval_dir).predictions
+    assert [p["id"] for p in select(preds, ["dev-3", "dev-1"])] == ["dev-3", "dev-1"]
+    assert [p["id"] for p in select(preds, limit=2)] == ["dev-1", "dev-2"]
+    assert [p["id"] for p in select(preds, limit=5, wrong=True)] == ["dev-2", "dev-3"]
+    with pytest.raises(InputError, match="no prediction with id 'dev-9'"):
+        select(preds, ["dev-9"])
+
+
+def test_subgraph_holds_the_retrieved_triples_the_analogy_and_memory(eval_dir):
+    folder = open_eval(eval_dir)
+    sg = subgraph_of(folder, folder.predictions[0])
+    assert sg.triple_ids.tolist() == [1, 2] and sg.query == "cat : kitten :: dog : ?"
+    assert {folder.kg.entity_ids[e] for e in sg.node_ref.tolist()} == {"Q1", "Q2", "Q3", "Q4", "Q5"}
+    assert [(folder.kg.entity_ids[h], folder.kg.entity_ids[t], c) for h, _, t, c in sg.memory_edges] == \
+        [("Q3", "Q4", 2.0)]
+
+
+def test_cli_tables_json_and_picture(eval_dir, tmp_path, capsys):
+    assert main(["explain", str(eval_dir), "dev-2"]) == 0
+    out = capsys.readouterr().out
+    assert "dev-2" in out and "gold meow (Q6): rank 2" in out and "sound of" in out and "meow (Q6) (gold)" in out
+    pic = tmp_path / "sg.svg"
+    assert main(["explain", str(eval_dir), "--wrong", "--limit", "1", "--json", "--picture", str(pic)]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.strip().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["id"] == "dev-2"
+    assert pic.read_text().lstrip().startswith("<?xml") and str(pic) in captured.err
+
+
+def test_bad_folders_are_refused_with_the_option_to_use(eval_dir, tmp_path, capsys):
+    assert main(["explain", str(tmp_path)]) == 2
+    assert "not an `mrmkg eval` output folder" in capsys.readouterr().err
+    cfg = yaml.safe_load((eval_dir / "eval_config.yaml").read_text())
+    graph = cfg["task_args"]["graph"]
+    cfg["task_args"]["graph"] = str(tmp_path / "moved")
+    (eval_dir / "eval_config.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["explain", str(eval_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "moved" in err and "--graph" in err and "Traceback" not in err
+    assert main(["explain", str(eval_dir), "--graph", graph, "dev-1"]) == 0
+    capsys.readouterr()
+    with open(eval_dir / "predictions.jsonl", "a") as f:
+        f.write(json.dumps(_pred("test-7", "Q1", 1, [("Q1", 1.0)], [])) + "\n")
+    assert main(["explain", str(eval_dir), "--graph", graph]) == 2
+    assert "'test-7'" in capsys.readouterr().err
