@@ -35,7 +35,8 @@ def eval_dir(tmp_path):
     d = tmp_path / "eval"
     d.mkdir()
     (d / "eval_config.yaml").write_text(yaml.safe_dump({"checkpoint": "run", "split_file": str(split),
-                                                         "task_args": {"graph": str(graph)}}))
+                                                         "task_args": {"graph": str(graph), "prompt": "kg_text_graph",
+                                                                       "text_triples": 1}}))
     preds = [_pred("dev-1", "Q4", 1, [("Q4", 3.5), ("Q5", 1.25)], [[1, 0.9], [2, 0.4]], memory=[("Q4", "A1", 2.0)]),
              _pred("dev-2", "Q6", 2, [("Q5", 2.0), ("Q6", 1.0)], [[2, 0.3], [3, 0.8]]),
              _pred("dev-3", "Q2", 3, [("Q3", 1.0), ("Q4", 0.5), ("Q2", 0.1)], [], copy="Q2")]
@@ -51,14 +52,33 @@ def test_explanation_names_the_analogy_candidates_and_knowledge(eval_dir):
     assert e["relation"] == {"id": "A1", "name": "analogy young"}
     assert e["top10"] == [{"id": "Q4", "name": "puppy", "score": 3.5, "gold": True},
                           {"id": "Q5", "name": "bark", "score": 1.25, "gold": False}]
-    assert e["retrieved"] == [{"triple": 1, "head": "puppy", "relation": "young of", "tail": "dog", "score": 0.9},
-                              {"triple": 2, "head": "bark", "relation": "sound of", "tail": "dog", "score": 0.4}]
+    # in the order the model got them; with kg_text_graph and text_triples 1, the first one was also a fact
+    assert e["prompt"] == "kg_text_graph" and e["retrieved"] == [
+        {"triple": 1, "head": "puppy", "relation": "young of", "tail": "dog", "score": 0.9, "in_text": True,
+         "in_graph": True},
+        {"triple": 2, "head": "bark", "relation": "sound of", "tail": "dog", "score": 0.4, "in_text": False,
+         "in_graph": True}]
     assert e["memory"] == [{"id": "Q4", "name": "puppy", "relation": {"id": "A1", "name": "analogy young"},
                             "count": 2.0}]
     second = explain(folder, folder.predictions[1])
-    assert [k["triple"] for k in second["retrieved"]] == [3, 2]  # best retrieval score first
+    assert [k["triple"] for k in second["retrieved"]] == [2, 3]
     assert second["relation"] is None and second["copy"] is None
     assert explain(folder, folder.predictions[2])["copy"] == {"id": "Q2", "name": "kitten"}
+
+
+@pytest.mark.parametrize("prompt,text_triples,given", [
+    ("question", 15, [(False, False), (False, False)]),
+    ("kg_text", 15, [(True, False), (True, False)]),
+    ("kg_graph", 15, [(False, True), (False, True)]),
+    ("kg_text_graph", 1, [(True, True), (False, True)]),
+])
+def test_what_the_prompt_gave_the_model(eval_dir, prompt, text_triples, given):
+    cfg = yaml.safe_load((eval_dir / "eval_config.yaml").read_text())
+    cfg["task_args"].update(prompt=prompt, text_triples=text_triples)
+    (eval_dir / "eval_config.yaml").write_text(yaml.safe_dump(cfg))
+    folder = open_eval(eval_dir)
+    e = explain(folder, folder.predictions[0])
+    assert [(k["in_text"], k["in_graph"]) for k in e["retrieved"]] == given
 
 
 def test_selection_by_ids_first_examples_or_wrong_ones(eval_dir):
@@ -83,6 +103,7 @@ def test_cli_tables_json_and_picture(eval_dir, tmp_path, capsys):
     assert main(["explain", str(eval_dir), "dev-2"]) == 0
     out = capsys.readouterr().out
     assert "dev-2" in out and "gold meow (Q6): rank 2" in out and "sound of" in out and "meow (Q6) (gold)" in out
+    assert "text + graph" in out and "prompt kg_text_graph" in out
     pic = tmp_path / "sg.svg"
     assert main(["explain", str(eval_dir), "--wrong", "--limit", "1", "--json", "--picture", str(pic)]) == 0
     captured = capsys.readouterr()

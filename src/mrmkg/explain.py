@@ -18,6 +18,7 @@ import yaml
 
 from mrmkg.errors import InputError
 from mrmkg.evaluate import read_predictions
+from mrmkg.tasks.mars import FACT_PROMPTS, GRAPH_PROMPTS, MarsTaskConfig, load_mars_split
 
 
 @dataclass
@@ -28,13 +29,13 @@ class EvalFolder:
     kg: object  # MMKG
     records: dict  # prediction id -> MarsRecord
     predictions: list[dict]
+    task_args: dict  # the evaluated run's task settings (prompt, text_triples, ...)
 
 
 def open_eval(eval_dir: str | Path, graph: str | None = None, split_file: str | None = None) -> EvalFolder:
     """Open ``eval_dir``; ``graph`` / ``split_file`` replace the paths its ``eval_config.yaml`` records
     (e.g. when the evaluation ran in another folder or on another machine)."""
     from mrmkg.kg.graph import MMKG
-    from mrmkg.tasks.mars import load_mars_split
 
     d = Path(eval_dir)
     cfg_path = d / "eval_config.yaml"
@@ -54,7 +55,7 @@ def open_eval(eval_dir: str | Path, graph: str | None = None, split_file: str | 
     if unknown:
         raise InputError(f"{len(unknown)} prediction(s) name examples the split file {split_file} does not have, "
                          f"first {unknown[0]!r}", path=d / "predictions.jsonl")
-    return EvalFolder(d, kg, records, preds)
+    return EvalFolder(d, kg, records, preds, cfg.get("task_args") or {})
 
 
 def select(preds: Sequence[dict], ids: Sequence[str] = (), limit: int = 3, wrong: bool = False) -> list[dict]:
@@ -70,9 +71,9 @@ def select(preds: Sequence[dict], ids: Sequence[str] = (), limit: int = 3, wrong
 
 
 def explain(folder: EvalFolder, pred: dict) -> dict:
-    """One prediction in names: JSON-ready (see the module docstring for what it holds)."""
-    from mrmkg.kg.subgraph import Subgraph
-
+    """One prediction in names: JSON-ready (see the module docstring for what it holds). Retrieved triples
+    come in the order the model got them; ``in_text`` / ``in_graph`` say whether the run's prompt
+    (``task_args.prompt``) wrote a triple as a fact and whether its subgraph went through the graph encoder."""
     kg, r = folder.kg, folder.records[pred["id"]]
 
     def ent(e: int) -> dict:
@@ -82,18 +83,26 @@ def explain(folder: EvalFolder, pred: dict) -> dict:
         return ent(kg.entity_index(eid))
 
     def rel_id(rid: str) -> dict:
-        return {"id": rid, "name": kg.relation_names[kg.relation_index(rid)]}
+        try:
+            return {"id": rid, "name": kg.relation_names[kg.relation_index(rid)]}
+        except KeyError:  # a split file's gold relation the graph does not define
+            return {"id": rid, "name": rid}
 
-    triples, scores = zip(*pred["retrieved"]) if pred["retrieved"] else ((), ())
-    table = Subgraph.from_triples(kg, list(triples), list(scores)).triples_table(kg)
+    prompt = folder.task_args.get("prompt", MarsTaskConfig.prompt)
+    as_text = folder.task_args.get("text_triples", MarsTaskConfig.text_triples) if prompt in FACT_PROMPTS else 0
+    retrieved = []
+    for i, (t, score) in enumerate(pred["retrieved"]):
+        h, rel, tail = kg.triples[t].tolist()
+        retrieved.append({"triple": t, "head": kg.entity_names[h], "relation": kg.relation_names[rel],
+                          "tail": kg.entity_names[tail], "score": score, "in_text": i < as_text,
+                          "in_graph": prompt in GRAPH_PROMPTS})
     return {
         "id": pred["id"], "mode": pred["mode"], "sides": pred["sides"],
         "example": [ent(r.head), ent(r.tail)], "question": ent(r.question),
         "relation": rel_id(r.relation) if r.relation else None,
-        "gold": ent(r.answer), "rank": pred["rank"],
+        "gold": ent(r.answer), "rank": pred["rank"], "prompt": prompt,
         "top10": [{**ent_id(e), "score": s, "gold": e == pred["gold"]} for e, s in pred["top10"]],
-        "retrieved": [{"triple": t["id"], "head": t["head_name"], "relation": t["relation_name"],
-                       "tail": t["tail_name"], "score": t["score"]} for t in table],
+        "retrieved": retrieved,
         "memory": [{**ent_id(e), "relation": rel_id(rel), "count": c} for e, rel, c in pred.get("memory") or []],
         "copy": ent_id(pred["copy"]) if pred.get("copy") else None,
     }
@@ -124,7 +133,7 @@ def print_explanation(e: dict, console=None) -> None:
     console.print(f"[bold]{e['id']}[/]: {h['name']} ({h['id']}) : {t['name']} ({t['id']}) :: "
                   f"{e['question']['name']} ({e['question']['id']}) : ?   mode {e['mode']}, given as "
                   f"{' / '.join(e['sides'])}{rel}")
-    console.print(f"gold {e['gold']['name']} ({e['gold']['id']}): rank [bold]{e['rank']}[/]")
+    console.print(f"gold {e['gold']['name']} ({e['gold']['id']}): rank [bold]{e['rank']}[/]   (prompt {e['prompt']})")
     top = Table(title="top 10")
     for col, kw in (("#", {"justify": "right"}), ("entity", {}), ("score", {"justify": "right"})):
         top.add_column(col, **kw)
@@ -133,12 +142,13 @@ def print_explanation(e: dict, console=None) -> None:
         top.add_row(str(i), f"[bold green]{name} (gold)[/]" if c["gold"] else name, f"{c['score']:.4f}")
     console.print(top)
     if e["retrieved"]:
-        kn = Table(title=f"{len(e['retrieved'])} retrieved triples (the subgraph)")
+        kn = Table(title=f"{len(e['retrieved'])} retrieved triples, in the order the model got them")
         for col, kw in (("triple", {"justify": "right"}), ("head", {}), ("relation", {}), ("tail", {}),
-                        ("score", {"justify": "right"})):
+                        ("score", {"justify": "right"}), ("given as", {})):
             kn.add_column(col, **kw)
         for k in e["retrieved"]:
-            kn.add_row(str(k["triple"]), k["head"], k["relation"], k["tail"], f"{k['score']:.3f}")
+            given = " + ".join(w for w, on in (("text", k["in_text"]), ("graph", k["in_graph"])) if on) or "-"
+            kn.add_row(str(k["triple"]), k["head"], k["relation"], k["tail"], f"{k['score']:.3f}", given)
         console.print(kn)
     if e["memory"]:
         mem = Table(title="analogy memory (training pairs of the question entity)")

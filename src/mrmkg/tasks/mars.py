@@ -89,8 +89,8 @@ MODES = (0, 1, 2)
 IMAGE_SIDES = {0: (False, False, True), 1: (True, True, False), 2: (True, False, True)}
 HITS = (1, 3, 5, 10)
 #: prompt variants that write retrieved facts as text / that give the model the subgraph
-_FACT_PROMPTS = ("kg_text", "kg_text_graph")
-_GRAPH_PROMPTS = ("kg_graph", "kg_text_graph")
+FACT_PROMPTS = ("kg_text", "kg_text_graph")
+GRAPH_PROMPTS = ("kg_graph", "kg_text_graph")
 
 
 # ---------------------------------------------------------------------------------- data files
@@ -447,14 +447,14 @@ class MarsTask:
             subgraphs = self._retrieve(records)
         out = []
         for (r, (h, t, q), kinds, tokens), sg in zip(plans, subgraphs):
-            if cfg.prompt in _GRAPH_PROMPTS and sg is not None and cfg.N < sg.triple_ids.size:
+            if cfg.prompt in GRAPH_PROMPTS and sg is not None and cfg.N < sg.triple_ids.size:
                 sg = _top_triples(self.kg, sg, cfg.N, cfg.images_per_entity)
             meta = {"id": r.id, "sides": kinds, "triples": [] if sg is None else sg.triple_ids.tolist(),
                     "triple_scores": [] if sg is None else [round(float(s), 6) for s in sg.triple_scores.tolist()]}
             prompt = f"Analogy: {h} is to {t} as {q} is to"
-            if cfg.prompt in _FACT_PROMPTS:  # facts are always among the triples the prediction lists
+            if cfg.prompt in FACT_PROMPTS:  # facts are always among the triples the prediction lists
                 prompt = facts_prefix(self.kg, sg.triple_ids[: cfg.text_triples], cfg.fact_tokens) + prompt
-            if cfg.prompt in _GRAPH_PROMPTS and sg is not None:
+            if cfg.prompt in GRAPH_PROMPTS and sg is not None:
                 sg = dataclasses.replace(sg, focus=np.array([r.question], dtype=np.int64)).with_example(r.head, r.tail, cfg.copy_node)
                 if cfg.memory and kinds[2] != "image":  # an image does not say which entity it is
                     sg = sg.with_memory(self._memory_edges(r, train))
@@ -462,7 +462,7 @@ class MarsTask:
                                                     for _, rel, t, c in sg.memory_edges]
             copied = [] if sg is None else sg.node_ref[sg.copy_mask].tolist()
             meta["copy"] = self.kg.entity_ids[copied[0]] if copied else None
-            out.append(MRMKGExample(prompt=prompt, answer=r.answer, subgraph=sg if cfg.prompt in _GRAPH_PROMPTS else None,
+            out.append(MRMKGExample(prompt=prompt, answer=r.answer, subgraph=sg if cfg.prompt in GRAPH_PROMPTS else None,
                                     image_tokens=np.stack(tokens) if tokens else None, meta=meta))
         return out
 
@@ -483,7 +483,7 @@ class MarsTask:
     # -- Task protocol
     def build_model(self) -> TaskModel:
         self._model = _build_mrmkg(self.ctx, self.model_args, self.seed,
-                                   default_use_kg=self.config.prompt in _GRAPH_PROMPTS,
+                                   default_use_kg=self.config.prompt in GRAPH_PROMPTS,
                                    default_use_image=True)
         self._give_train_statistics(self._model)
         return TaskModel(self._model)
@@ -656,7 +656,7 @@ class MarKGPretrainTask:
         kg, ctx, cfg = self.kg, self.ctx, self.config
         tri = kg.triples[triple_ids]
         sgs = [None] * len(tri)
-        if cfg.prompt in _GRAPH_PROMPTS and len(tri):
+        if cfg.prompt in GRAPH_PROMPTS and len(tri):
             sgs = ctx.retriever.retrieve_vectors_batch([ctx.entity_vec[h] for h in tri[:, 0].tolist()], None,
                                                        [kg.entity_names[h] for h in tri[:, 0].tolist()])
         out = []
@@ -684,7 +684,7 @@ class MarKGPretrainTask:
 
     def build_model(self) -> TaskModel:
         self._model = _build_mrmkg(self.ctx, self.model_args, self.seed,
-                                   default_use_kg=self.config.prompt in _GRAPH_PROMPTS, default_use_image=True)
+                                   default_use_kg=self.config.prompt in GRAPH_PROMPTS, default_use_image=True)
         return TaskModel(self._model)
 
     def train_examples(self):
