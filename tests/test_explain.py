@@ -127,4 +127,13 @@ def test_bad_folders_are_refused_with_the_option_to_use(eval_dir, tmp_path, caps
     with open(eval_dir / "predictions.jsonl", "a") as f:
         f.write(json.dumps(_pred("test-7", "Q1", 1, [("Q1", 1.0)], [])) + "\n")
     assert main(["explain", str(eval_dir), "--graph", graph]) == 2
-    assert "'test-7'" in capsys.readouterr().err
+    assert "predictions.jsonl:4" in (err := capsys.readouterr().err) and "'test-7'" in err
+    lines = (eval_dir / "predictions.jsonl").read_text().splitlines()
+    broken = json.loads(lines[1])
+    del broken["top10"]
+    (eval_dir / "predictions.jsonl").write_text("\n".join([lines[0], json.dumps(broken)]) + "\n")
+    assert main(["explain", str(eval_dir), "--graph", graph]) == 2
+    assert "predictions.jsonl:2" in (err := capsys.readouterr().err) and "'top10' is missing" in err
+    (eval_dir / "eval_config.yaml").write_text("split_file: [unclosed\n")
+    assert main(["explain", str(eval_dir)]) == 2
+    assert "eval_config.yaml" in (err := capsys.readouterr().err) and "not valid YAML" in err

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import yaml
-
 from mrmkg.errors import InputError
-from mrmkg.evaluate import read_predictions
+from mrmkg.fileio import read_jsonl
 from mrmkg.tasks.mars import FACT_PROMPTS, GRAPH_PROMPTS, MarsTaskConfig, load_mars_split
+from mrmkg.yamlconfig import load_yaml
+
+PREDICTION_FIELDS = ("id", "gold", "rank", "top10", "retrieved", "mode", "sides")
 
 
 @dataclass
@@ -41,7 +42,7 @@ def open_eval(eval_dir: str | Path, graph: str | None = None, split_file: str | 
     cfg_path = d / "eval_config.yaml"
     if not cfg_path.is_file():
         raise InputError("not an `mrmkg eval` output folder: no eval_config.yaml", path=d)
-    cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
+    cfg, _ = load_yaml(cfg_path)
     graph = graph or (cfg.get("task_args") or {}).get("graph")
     split_file = split_file or cfg.get("split_file")
     for what, value, option in (("graph folder", graph, "--graph"), ("split file", split_file, "--split-file")):
@@ -50,11 +51,16 @@ def open_eval(eval_dir: str | Path, graph: str | None = None, split_file: str | 
                              path=cfg_path)
     kg = MMKG.load(graph)
     records = {r.id: r for r in load_mars_split(split_file, kg)}
-    preds = read_predictions(d)
-    unknown = [p["id"] for p in preds if p.get("id") not in records]
-    if unknown:
-        raise InputError(f"{len(unknown)} prediction(s) name examples the split file {split_file} does not have, "
-                         f"first {unknown[0]!r}", path=d / "predictions.jsonl")
+    preds = []
+    for line, p in read_jsonl(d / "predictions.jsonl", "predictions file"):
+        missing = [k for k in PREDICTION_FIELDS if k not in p]
+        if missing:
+            raise InputError(f"field {missing[0]!r} is missing (a prediction of `mrmkg eval` has "
+                             f"{', '.join(PREDICTION_FIELDS)})", path=d / "predictions.jsonl", line=line)
+        if p["id"] not in records:
+            raise InputError(f"example {p['id']!r} is not in the split file {split_file}",
+                             path=d / "predictions.jsonl", line=line)
+        preds.append(p)
     return EvalFolder(d, kg, records, preds, cfg.get("task_args") or {})
 
 
