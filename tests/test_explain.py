@@ -9,7 +9,7 @@ import yaml
 
 from mrmkg.cli import main
 from mrmkg.errors import InputError
-from mrmkg.explain import explain, open_eval, select, subgraph_of
+from mrmkg.explain import answer_in_knowledge, coverage_summary, explain, open_eval, select, subgraph_of
 from mrmkg.kg.graph import MMKG
 
 ENTS = [("Q1", "cat", ""), ("Q2", "kitten", ""), ("Q3", "dog", ""), ("Q4", "puppy", ""), ("Q5", "bark", ""),
@@ -97,6 +97,27 @@ def test_subgraph_holds_the_retrieved_triples_the_analogy_and_memory(eval_dir):
     assert {folder.kg.entity_ids[e] for e in sg.node_ref.tolist()} == {"Q1", "Q2", "Q3", "Q4", "Q5"}
     assert [(folder.kg.entity_ids[h], folder.kg.entity_ids[t], c) for h, _, t, c in sg.memory_edges] == \
         [("Q3", "Q4", 2.0)]
+
+
+def test_coverage_separates_answers_the_knowledge_names_from_the_others(eval_dir, capsys):
+    lines = [json.loads(x) for x in (eval_dir / "predictions.jsonl").read_text().splitlines()]
+    lines[0]["retrieved"] = [[2, 0.4]]  # dev-1: puppy now only an analogy-memory partner
+    lines[1]["retrieved"] = [[2, 0.3]]  # dev-2: meow named nowhere
+    (eval_dir / "predictions.jsonl").write_text("".join(json.dumps(p) + "\n" for p in lines))
+    folder = open_eval(eval_dir)
+    # dev-1 via memory, dev-3 via the copy node
+    assert [answer_in_knowledge(folder, p) for p in folder.predictions] == [True, False, True]
+    cov = coverage_summary(folder)
+    assert cov["n"] == 3 and cov["answer_in_knowledge"] == pytest.approx(2 / 3)
+    inside, outside = cov["answer in knowledge"], cov["answer not in knowledge"]
+    assert inside["n"] == 2 and inside["hits@1"] == 0.5 and inside["mrr"] == pytest.approx((1 + 1 / 3) / 2)
+    assert outside["n"] == 1 and outside["hits@1"] == 0.0 and outside["mrr"] == 0.5
+    assert cov["all"]["mrr"] == pytest.approx((1 + 1 / 2 + 1 / 3) / 3)
+    assert main(["explain", str(eval_dir), "--summary"]) == 0
+    out = capsys.readouterr().out
+    assert "66.7% of 3" in out and "answer not in knowledge" in out and "0.500" in out
+    assert main(["explain", str(eval_dir), "--summary", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == cov
 
 
 def test_cli_tables_json_and_picture(eval_dir, tmp_path, capsys):

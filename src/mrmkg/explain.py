@@ -16,7 +16,7 @@ from typing import Sequence
 
 from mrmkg.errors import InputError
 from mrmkg.fileio import read_jsonl
-from mrmkg.tasks.mars import FACT_PROMPTS, GRAPH_PROMPTS, MarsTaskConfig, load_mars_split
+from mrmkg.tasks.mars import FACT_PROMPTS, GRAPH_PROMPTS, MarsTaskConfig, load_mars_split, ranking_metrics
 from mrmkg.yamlconfig import load_yaml
 
 PREDICTION_FIELDS = ("id", "gold", "rank", "top10", "retrieved", "mode", "sides")
@@ -112,6 +112,48 @@ def explain(folder: EvalFolder, pred: dict) -> dict:
         "memory": [{**ent_id(e), "relation": rel_id(rel), "count": c} for e, rel, c in pred.get("memory") or []],
         "copy": ent_id(pred["copy"]) if pred.get("copy") else None,
     }
+
+
+def answer_in_knowledge(folder: EvalFolder, pred: dict) -> bool:
+    """Whether the gold answer is among the entities the prediction's knowledge names: the head or tail of a
+    retrieved triple, an analogy-memory partner, or the copy node."""
+    kg, r = folder.kg, folder.records[pred["id"]]
+    tri = kg.triples[[t for t, _ in pred["retrieved"]]] if pred["retrieved"] else kg.triples[:0]
+    named = set(tri[:, 0].tolist()) | set(tri[:, 2].tolist())
+    named |= {kg.entity_index(e) for e, _, _ in pred.get("memory") or []}
+    if pred.get("copy"):
+        named.add(kg.entity_index(pred["copy"]))
+    return r.answer in named
+
+
+def coverage_summary(folder: EvalFolder) -> dict:
+    """Is retrieval or ranking the bottleneck? The share of examples whose gold answer the retrieved knowledge
+    names (:func:`answer_in_knowledge`), and the ranking metrics of those examples and of the others
+    (``None`` for an empty group)."""
+    inside = [answer_in_knowledge(folder, p) for p in folder.predictions]
+    groups = {"answer in knowledge": [p["rank"] for p, i in zip(folder.predictions, inside) if i],
+              "answer not in knowledge": [p["rank"] for p, i in zip(folder.predictions, inside) if not i]}
+    return {"n": len(inside), "answer_in_knowledge": sum(inside) / max(len(inside), 1),
+            "all": ranking_metrics([p["rank"] for p in folder.predictions]),
+            **{k: ranking_metrics(v) if v else None for k, v in groups.items()}}
+
+
+def print_coverage(summary: dict, console=None) -> None:
+    """:func:`coverage_summary` as a table: one row per group, Hits@1/3/10 and MRR."""
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"the gold answer is named by the retrieved knowledge in {summary['answer_in_knowledge']:.1%} "
+                    f"of {summary['n']} examples")
+    for col in ("examples", "n", "Hits@1", "Hits@3", "Hits@10", "MRR"):
+        t.add_column(col, justify="left" if col == "examples" else "right")
+    for k in ("all", "answer in knowledge", "answer not in knowledge"):
+        m = summary[k]
+        if m is None:
+            t.add_row(k, "0", "-", "-", "-", "-")
+        else:
+            t.add_row(k, str(m["n"]), *(f"{m[x]:.3f}" for x in ("hits@1", "hits@3", "hits@10", "mrr")))
+    (console or Console()).print(t)
 
 
 def subgraph_of(folder: EvalFolder, pred: dict):

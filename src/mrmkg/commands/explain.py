@@ -14,6 +14,9 @@ def explain_command(
                                                          "--limit examples."),
     limit: int = typer.Option(3, "--limit", min=1, help="How many examples to show when no ids are given."),
     wrong: bool = typer.Option(False, "--wrong", help="Without ids: only examples whose gold answer is not ranked first."),
+    summary: bool = typer.Option(False, "--summary", help="Instead of examples: how often the retrieved knowledge names "
+                                                          "the gold answer, and the metrics with and without it "
+                                                          "(is retrieval or ranking the bottleneck?)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per example instead of tables."),
     picture: Optional[Path] = typer.Option(None, "--picture", help="Also draw the first shown example's subgraph "
                                                                    "(retrieved triples and memory edges) to this "
@@ -25,9 +28,13 @@ def explain_command(
 ) -> None:
     """Show, per example of an evaluation: the analogy, the gold answer's rank, the top 10 and the knowledge
     the model saw (retrieved triples with scores, analogy memory, copy node)."""
-    from mrmkg.explain import explain, open_eval, print_explanation, select, subgraph_of
+    from mrmkg.explain import coverage_summary, explain, open_eval, print_coverage, print_explanation, select, subgraph_of
 
     folder = open_eval(eval_dir, graph=graph, split_file=split_file)
+    if summary:
+        cov = coverage_summary(folder)
+        typer.echo(json.dumps(cov)) if as_json else print_coverage(cov)
+        return
     chosen = select(folder.predictions, ids or (), limit=limit, wrong=wrong)
     for p in chosen:
         e = explain(folder, p)
