@@ -4,7 +4,9 @@
 module joins it with the split file and the graph recorded in the folder's ``eval_config.yaml`` and gives,
 per example: the analogy ``h : t :: q : ?`` with names, the gold answer and its rank, the top ten
 candidates with their scores, the retrieved triples the model saw (id, head, relation, tail, retrieval
-score), the analogy memory's edges and the copy node, and a picture of that subgraph.
+score), the analogy memory's edges and the copy node, and a picture of that subgraph. Over a whole folder,
+:func:`coverage_summary` tells retrieval errors from ranking errors: how often that knowledge names the gold
+answer at all, and the metrics with and without it.
 
 The gold relation is shown for the reader only; it is never an input of the model.
 """
