@@ -619,3 +619,34 @@ def test_markg_pretrain_then_mars_init_from(world, tmp_path):
     assert "mrmkg.entity_head.entity.weight" in shared
     for k in shared:
         torch.testing.assert_close(w1[k], w2[k], rtol=0, atol=1e-5)
+
+
+def test_retrieval_coverage_script_counts_answers_the_knowledge_names(world, tmp_path):
+    import subprocess
+    import sys
+
+    from mrmkg.tasks.mars import load_mars_split
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "mars_retrieval_coverage.py"
+    cfg = _train_cfg(world, tmp_path / "run", memory=True)
+    dev = str(Path(world["mars"]) / "dev.json")
+    out = subprocess.run([sys.executable, str(script), "-c", str(cfg), "--split", dev, "1,1", "10,10"],
+                         capture_output=True, text=True, check=True).stdout
+    rows = [line.strip("|").split("|") for line in out.splitlines() if re.match(r"\| \d", line)]
+    got = [(int(n), int(N), float(a), float(b)) for n, N, a, b in rows]
+    kg = world["kg"]
+    for n, N, by_triples, by_all in got:
+        task = _task(world, memory=True, n=n, N=N)
+        recs = load_mars_split(dev, kg)
+        hit_t = hit_a = 0
+        for r, ex in zip(recs, task.make_examples(recs)):
+            ends = {int(e) for t in ex.meta["triples"] for e in kg.triples[t][[0, 2]]}
+            hit_t += r.answer in ends
+            hit_a += r.answer in ends | {kg.entity_index(m[0]) for m in ex.meta["memory"]}
+        assert (by_triples, by_all) == (round(hit_t / len(recs), 3), round(hit_a / len(recs), 3))
+        # dev-1 (Q1 : ? with answer Q3) is a training pair of Q1 (Q9 : Q10 :: Q1 : Q3), so the memory names it
+        assert by_all >= max(by_triples, 1 / 3 - 1e-3)
+    assert [(n, N) for n, N, _, _ in got] == [(1, 1), (10, 10)] and got[0][2] <= got[1][2]
+    bad = subprocess.run([sys.executable, str(script), "-c", str(cfg), "--split", dev, "10"], capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and "grid point '10'" in bad.stderr and "Traceback" not in bad.stderr

@@ -116,16 +116,22 @@ def explain(folder: EvalFolder, pred: dict) -> dict:
     }
 
 
+def named_entities(kg, triple_ids: Sequence[int], memory: Sequence = (), copy: str | None = None) -> set[int]:
+    """The entities a piece of knowledge names: heads and tails of ``triple_ids``, the partners of ``memory``
+    (``[entity id, relation id, count]`` rows, as in predictions.jsonl) and the ``copy`` node's entity id."""
+    tri = kg.triples[list(triple_ids)] if len(triple_ids) else kg.triples[:0]
+    named = set(tri[:, 0].tolist()) | set(tri[:, 2].tolist())
+    named |= {kg.entity_index(e) for e, _, _ in memory}
+    if copy:
+        named.add(kg.entity_index(copy))
+    return named
+
+
 def answer_in_knowledge(folder: EvalFolder, pred: dict) -> bool:
     """Whether the gold answer is among the entities the prediction's knowledge names: the head or tail of a
     retrieved triple, an analogy-memory partner, or the copy node."""
-    kg, r = folder.kg, folder.records[pred["id"]]
-    tri = kg.triples[[t for t, _ in pred["retrieved"]]] if pred["retrieved"] else kg.triples[:0]
-    named = set(tri[:, 0].tolist()) | set(tri[:, 2].tolist())
-    named |= {kg.entity_index(e) for e, _, _ in pred.get("memory") or []}
-    if pred.get("copy"):
-        named.add(kg.entity_index(pred["copy"]))
-    return r.answer in named
+    named = named_entities(folder.kg, [t for t, _ in pred["retrieved"]], pred.get("memory") or [], pred.get("copy"))
+    return folder.records[pred["id"]].answer in named
 
 
 def coverage_summary(folder: EvalFolder) -> dict:
