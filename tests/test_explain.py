@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import yaml
 
 from mrmkg.cli import main
 from mrmkg.errors import InputError
-from mrmkg.explain import answer_in_knowledge, coverage_summary, explain, open_eval, select, subgraph_of
+from mrmkg.explain import answer_in_knowledge, answer_source, coverage_summary, explain, open_eval, select, subgraph_of
 from mrmkg.kg.graph import MMKG
 
 ENTS = [("Q1", "cat", ""), ("Q2", "kitten", ""), ("Q3", "dog", ""), ("Q4", "puppy", ""), ("Q5", "bark", ""),
@@ -113,9 +114,15 @@ def test_coverage_separates_answers_the_knowledge_names_from_the_others(eval_dir
     assert inside["n"] == 2 and inside["hits@1"] == 0.5 and inside["mrr"] == pytest.approx((1 + 1 / 3) / 2)
     assert outside["n"] == 1 and outside["hits@1"] == 0.0 and outside["mrr"] == 0.5
     assert cov["all"]["mrr"] == pytest.approx((1 + 1 / 2 + 1 / 3) / 3)
+    by = cov["by_source"]
+    assert by["memory partner"]["n"] == 1 and by["memory partner"]["hits@1"] == 1.0  # dev-1
+    assert by["copy node"]["n"] == 1 and by["copy node"]["mrr"] == pytest.approx(1 / 3)  # dev-3
+    assert by["triples only"] is None
+    assert [answer_source(folder, p) for p in folder.predictions] == ["memory partner", None, "copy node"]
     assert main(["explain", str(eval_dir), "--summary"]) == 0
     out = capsys.readouterr().out
     assert "66.7% of 3" in out and "answer not in knowledge" in out and "0.500" in out
+    assert re.search(r"in the triples only\s+│\s+0\s+│\s+-", out)
     assert main(["explain", str(eval_dir), "--summary", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == cov
 

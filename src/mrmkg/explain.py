@@ -127,23 +127,46 @@ def named_entities(kg, triple_ids: Sequence[int], memory: Sequence = (), copy: s
     return named
 
 
+SOURCES = ("copy node", "memory partner", "triples only")
+_SOURCE_ROWS = {"copy node": "  as the copy node", "memory partner": "  as a memory partner",
+                "triples only": "  in the triples only"}
+
+
+def answer_source(folder: EvalFolder, pred: dict) -> str | None:
+    """Where the prediction's knowledge names the gold answer, the first of :data:`SOURCES` that does: the copy
+    node, an analogy-memory partner, or only the head or tail of a retrieved triple; ``None`` when nothing does."""
+    kg, answer = folder.kg, folder.records[pred["id"]].answer
+    if pred.get("copy") and kg.entity_index(pred["copy"]) == answer:
+        return "copy node"
+    if answer in named_entities(kg, [], pred.get("memory") or []):
+        return "memory partner"
+    if answer in named_entities(kg, [t for t, _ in pred["retrieved"]]):
+        return "triples only"
+    return None
+
+
 def answer_in_knowledge(folder: EvalFolder, pred: dict) -> bool:
-    """Whether the gold answer is among the entities the prediction's knowledge names: the head or tail of a
-    retrieved triple, an analogy-memory partner, or the copy node."""
-    named = named_entities(folder.kg, [t for t, _ in pred["retrieved"]], pred.get("memory") or [], pred.get("copy"))
-    return folder.records[pred["id"]].answer in named
+    """Whether the gold answer is among the entities the prediction's knowledge names (:func:`answer_source`)."""
+    return answer_source(folder, pred) is not None
 
 
 def coverage_summary(folder: EvalFolder) -> dict:
     """Is retrieval or ranking the bottleneck? The share of examples whose gold answer the retrieved knowledge
-    names (:func:`answer_in_knowledge`), and the ranking metrics of those examples and of the others
-    (``None`` for an empty group)."""
-    inside = [answer_in_knowledge(folder, p) for p in folder.predictions]
-    groups = {"answer in knowledge": [p["rank"] for p, i in zip(folder.predictions, inside) if i],
-              "answer not in knowledge": [p["rank"] for p, i in zip(folder.predictions, inside) if not i]}
-    return {"n": len(inside), "answer_in_knowledge": sum(inside) / max(len(inside), 1),
-            "all": ranking_metrics([p["rank"] for p in folder.predictions]),
-            **{k: ranking_metrics(v) if v else None for k, v in groups.items()}}
+    names, and the ranking metrics of those examples (also split by :func:`answer_source`) and of the others.
+    Empty groups are ``None``."""
+    preds = folder.predictions
+    src = [answer_source(folder, p) for p in preds]
+
+    def metrics(keep) -> dict | None:
+        ranks = [p["rank"] for p, s in zip(preds, src) if keep(s)]
+        return ranking_metrics(ranks) if ranks else None
+
+    inside = sum(s is not None for s in src)
+    return {"n": len(preds), "answer_in_knowledge": inside / max(len(preds), 1),
+            "all": ranking_metrics([p["rank"] for p in preds]),
+            "answer in knowledge": metrics(lambda s: s is not None),
+            "by_source": {k: metrics(lambda s, k=k: s == k) for k in SOURCES},
+            "answer not in knowledge": metrics(lambda s: s is None)}
 
 
 def print_coverage(summary: dict, console=None) -> None:
@@ -155,12 +178,14 @@ def print_coverage(summary: dict, console=None) -> None:
                     f"of {summary['n']} examples")
     for col in ("examples", "n", "Hits@1", "Hits@3", "Hits@10", "MRR"):
         t.add_column(col, justify="left" if col == "examples" else "right")
-    for k in ("all", "answer in knowledge", "answer not in knowledge"):
-        m = summary[k]
+    rows = [("all", summary["all"]), ("answer in knowledge", summary["answer in knowledge"]),
+            *((_SOURCE_ROWS[k], m) for k, m in summary["by_source"].items()),
+            ("answer not in knowledge", summary["answer not in knowledge"])]
+    for name, m in rows:
         if m is None:
-            t.add_row(k, "0", "-", "-", "-", "-")
+            t.add_row(name, "0", "-", "-", "-", "-")
         else:
-            t.add_row(k, str(m["n"]), *(f"{m[x]:.3f}" for x in ("hits@1", "hits@3", "hits@10", "mrr")))
+            t.add_row(name, str(m["n"]), *(f"{m[x]:.3f}" for x in ("hits@1", "hits@3", "hits@10", "mrr")))
     (console or Console()).print(t)
 
 
