@@ -15,7 +15,6 @@ TXT and IMG overlap on 101 105 111 112), NO 1/4 (104 107 109 110), G1-6 5/6, G7-
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
