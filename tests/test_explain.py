@@ -66,6 +66,25 @@ def test_explanation_names_the_analogy_candidates_and_knowledge(eval_dir):
     assert explain(folder, folder.predictions[2])["copy"] == {"id": "Q2", "name": "kitten"}
 
 
+def test_versus_another_run_shows_the_examples_where_they_disagree_at_rank_1(eval_dir, tmp_path, capsys):
+    preds = open_eval(eval_dir).predictions  # ranks 1, 2, 3
+    other = [{"id": "dev-1", "rank": 2}, {"id": "dev-2", "rank": 1}, {"id": "dev-3", "rank": 5}]
+    right = select(preds, versus=other)
+    assert [(p["id"], p["versus_rank"]) for p in right] == [("dev-1", 2)]
+    assert [(p["id"], p["versus_rank"]) for p in select(preds, versus=other, wrong=True)] == [("dev-2", 1)]
+    assert [p["versus_rank"] for p in select(preds, ["dev-3"], versus=other)] == [5]
+    with pytest.raises(InputError, match="not over the same examples"):
+        select(preds, versus=other[:2])
+    d = tmp_path / "other"
+    d.mkdir()
+    (d / "predictions.jsonl").write_text("".join(json.dumps(p) + "\n" for p in other))
+    assert main(["explain", str(eval_dir), "--versus", str(d), "--wrong"]) == 0
+    out = capsys.readouterr().out
+    assert "dev-2" in out and "rank 2, rank 1 in the other run" in out and "dev-1" not in out
+    assert main(["explain", str(eval_dir), "--versus", str(d), "--json"]) == 0
+    assert [json.loads(x)["versus_rank"] for x in capsys.readouterr().out.splitlines()] == [2]
+
+
 @pytest.mark.parametrize("prompt,text_triples,given", [
     ("question", 15, [(False, False), (False, False)]),
     ("kg_text", 15, [(True, False), (True, False)]),

@@ -66,16 +66,29 @@ def open_eval(eval_dir: str | Path, graph: str | None = None, split_file: str | 
     return EvalFolder(d, kg, records, preds, cfg.get("task_args") or {})
 
 
-def select(preds: Sequence[dict], ids: Sequence[str] = (), limit: int = 3, wrong: bool = False) -> list[dict]:
-    """The predictions named by ``ids`` (in that order), else the first ``limit`` ones (only those whose
-    gold answer is not ranked first, with ``wrong``)."""
+def select(preds: Sequence[dict], ids: Sequence[str] = (), limit: int = 3, wrong: bool = False,
+           versus: Sequence[dict] | None = None) -> list[dict]:
+    """The predictions named by ``ids`` (in that order), else the first ``limit`` ones: only those whose gold
+    answer is not ranked first, with ``wrong``. With ``versus`` (another run's predictions over the same
+    examples): only the examples where the two runs disagree at rank 1, this run right and the other wrong (with
+    ``wrong``: this run wrong and the other right); each gets ``versus_rank``, the other run's rank."""
     if ids:
         by_id = {p["id"]: p for p in preds}
         missing = [i for i in ids if i not in by_id]
         if missing:
             raise InputError(f"no prediction with id {missing[0]!r} (ids look like {preds[0]['id']!r})")
-        return [by_id[i] for i in ids]
-    return [p for p in preds if not wrong or p["rank"] > 1][:limit]
+        chosen = [by_id[i] for i in ids]
+    elif versus is None:
+        chosen = [p for p in preds if not wrong or p["rank"] > 1]
+    else:
+        other = {p["id"]: p["rank"] for p in versus}
+        if set(other) != {p["id"] for p in preds}:
+            raise InputError("--versus: the two evaluations are not over the same examples")
+        chosen = [p for p in preds if (p["rank"] == 1) != wrong and (other[p["id"]] == 1) == wrong]
+    if versus is not None:
+        other = {p["id"]: p["rank"] for p in versus}
+        chosen = [{**p, "versus_rank": other.get(p["id"])} for p in chosen]
+    return chosen if ids else chosen[:limit]
 
 
 def explain(folder: EvalFolder, pred: dict) -> dict:
@@ -109,6 +122,7 @@ def explain(folder: EvalFolder, pred: dict) -> dict:
         "example": [ent(r.head), ent(r.tail)], "question": ent(r.question),
         "relation": rel_id(r.relation) if r.relation else None,
         "gold": ent(r.answer), "rank": pred["rank"], "prompt": prompt,
+        **({"versus_rank": pred["versus_rank"]} if "versus_rank" in pred else {}),
         "top10": [{**ent_id(e), "score": s, "gold": e == pred["gold"]} for e, s in pred["top10"]],
         "retrieved": retrieved,
         "memory": [{**ent_id(e), "relation": rel_id(rel), "count": c} for e, rel, c in pred.get("memory") or []],
@@ -214,7 +228,9 @@ def print_explanation(e: dict, console=None) -> None:
     console.print(f"[bold]{e['id']}[/]: {h['name']} ({h['id']}) : {t['name']} ({t['id']}) :: "
                   f"{e['question']['name']} ({e['question']['id']}) : ?   mode {e['mode']}, given as "
                   f"{' / '.join(e['sides'])}{rel}")
-    console.print(f"gold {e['gold']['name']} ({e['gold']['id']}): rank [bold]{e['rank']}[/]   (prompt {e['prompt']})")
+    versus = f", rank {e['versus_rank']} in the other run" if "versus_rank" in e else ""
+    console.print(f"gold {e['gold']['name']} ({e['gold']['id']}): rank [bold]{e['rank']}[/]{versus}   "
+                  f"(prompt {e['prompt']})")
     top = Table(title="top 10")
     for col, kw in (("#", {"justify": "right"}), ("entity", {}), ("score", {"justify": "right"})):
         top.add_column(col, **kw)

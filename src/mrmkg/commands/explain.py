@@ -14,6 +14,9 @@ def explain_command(
                                                          "--limit examples."),
     limit: int = typer.Option(3, "--limit", min=1, help="How many examples to show when no ids are given."),
     wrong: bool = typer.Option(False, "--wrong", help="Without ids: only examples whose gold answer is not ranked first."),
+    versus: Optional[Path] = typer.Option(None, "--versus", help="Another `mrmkg eval` folder over the same examples: "
+                                                                 "show only the examples this run ranks first and "
+                                                                 "that one does not (with --wrong: the reverse)."),
     summary: bool = typer.Option(False, "--summary", help="Instead of examples: how often the retrieved knowledge names "
                                                           "the gold answer, and the metrics with and without it "
                                                           "(is retrieval or ranking the bottleneck?)."),
@@ -28,6 +31,7 @@ def explain_command(
 ) -> None:
     """Show, per example of an evaluation: the analogy, the gold answer's rank, the top 10 and the knowledge
     the model saw (retrieved triples with scores, analogy memory, copy node)."""
+    from mrmkg.evaluate import read_predictions
     from mrmkg.explain import coverage_summary, explain, open_eval, print_coverage, print_explanation, select, subgraph_of
 
     folder = open_eval(eval_dir, graph=graph, split_file=split_file)
@@ -35,7 +39,8 @@ def explain_command(
         cov = coverage_summary(folder)
         typer.echo(json.dumps(cov)) if as_json else print_coverage(cov)
         return
-    chosen = select(folder.predictions, ids or (), limit=limit, wrong=wrong)
+    other = read_predictions(versus) if versus is not None else None
+    chosen = select(folder.predictions, ids or (), limit=limit, wrong=wrong, versus=other)
     for p in chosen:
         e = explain(folder, p)
         if as_json:
