@@ -183,3 +183,18 @@ def test_bad_folders_are_refused_with_the_option_to_use(eval_dir, tmp_path, caps
     (eval_dir / "eval_config.yaml").write_text("split_file: [unclosed\n")
     assert main(["explain", str(eval_dir)]) == 2
     assert "eval_config.yaml" in (err := capsys.readouterr().err) and "not valid YAML" in err
+
+
+def test_names_with_brackets_print_as_written(eval_dir):
+    from rich.console import Console
+
+    from mrmkg.explain import print_explanation
+
+    folder = open_eval(eval_dir)
+    e = explain(folder, folder.predictions[0])
+    e["gold"]["name"] = e["top10"][0]["name"] = "puppy [/young]"  # a closing tag rich would refuse as markup
+    e["retrieved"][0]["head"] = "[bold]puppy"
+    console = Console(record=True, width=200)
+    print_explanation(e, console=console)
+    text = console.export_text()
+    assert "gold puppy [/young] (Q4)" in text and "[bold]puppy" in text

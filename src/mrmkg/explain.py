@@ -220,22 +220,25 @@ def subgraph_of(folder: EvalFolder, pred: dict):
 def print_explanation(e: dict, console=None) -> None:
     """``explain``'s dict as rich tables: the analogy, the top ten and the knowledge behind them."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
+
+    def nm(x: dict) -> str:  # graph names are data, never rich markup ("[...]" stays as written)
+        return escape(f"{x['name']} ({x['id']})")
 
     console = console or Console()
     h, t = e["example"]
-    rel = f", gold relation {e['relation']['name']} (not a model input)" if e["relation"] else ""
-    console.print(f"[bold]{e['id']}[/]: {h['name']} ({h['id']}) : {t['name']} ({t['id']}) :: "
-                  f"{e['question']['name']} ({e['question']['id']}) : ?   mode {e['mode']}, given as "
-                  f"{' / '.join(e['sides'])}{rel}")
+    rel = f", gold relation {escape(e['relation']['name'])} (not a model input)" if e["relation"] else ""
+    console.print(f"[bold]{escape(e['id'])}[/]: {nm(h)} : {nm(t)} :: {nm(e['question'])} : ?   mode {e['mode']}, "
+                  f"given as {' / '.join(e['sides'])}{rel}")
     versus = f", rank {e['versus_rank']} in the other run" if "versus_rank" in e else ""
-    console.print(f"gold {e['gold']['name']} ({e['gold']['id']}): rank [bold]{e['rank']}[/]{versus}   "
+    console.print(f"gold {nm(e['gold'])}: rank [bold]{e['rank']}[/]{versus}   "
                   f"(prompt {e['prompt']})")
     top = Table(title="top 10")
     for col, kw in (("#", {"justify": "right"}), ("entity", {}), ("score", {"justify": "right"})):
         top.add_column(col, **kw)
     for i, c in enumerate(e["top10"], 1):
-        name = f"{c['name']} ({c['id']})"
+        name = nm(c)
         top.add_row(str(i), f"[bold green]{name} (gold)[/]" if c["gold"] else name, f"{c['score']:.4f}")
     console.print(top)
     if e["retrieved"]:
@@ -245,16 +248,17 @@ def print_explanation(e: dict, console=None) -> None:
             kn.add_column(col, **kw)
         for k in e["retrieved"]:
             given = " + ".join(w for w, on in (("text", k["in_text"]), ("graph", k["in_graph"])) if on) or "-"
-            kn.add_row(str(k["triple"]), k["head"], k["relation"], k["tail"], f"{k['score']:.3f}", given)
+            kn.add_row(str(k["triple"]), escape(k["head"]), escape(k["relation"]), escape(k["tail"]),
+                       f"{k['score']:.3f}", given)
         console.print(kn)
     if e["memory"]:
         mem = Table(title="analogy memory (training pairs of the question entity)")
         for col, kw in (("partner", {}), ("relation", {}), ("seen", {"justify": "right"})):
             mem.add_column(col, **kw)
         for m in e["memory"]:
-            mem.add_row(f"{m['name']} ({m['id']})", f"{m['relation']['name']} ({m['relation']['id']})",
+            mem.add_row(nm(m), nm(m["relation"]),
                         f"{m['count']:g}")
         console.print(mem)
     if e["copy"]:
-        console.print(f"copy node: {e['copy']['name']} ({e['copy']['id']}), the example's tail")
+        console.print(f"copy node: {nm(e['copy'])}, the example's tail")
 
