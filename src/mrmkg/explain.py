@@ -72,21 +72,20 @@ def select(preds: Sequence[dict], ids: Sequence[str] = (), limit: int = 3, wrong
     answer is not ranked first, with ``wrong``. With ``versus`` (another run's predictions over the same
     examples): only the examples where the two runs disagree at rank 1, this run right and the other wrong (with
     ``wrong``: this run wrong and the other right); each gets ``versus_rank``, the other run's rank."""
+    other = None if versus is None else {p["id"]: p["rank"] for p in versus}
     if ids:
         by_id = {p["id"]: p for p in preds}
         missing = [i for i in ids if i not in by_id]
         if missing:
             raise InputError(f"no prediction with id {missing[0]!r} (ids look like {preds[0]['id']!r})")
         chosen = [by_id[i] for i in ids]
-    elif versus is None:
+    elif other is None:
         chosen = [p for p in preds if not wrong or p["rank"] > 1]
     else:
-        other = {p["id"]: p["rank"] for p in versus}
         if set(other) != {p["id"] for p in preds}:
             raise InputError("--versus: the two evaluations are not over the same examples")
         chosen = [p for p in preds if (p["rank"] == 1) != wrong and (other[p["id"]] == 1) == wrong]
-    if versus is not None:
-        other = {p["id"]: p["rank"] for p in versus}
+    if other is not None:
         chosen = [{**p, "versus_rank": other.get(p["id"])} for p in chosen]
     return chosen if ids else chosen[:limit]
 
