@@ -3,14 +3,9 @@ from __future__ import annotations
 
 import pytest
 
+from test_cli_kg import run  # main(argv) -> (exit status, stdout, stderr)
+
 from mrmkg import cli
-from mrmkg.cli import main
-
-
-def run(argv, capsys) -> tuple[int, str, str]:
-    rc = main(argv)
-    o = capsys.readouterr()
-    return rc, o.out, o.err
 
 
 def test_version_prints_the_installed_version(capsys):
