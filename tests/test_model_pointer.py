@@ -43,6 +43,23 @@ def test_node_features_on_toy_graph():
     torch.testing.assert_close(phi, expected)
 
 
+def test_retrieval_feature_is_the_best_score_of_a_nodes_triples():
+    kg = toy_kg()
+    # triples 0 (cat -has-> fur, 0.9) and 2 (scored below 0), then memory edges with counts 3 and 1
+    sg = Subgraph.from_triples(kg, [0, 2], [0.9, -0.2], seeds=[0]).with_memory([(0, 1, 1, 3.0), (1, 0, 4, 1.0)])
+    g = sg.to_pyg()
+    phi = node_features(Batch.from_data_list([g, Subgraph.empty().to_pyg()]), ("retrieval",))[:, 0]
+    tri = kg.triples[[0, 2]]
+    want = {}
+    for (h, _, t), s in zip(tri.tolist(), [0.9, -0.2]):
+        for e in (h, t):
+            want[e] = max(want.get(e, 0.0), s)
+    # memory counts never count as scores: dog and red, reached only by memory, get 0
+    expected = [want.get(e, 0.0) for e in sg.node_ref.tolist()]
+    torch.testing.assert_close(phi, torch.tensor(expected, dtype=torch.float32))
+    assert phi.max() == pytest.approx(0.9) and (phi >= 0).all()
+
+
 @pytest.mark.parametrize("per_example", [False, True])
 @pytest.mark.parametrize("encoder", ["rgat", "gcn", "none"])
 def test_pointer_touches_only_candidates_that_are_nodes(per_example, encoder):

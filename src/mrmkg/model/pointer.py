@@ -13,8 +13,12 @@ candidate ``c``::
   ``MRMKGConfig.pointer_features`` (registry :data:`FEATURES`): ``focus`` j is a focus entity (MARS:
   the question entity; ``Subgraph.focus``), ``memory`` log(1 + how often a memory edge leads into
   j), ``near`` j shares an MMKG edge with a focus entity, ``copy`` j is the example tail while the
-  focus is the example head (``h : t :: h : ?`` is answered by ``t``; ``Subgraph.example``), and
-  ``node`` a constant 1, a learned preference of subgraph nodes over the rest of the candidates;
+  focus is the example head (``h : t :: h : ?`` is answered by ``t``; ``Subgraph.example``),
+  ``node`` a constant 1, a learned preference of subgraph nodes over the rest of the candidates, and
+  ``retrieval`` the highest retrieval score (``edge_score``, clipped at 0) of the MMKG triples that
+  brought j in: among MARS answers that only a retrieved triple names, the top-scored node is the
+  answer about as often as the pointer's first choice is, and in other examples (docs/results.md,
+  session 16);
   and ``relation``, not a column but a learned weight per relation type (and direction), summed
   over the edges that join j to a focus entity (which relations -- MarKG's or the memory's -- lead
   to answers; on MARS the MarKG edges labelled with analogy relations A0-A18 do);
@@ -94,8 +98,20 @@ def _node(graph) -> torch.Tensor:
     return torch.ones(graph.node_kind.shape[0], device=graph.node_kind.device)
 
 
+def _retrieval(graph) -> torch.Tensor:
+    # the best retrieval score among the MMKG triples that brought j in (memory edges carry counts, not
+    # scores; a node only memory edges reach gets 0, as does one whose triples all scored below 0)
+    src, dst = graph.edge_index
+    kg_edge = ~graph.edge_memory.bool()
+    score = graph.edge_score.float()[kg_edge]
+    out = torch.zeros(graph.node_kind.shape[0], device=src.device)
+    out = out.scatter_reduce(0, src[kg_edge], score, reduce="amax")
+    return out.scatter_reduce(0, dst[kg_edge], score, reduce="amax")
+
+
 #: pointer feature name -> ``fn(graph) -> [N]``; ``MRMKGConfig.pointer_features`` picks the columns
-FEATURES = {"focus": _focus, "memory": _memory, "near": _near, "copy": _copy, "node": _node}
+FEATURES = {"focus": _focus, "memory": _memory, "near": _near, "copy": _copy, "node": _node,
+            "retrieval": _retrieval}
 DEFAULT_FEATURES = ("focus", "memory", "near")
 #: every name ``MRMKGConfig.pointer_features`` accepts: the graph's columns, the learned ``relation``
 #: term and the task-supplied ``relation_odds`` and ``frequency`` terms
