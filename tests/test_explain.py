@@ -198,3 +198,22 @@ def test_names_with_brackets_print_as_written(eval_dir):
     print_explanation(e, console=console)
     text = console.export_text()
     assert "gold puppy [/young] (Q4)" in text and "[bold]puppy" in text
+
+
+def test_retrieval_first_script_counts_where_the_top_scored_triple_names_the_answer(eval_dir):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "mars_retrieval_first.py"
+    spec = importlib.util.spec_from_file_location("mars_retrieval_first", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    # only dev-2 has its answer (meow) named by the triples alone: dev-1's is a memory partner, dev-3's the copy;
+    # its triples score meow 0.8 and bark / dog 0.3, so retrieval puts meow first while the model ranked it 2nd
+    assert script.count(str(eval_dir)) == dict(examples=1, retrieval_first=1, model_first=0, both=0,
+                                               answer_is_question=0, nodes=3)
+    preds = [json.loads(x) for x in (eval_dir / "predictions.jsonl").read_text().splitlines()]
+    preds[1].update(rank=1, retrieved=[[2, 0.9], [3, 0.8]])   # now bark and dog outscore meow
+    (eval_dir / "predictions.jsonl").write_text("".join(json.dumps(p) + "\n" for p in preds))
+    assert script.count(str(eval_dir)) == dict(examples=1, retrieval_first=0, model_first=1, both=0,
+                                               answer_is_question=0, nodes=3)
