@@ -17,8 +17,9 @@ candidate ``c``::
   ``node`` a constant 1, a learned preference of subgraph nodes over the rest of the candidates, and
   ``retrieval`` the highest retrieval score (``edge_score``, clipped at 0) of the MMKG triples that
   brought j in: among MARS answers that only a retrieved triple names, the top-scored node is the
-  answer about as often as the pointer's first choice is, and in other examples (docs/results.md,
-  session 16);
+  answer about as often as the pointer's first choice is, and in other examples. Trained on MARS, its
+  weight came out negative, because most training answers are memory partners that no triple brings
+  in, and it lowered dev Hits@1 at N = 10 and 20 (docs/results.md, session 16);
   and ``relation``, not a column but a learned weight per relation type (and direction), summed
   over the edges that join j to a focus entity (which relations -- MarKG's or the memory's -- lead
   to answers; on MARS the MarKG edges labelled with analogy relations A0-A18 do);
