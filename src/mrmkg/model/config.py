@@ -82,8 +82,8 @@ class MRMKGConfig:
                 "relation type of the node's edges to the focus), relation_odds (the same sum over a fixed table of "
                 "per-relation log-odds that the task computes from its training file, one learned weight; MARS only), "
                 "frequency (log(1 + how often the entity occurs in the task's training file), one learned weight; "
-                "MARS only), retrieval (the best retrieval score of the triples that brought the node in; measured worse on "
-                "MARS dev)"})
+                "MARS only), retrieval (the best retrieval score of the triples that brought the node in; measured "
+                "worse on MARS dev)"})
     pointer_scale: float = field(default=1.0, metadata={
         "help": "fixed multiplier of the pointer's feature and per-entity prior terms: a learning-rate multiplier "
                 "for those few weights, which Adam otherwise moves by only ~lr per step (mrmkg.model.pointer)"})
