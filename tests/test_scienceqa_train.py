@@ -15,7 +15,8 @@ from mrmkg.kg.graph import MMKG
 from mrmkg.tasks import scienceqa as sqa
 from mrmkg.tasks import scienceqa_score as S
 from mrmkg.tasks.kg_qa import KGQAConfig, build_kg_qa, save_records
-from mrmkg.train import TASKS, TrainConfig, make_task, train
+from mrmkg.tasks.registry import TASKS
+from mrmkg.train import TrainConfig, make_task, train
 from sqa_fixture import scienceqa_root
 from test_model_common import tiny_llm
 

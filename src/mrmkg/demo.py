@@ -175,7 +175,7 @@ class Demo:
 
         cfg = self.config
         return TrainConfig(
-            task="mrmkg.tasks.demo_task:" + ("DemoStage1Task" if stage1 else "DemoTask"),
+            task="demo_stage1" if stage1 else "demo",
             task_args=self._task_args(rung, stage1), model=self._model_args(rung), init_from=init_from,
             output_dir=str(out), seed=cfg.seed, epochs=1000, max_steps=steps, batch_size=cfg.batch_size,
             precision="fp32" if self._model_args(rung).get("dtype") == "fp32" else "bf16",

@@ -28,7 +28,6 @@ has nothing to spare, and it keeps the data position a pair of integers).
 """
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import random
@@ -50,7 +49,7 @@ from mrmkg.malloc import tune_malloc
 from mrmkg.yamlconfig import Source, apply_overrides, from_dict, load_yaml, to_dict
 
 __all__ = [
-    "OptimConfig", "TrainConfig", "Task", "TASKS", "load_train_config", "make_task", "train",
+    "OptimConfig", "TrainConfig", "Task", "load_train_config", "make_task", "train",
     "latest_checkpoint", "to_device", "trainable_state", "load_trainable_state", "EpochSampler", "TrainResult",
 ]
 
@@ -79,8 +78,8 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     task: str = field(default="mars", metadata={
-        "help": "What to train: 'mars' (stage 2, MARS analogies), 'markg' (stage 1, MarKG entity/relation "
-                "prediction) or 'package.module:Class' for any class with the Task protocol."})
+        "help": "What to train: a registered task name (mars, markg, scienceqa, stage1, demo, demo_stage1, or a "
+                "plugin's, registered through the 'mrmkg.tasks' entry-point group)."})
     task_args: dict = field(default_factory=dict, metadata={
         "help": "Options of the task (e.g. data paths, prompt variant); validated by the task's own config."})
     model: dict = field(default_factory=dict, metadata={
@@ -161,26 +160,11 @@ class Task(Protocol):
         """Metrics on the task's dev split (main process only)."""
 
 
-TASKS = {
-    "mars": "mrmkg.tasks.mars:MarsTask",
-    "markg": "mrmkg.tasks.mars:MarKGPretrainTask",
-    "scienceqa": "mrmkg.tasks.scienceqa_task:ScienceQATask",
-    "stage1": "mrmkg.tasks.stage1_task:Stage1Task",
-}
-
-
 def make_task(config: TrainConfig) -> Task:
-    """Instantiate ``config.task`` (a name in :data:`TASKS` or ``module:Class``) with ``task_args``."""
-    target = TASKS.get(config.task, config.task)
-    if ":" not in target:
-        raise InputError(f"field 'task': unknown task {config.task!r}; expected one of "
-                         f"{', '.join(TASKS)} or 'package.module:Class'")
-    mod, attr = target.split(":", 1)
-    try:
-        cls = getattr(importlib.import_module(mod), attr)
-    except (ImportError, AttributeError) as e:
-        raise InputError(f"field 'task': cannot import {target!r}: {e}") from None
-    return cls.from_config(dict(config.task_args), config)
+    """Instantiate ``config.task`` (a name in :mod:`mrmkg.tasks.registry`) with ``task_args``."""
+    from mrmkg.tasks.registry import make_task as _make
+
+    return _make(config)
 
 
 # ---------------------------------------------------------------------------------- data order
