@@ -32,7 +32,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from mrmkg.tasks.mars import load_mars_split
+    from mrmkg.tasks.mars.data import load_mars_split
     from mrmkg.train import load_train_config, make_task, train
 
     if a.threads:

@@ -14,7 +14,7 @@ import sys
 
 from mrmkg.errors import InputError
 from mrmkg.evaluate import read_predictions
-from mrmkg.tasks.mars import ranking_metrics
+from mrmkg.metrics.ranking import ranking_metrics
 
 
 def mcnemar_p(only_a: int, only_b: int) -> float:

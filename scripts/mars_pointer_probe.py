@@ -26,7 +26,9 @@ import torch
 from safetensors.torch import load_file
 
 from mrmkg.evaluate import open_mars_checkpoint, resolve_checkpoint
-from mrmkg.tasks.mars import MarsTask, load_mars_split, ranking_metrics
+from mrmkg.metrics.ranking import ranking_metrics
+from mrmkg.tasks.mars.data import load_mars_split
+from mrmkg.tasks.mars.task import MarsTask
 
 
 def answer_group(task: MarsTask, record) -> str:

@@ -14,7 +14,8 @@ import argparse
 import torch
 
 from mrmkg.evaluate import open_mars_checkpoint
-from mrmkg.tasks.mars import gold_ranks, load_mars_split, ranking_metrics
+from mrmkg.metrics.ranking import gold_ranks, ranking_metrics
+from mrmkg.tasks.mars.data import load_mars_split
 from mrmkg.train import to_device
 
 

@@ -13,7 +13,8 @@ import sys
 
 from mrmkg.errors import InputError
 from mrmkg.explain import named_entities
-from mrmkg.tasks.mars import MarsTask, load_mars_split
+from mrmkg.tasks.mars.data import load_mars_split
+from mrmkg.tasks.mars.task import MarsTask
 from mrmkg.train import load_train_config
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mrmkg.tasks.mars import gold_ranks, ranking_metrics
+from mrmkg.metrics.ranking import gold_ranks, ranking_metrics
 
 
 def rows(path: Path):

@@ -18,7 +18,7 @@ def test_version_prints_the_installed_version(capsys):
 @pytest.mark.parametrize("argv,needles", [
     (["frobnicate"], ["No such command 'frobnicate'", "mrmkg --help"]),
     (["train", "--no-such-option"], ["No such option: --no-such-option", "mrmkg train --help"]),
-    (["eval", "--task", "mars"], ["Missing option '--checkpoint'"]),
+    (["eval"], ["Missing argument 'checkpoint'"]),
     (["train", "-c", "/nonexistent/run.yaml"], ["/nonexistent/run.yaml", "not found"]),
     (["kg", "stats", "/nonexistent/graph"], ["/nonexistent/graph"]),
 ])

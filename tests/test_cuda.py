@@ -118,7 +118,7 @@ def test_resume_on_cuda_is_exact(tmp_path):
 
 
 def test_mars_trains_on_cuda_and_evaluates_anywhere(world, tmp_path):
-    from mrmkg.evaluate import evaluate_mars
+    from mrmkg.evaluate import evaluate
     from mrmkg.train import load_train_config, train
 
     res = train(load_train_config(_train_cfg(world, tmp_path / "run", memory=True, pointer=True, cpu=False)))
@@ -126,7 +126,7 @@ def test_mars_trains_on_cuda_and_evaluates_anywhere(world, tmp_path):
     split = Path(world["mars"]) / "dev.json"
     preds = {}
     for device in ("cpu", "cuda"):
-        m = evaluate_mars(tmp_path / "run", split, tmp_path / device, batch_size=2, progress=False, device=device)
+        m = evaluate(tmp_path / "run", split, tmp_path / device, batch_size=2, progress=False, device=device)
         assert m["hits@1"] == pytest.approx(res.metrics["hits@1"]) and m["mrr"] == pytest.approx(res.metrics["mrr"])
         preds[device] = [json.loads(x) for x in (tmp_path / device / "predictions.jsonl").read_text().splitlines()]
     for a, b in zip(preds["cpu"], preds["cuda"]):

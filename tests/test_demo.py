@@ -89,17 +89,17 @@ def _run(cfg, **kw):
 
 @pytest.fixture
 def count_training(monkeypatch):
-    """Counts calls of the training engine (the demo imports it at call time)."""
-    import mrmkg.train
+    """Counts calls of the training engine."""
+    import mrmkg.demo
 
     calls = []
-    real = mrmkg.train.train
+    real = mrmkg.demo.train
 
     def counting(config, *a, **kw):
         calls.append(config.output_dir)
         return real(config, *a, **kw)
 
-    monkeypatch.setattr(mrmkg.train, "train", counting)
+    monkeypatch.setattr(mrmkg.demo, "train", counting)
     return calls
 
 
@@ -133,7 +133,8 @@ def test_demo_pipeline_trains_every_rung_writes_files_and_reuses_cache(tmp_path,
     with Image.open(out / "subgraph.png") as im:
         assert im.size[0] > 100 and im.size[1] > 100
     assert summary["picture"] == str(out / "subgraph.png")
-    for label in ("(i) no KG", "(v) + stage-1 pretraining", "image questions:", "predicted", "gold", "subgraph.png"):
+    for label in ("(i) no KG", "(v) + stage-1 pretraining", "image questions:", "answer", "gold", "subgraph.png",
+                  "ask it yourself: mrmkg ask"):
         assert label in text
 
     # second run: nothing retrains, same numbers
@@ -156,6 +157,37 @@ def test_demo_pipeline_trains_every_rung_writes_files_and_reuses_cache(tmp_path,
     assert len(count_training) == 1
 
 
+def test_pipeline_answers_as_eval_predicted(tmp_path, cache, llm_dir):
+    """A user's question through the Pipeline (the `mrmkg ask` path) gets the answer and scores that the
+    evaluation predicted for the same dev question: image, text and analogy alike."""
+    from rich.console import Console
+
+    from mrmkg.demo import Demo
+
+    demo = Demo(_config(tmp_path / "out", llm_dir, rungs=("align",)), HashText(), PixelVision(), Console(quiet=True))
+    demo.prepare()
+    run = Path(demo.run_ladder()["align"]["run"])
+    preds = {p["id"]: p for p in map(json.loads, (run / "predictions.jsonl").read_text().splitlines())}
+    pipe = demo.pipeline(RUNGS[3], run)
+    kg = demo.world.kg
+    qs = [q for q in demo.world.questions[demo.config.eval_split] if q.id in preds]
+    assert {q.type for q in qs} == {"image", "text", "analogy"}
+    for q in qs:
+        if q.type == "analogy":
+            ans = pipe(analogy=[kg.entity_names[kg.entity_index(e)] for e in (*q.example, q.subject)], top_k=3)
+        else:
+            ans = pipe(q.text, image=q.image, top_k=3)
+        p = preds[q.id]
+        assert ans.answer_id == p["pred"], q.id
+        assert [[c.id, round(c.score, 4)] for c in ans.candidates] == p["top3"], q.id
+        # the subgraph shown is the one the model read: the N best of the triples evaluation retrieved
+        shown = [r["id"] for r in ans.subgraph["triples"]]
+        assert p["retrieved"] and set(shown) <= {t for t, _ in p["retrieved"]}
+        assert len(shown) == min(demo.config.N, len(p["retrieved"]))
+        assert set(ans.timings) == {"encode", "retrieve", "model"} and all(v >= 0 for v in ans.timings.values())
+        assert json.loads(json.dumps(ans.to_dict()))["answer"] == ans.answer  # JSON-ready
+
+
 def test_same_seed_same_result(tmp_path, cache, llm_dir):
     a, _ = _run(_config(tmp_path / "a", llm_dir, rungs=("no_kg", "kg_text")))
     b, _ = _run(_config(tmp_path / "b", llm_dir, rungs=("no_kg", "kg_text")))
@@ -170,7 +202,7 @@ def test_same_seed_same_result(tmp_path, cache, llm_dir):
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     from mrmkg.kg.index import IndexConfig, KGIndex
-    from mrmkg.tasks.demo_world import WorldConfig, build_world
+    from mrmkg.tasks.demo.world import WorldConfig, build_world
 
     w = build_world(WorldConfig(**TINY_WORLD), out=tmp_path_factory.mktemp("dw") / "world")
     KGIndex.build(w.kg, IndexConfig(text_encoder="hash", vision_encoder="pixels"), directory=w.kg_dir,
@@ -180,7 +212,7 @@ def built(tmp_path_factory):
 
 
 def _task(world, llm_dir, stage1=False, **args):
-    from mrmkg.tasks.demo_task import DemoStage1Task, DemoTask, DemoTaskConfig
+    from mrmkg.tasks.demo.task import DemoStage1Task, DemoTask, DemoTaskConfig
 
     cls = DemoStage1Task if stage1 else DemoTask
     return cls(DemoTaskConfig(world=str(world.root), **args), {**TINY_MODEL, "llm": llm_dir}, 0,
@@ -275,12 +307,12 @@ def test_config_errors():
         DemoConfig(rungs=("no_kg", "bogus"))
     with pytest.raises(InputError, match="eval_split"):
         DemoConfig(eval_split="train")
-    from mrmkg.tasks.demo_task import DemoTaskConfig
+    from mrmkg.tasks.demo.task import DemoTaskConfig
 
     with pytest.raises(InputError, match="types"):
         DemoTaskConfig(types=("image", "audio"))
     with pytest.raises(InputError, match="world"):
-        from mrmkg.tasks.demo_task import DemoTask
+        from mrmkg.tasks.demo.task import DemoTask
 
         DemoTask(DemoTaskConfig())
 

@@ -11,10 +11,8 @@ from PIL import Image
 
 from mrmkg.errors import InputError
 from mrmkg.kg.graph import MMKG
-from mrmkg.tasks.demo_world import (
-    CREATURE_RELATIONS, TEMPLATES, World, WorldConfig, _generate, build_world, image_match_accuracy,
-    invent_names, leaked_facts, load_world, render_entity_image,
-)
+from mrmkg.tasks.demo.drawing import render_entity_image
+from mrmkg.tasks.demo.world import CREATURE_RELATIONS, TEMPLATES, World, WorldConfig, _generate, build_world, image_match_accuracy, invent_names, leaked_facts, load_world
 
 TINY = dict(n_creatures=20, n_distractors=4, n_places=4, n_foods=8, n_materials=4, n_clans=3)
 

@@ -65,7 +65,7 @@ def world(tmp_path_factory):
 
 
 def _task(world, **args):
-    from mrmkg.tasks.mars import MarsTask
+    from mrmkg.tasks.mars.task import MarsTask
 
     return MarsTask.from_config({"graph": world["graph"], "data_dir": world["mars"], **args})
 
@@ -81,7 +81,7 @@ def _task(world, **args):
     ('{"example": ["Q1", 7], "question": "Q2", "answer": "Q3", "mode": 0}', "'example[1]'"),
 ])
 def test_split_validation_names_file_line_field(world, tmp_path, line, needle):
-    from mrmkg.tasks.mars import load_mars_split
+    from mrmkg.tasks.mars.data import load_mars_split
 
     p = tmp_path / "bad.json"
     p.write_text('{"example": ["Q1", "Q3"], "question": "Q2", "answer": "Q3", "mode": 0}\n\n' + line + "\n")
@@ -91,7 +91,7 @@ def test_split_validation_names_file_line_field(world, tmp_path, line, needle):
 
 
 def test_candidates_file(world, tmp_path):
-    from mrmkg.tasks.mars import load_candidates
+    from mrmkg.tasks.mars.data import load_candidates
 
     c = load_candidates(Path(world["mars"]) / "analogy_entities.txt", world["kg"])
     assert [world["kg"].entity_ids[i] for i in c] == CANDS
@@ -103,7 +103,7 @@ def test_candidates_file(world, tmp_path):
 
 # ---------------------------------------------------------------------------------- metrics
 def test_rank_counts_strictly_higher_ties_favour_gold():
-    from mrmkg.tasks.mars import gold_ranks, ranking_metrics
+    from mrmkg.metrics.ranking import gold_ranks, ranking_metrics
 
     scores = torch.tensor([[0.5, 0.9, 0.5, 0.1],   # gold 0: one strictly higher -> 2 (tie with col 2 ignored)
                            [0.3, 0.3, 0.3, 0.3],   # all tied -> 1
@@ -117,7 +117,7 @@ def test_rank_counts_strictly_higher_ties_favour_gold():
 
 # ---------------------------------------------------------------------------------- prompts
 def test_gold_relation_is_never_an_input(world):
-    from mrmkg.tasks.mars import load_mars_split
+    from mrmkg.tasks.mars.data import load_mars_split
 
     for prompt in ("question", "kg_text", "kg_graph", "kg_text_graph"):
         task = _task(world, prompt=prompt)
@@ -134,7 +134,7 @@ def test_gold_relation_is_never_an_input(world):
 
 
 def test_modes_images_and_standins(world):
-    from mrmkg.tasks.mars import MarsRecord
+    from mrmkg.tasks.mars.data import MarsRecord
 
     kg = world["kg"]
     e = kg.entity_index
@@ -165,7 +165,7 @@ def test_image_standin_graph_gives_the_alignment_loss_anchors(world, tmp_path):
     Image-side entities shown by a stand-in's features say so in 'sides'."""
     from mrmkg.kg.graph import MMKG
     from mrmkg.kg.index import KGIndex
-    from mrmkg.tasks.mars import MarsTask, MarsTaskConfig
+    from mrmkg.tasks.mars.task import MarsTask, MarsTaskConfig
 
     g = np.random.default_rng(1)
     plain = MMKG.from_records(ENTS, RELS, TRIPLES)
@@ -181,7 +181,7 @@ def test_image_standin_graph_gives_the_alignment_loss_anchors(world, tmp_path):
         path = str(tmp_path / name)
         task = MarsTask(MarsTaskConfig(graph=path, data_dir=world["mars"], N=3, prompt="kg_graph"), args)
         ex = task.make_examples(_dev(world))
-        model = task.build_model().mrmkg.train()
+        model = task.build_model().train()
         out = model(model.collate(ex, candidates=task.candidates, rank_over="entity"))
         n_img = sum(int((x.subgraph.node_kind == 1).sum()) for x in ex)
         n_ent = sum(int((x.subgraph.node_kind == 0).sum()) for x in ex)
@@ -253,7 +253,7 @@ def test_analogy_memory_from_the_training_file_only(world):
     keep = _task(world, memory=True, memory_keep_gold=1.0, use_images=False).make_examples(dev, train=True)
     assert [x.meta["memory"] for x in keep] == [x.meta["memory"] for x in ex]
     # a question shown by its image (sun has one, mode 0) gets no memory: the image does not name it
-    from mrmkg.tasks.mars import MarsRecord
+    from mrmkg.tasks.mars.data import MarsRecord
 
     sun = MarsRecord("s", E("Q8"), E("Q6"), E("Q7"), E("Q5"), 0, "P3", "x", 1)
     assert _task(world, memory=True).make_examples([sun])[0].meta["memory"] == []
@@ -267,7 +267,7 @@ def test_analogy_memory_from_the_training_file_only(world):
 
 def test_example_copy_node(world):
     """h : t :: h : ? -- with copy_node the example tail joins the subgraph, marked as the copy."""
-    from mrmkg.tasks.mars import MarsRecord
+    from mrmkg.tasks.mars.data import MarsRecord
 
     E = world["kg"].entity_index
     rec = MarsRecord("c", E("Q12"), E("Q6"), E("Q12"), E("Q6"), 1, "P3", "x", 1)   # water : blue :: water : ?
@@ -284,7 +284,7 @@ def test_example_copy_node(world):
 
 
 def test_copy_augment_asks_the_example_back(world, tmp_path):
-    from mrmkg.tasks.mars import load_mars_split
+    from mrmkg.tasks.mars.data import load_mars_split
 
     recs = load_mars_split(Path(world["mars"]) / "train.json", world["kg"]) * 50
     recs = [dataclasses.replace(r, line=i + 1) for i, r in enumerate(recs)]
@@ -305,7 +305,7 @@ def test_pointer_frequency_from_the_training_file(world, tmp_path):
     loading (it is not saved), and with a positive weight a pointer orders the nodes by it."""
     from collections import Counter
 
-    from mrmkg.tasks.mars import MarsTask, MarsTaskConfig
+    from mrmkg.tasks.mars.task import MarsTask, MarsTaskConfig
 
     kg = world["kg"]
     seen = Counter(e for ex, q, a, _, _ in TRAIN for e in (*ex, q, a))
@@ -314,7 +314,7 @@ def test_pointer_frequency_from_the_training_file(world, tmp_path):
             "graph_pointer": True, "pointer_mode": "first", "pointer_features": "focus,memory,frequency", "dtype": "fp32"}
     task = MarsTask(MarsTaskConfig(graph=world["graph"], data_dir=world["mars"], N=3), args)
     np.testing.assert_allclose(task.train_frequency(), [seen[e] for e in kg.entity_ids])
-    model = task.build_model().mrmkg
+    model = task.build_model()
     torch.testing.assert_close(model.graph_pointer.frequency, torch.tensor(want, dtype=torch.float32))
     model.graph_pointer.frequency_weight.data.fill_(0.5)
     # the pointer (all else zero) now ranks the subgraph's candidate nodes by training frequency
@@ -327,10 +327,10 @@ def test_pointer_frequency_from_the_training_file(world, tmp_path):
     by_score = sorted(nodes, key=lambda c: -float(scores[cands.index(c)]))
     assert [want[c] for c in by_score] == sorted((want[c] for c in nodes), reverse=True)
     model.save_pretrained(tmp_path / "freq")
-    loaded = task.load_model(tmp_path / "freq").mrmkg
+    loaded = task.load_model(tmp_path / "freq")
     torch.testing.assert_close(loaded.graph_pointer.frequency, model.graph_pointer.frequency)
     assert loaded.graph_pointer.frequency_weight.item() == 0.5
-    plain = MarsTask(task.config, {**args, "pointer_features": "focus,memory"}).build_model().mrmkg
+    plain = MarsTask(task.config, {**args, "pointer_features": "focus,memory"}).build_model()
     assert plain.graph_pointer.frequency is None and plain.graph_pointer.frequency_weight is None
 
 
@@ -338,7 +338,7 @@ def test_pointer_relation_odds_from_the_training_file(world, tmp_path):
     """'relation_odds': per relation and direction, the smoothed log-odds (against the mean rate)
     that a candidate neighbour of a training question through it is the answer; set after building
     and after loading, never saved."""
-    from mrmkg.tasks.mars import MarsTask, MarsTaskConfig
+    from mrmkg.tasks.mars.task import MarsTask, MarsTaskConfig
 
     args = {"llm": world["llm"], "gnn_hidden": 16, "gnn_heads": 2, "gnn_num_blocks": 2, "gnn_relation_dim": 8,
             "graph_pointer": True, "pointer_mode": "first", "pointer_features": "focus,relation_odds", "dtype": "fp32"}
@@ -358,14 +358,14 @@ def test_pointer_relation_odds_from_the_training_file(world, tmp_path):
     got = task.train_relation_odds()
     np.testing.assert_allclose(got, want)
     assert got[kg.relation_index("P3")] > got[kg.relation_index("P4")] > 0 > got[kg.relation_index("P2")]
-    model = task.build_model().mrmkg
+    model = task.build_model()
     torch.testing.assert_close(model.graph_pointer.relation_odds, torch.tensor(want, dtype=torch.float32))
     assert model.graph_pointer.relation_odds_weight.item() == 0.0
-    started = MarsTask(task.config, {**args, "relation_odds_init": 1.0, "pointer_scale": 4.0}).build_model().mrmkg
+    started = MarsTask(task.config, {**args, "relation_odds_init": 1.0, "pointer_scale": 4.0}).build_model()
     assert started.graph_pointer.relation_odds_weight.item() == 0.25          # x scale 4 = weight 1 from the start
     model.graph_pointer.relation_odds_weight.data.fill_(0.5)
     model.save_pretrained(tmp_path / "odds")
-    loaded = task.load_model(tmp_path / "odds").mrmkg
+    loaded = task.load_model(tmp_path / "odds")
     torch.testing.assert_close(loaded.graph_pointer.relation_odds, model.graph_pointer.relation_odds)
     assert loaded.graph_pointer.relation_odds_weight.item() == 0.5
     from safetensors.torch import load_file
@@ -373,23 +373,24 @@ def test_pointer_relation_odds_from_the_training_file(world, tmp_path):
         tmp_path / "odds" / "model.safetensors"))
     # relation_at_eval=odds needs the same table without the feature, after building and after loading
     at_eval = MarsTask(task.config, {**args, "pointer_features": "focus,relation", "relation_at_eval": "odds"})
-    m = at_eval.build_model().mrmkg
+    m = at_eval.build_model()
     torch.testing.assert_close(m.graph_pointer.relation_odds, torch.tensor(want, dtype=torch.float32))
     m.save_pretrained(tmp_path / "at_eval")
-    torch.testing.assert_close(at_eval.load_model(tmp_path / "at_eval").mrmkg.graph_pointer.relation_odds,
+    torch.testing.assert_close(at_eval.load_model(tmp_path / "at_eval").graph_pointer.relation_odds,
                                torch.tensor(want, dtype=torch.float32))
-    plain = MarsTask(task.config, {**args, "pointer_features": "focus,relation"}).build_model().mrmkg
+    plain = MarsTask(task.config, {**args, "pointer_features": "focus,relation"}).build_model()
     assert plain.graph_pointer.relation_odds is None
 
 
 def _dev(world):
-    from mrmkg.tasks.mars import load_mars_split
+    from mrmkg.tasks.mars.data import load_mars_split
 
     return load_mars_split(Path(world["mars"]) / "dev.json", world["kg"])
 
 
 def test_analogy_memory_keep_rate_is_seeded(world, tmp_path):
-    from mrmkg.tasks.mars import MarsTask, load_mars_split
+    from mrmkg.tasks.mars.data import load_mars_split
+    from mrmkg.tasks.mars.task import MarsTask
 
     rows = [(["Q1", "Q3"], "Q2", "Q3", "P1", 0)] * 400
     mars = tmp_path / "mars"
@@ -404,7 +405,8 @@ def test_analogy_memory_keep_rate_is_seeded(world, tmp_path):
 
 
 def test_copy_examples_keep_their_memory_edge_at_their_own_rate(world, tmp_path):
-    from mrmkg.tasks.mars import MarsTask, load_mars_split
+    from mrmkg.tasks.mars.data import load_mars_split
+    from mrmkg.tasks.mars.task import MarsTask
 
     rows = [(["Q1", "Q3"], "Q2", "Q3", "P1", 0), (["Q2", "Q3"], "Q9", "Q10", "P1", 0)] * 200
     mars = tmp_path / "mars"
@@ -431,7 +433,7 @@ def test_bad_memory_relation_names_the_line(world, tmp_path):
     mars.mkdir()
     _write_split(mars / "train.json", TRAIN[:2] + [(["Q1", "Q3"], "Q2", "Q3", "P99", 0)])
     (mars / "analogy_entities.txt").write_text("\n".join(CANDS) + "\n")
-    from mrmkg.tasks.mars import MarsTask
+    from mrmkg.tasks.mars.task import MarsTask
 
     task = MarsTask.from_config({"graph": world["graph"], "data_dir": str(mars), "memory": True})
     with pytest.raises(InputError, match=r"train.json:3.*'P99'"):
@@ -460,8 +462,8 @@ def test_train_then_eval_outputs_agree(world, tmp_path):
     assert set(res.metrics) >= {"hits@1", "hits@3", "hits@5", "hits@10", "mrr", "n"} and res.metrics["n"] == len(DEV)
 
     out = tmp_path / "eval"
-    assert cli_main(["eval", "--task", "mars", "--checkpoint", str(tmp_path / "run"), "--split-file",
-                     str(Path(world["mars"]) / "dev.json"), "--out", str(out), "--batch-size", "2", "--no-progress"]) == 0
+    assert cli_main(["eval", str(tmp_path / "run"), "--split",
+                     str(Path(world["mars"]) / "dev.json"), "-o", str(out), "--batch-size", "2", "--quiet"]) == 0
     preds = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
     metrics = json.loads((out / "metrics.json").read_text())
     assert [p["id"] for p in preds] == [f"dev-{i}" for i in range(1, len(DEV) + 1)]  # split-file order
@@ -515,8 +517,8 @@ def test_kg_text_graph_trains_the_graph_encoder(world, tmp_path):
             "fact_tokens": True}
     res = train(load_train_config(_train_cfg(world, tmp_path / "run", epochs=1, task_args=args)))
     assert res.metrics["n"] == len(DEV) and np.isfinite(res.final_loss)
-    w = load_file(str(tmp_path / "run" / "final" / "trainable.safetensors"))
-    assert any(k.startswith("mrmkg.graph_encoder.") for k in w) and any(k.startswith("mrmkg.knowledge_adapter.") for k in w)
+    w = load_file(str(tmp_path / "run" / "final" / "model" / "model.safetensors"))
+    assert any(k.startswith("graph_encoder.") for k in w) and any(k.startswith("knowledge_adapter.") for k in w)
 
 
 # each shipped config = configs/mars-smollm2-cpu.yaml + the overrides of the docs/results.md row it reproduces
@@ -545,8 +547,8 @@ def test_config_is_the_measured_row(name):
 
 
 def test_eval_bad_checkpoint_exits_2(world, tmp_path):
-    assert cli_main(["eval", "--checkpoint", str(tmp_path), "--split-file", str(Path(world["mars"]) / "dev.json"),
-                     "--out", str(tmp_path / "o")]) == 2
+    assert cli_main(["eval", str(tmp_path), "--split", str(Path(world["mars"]) / "dev.json"),
+                     "-o", str(tmp_path / "o")]) == 2
 
 
 # ---------------------------------------------------------------------------------- MarKG
@@ -554,14 +556,14 @@ def test_eval_bad_checkpoint_exits_2(world, tmp_path):
 def test_eval_bad_device_exits_2(tmp_path, capsys, device, needle):
     if device == "cuda" and torch.cuda.is_available():
         pytest.skip("a GPU is visible here")
-    rc = cli_main(["eval", "--checkpoint", str(tmp_path), "--split-file", str(tmp_path / "dev.json"),
-                   "--out", str(tmp_path / "out"), "--device", device])
+    rc = cli_main(["eval", str(tmp_path), "--split", str(tmp_path / "dev.json"),
+                   "-o", str(tmp_path / "out"), "--device", device])
     assert rc == 2 and needle in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("prompt", ["kg_graph", "kg_text_graph"])
 def test_markg_examples_hide_the_answer(world, prompt):
-    from mrmkg.tasks.mars import MarKGPretrainTask
+    from mrmkg.tasks.mars.markg import MarKGPretrainTask
 
     task = MarKGPretrainTask.from_config({"graph": world["graph"], "dev_triples": 2, "N": 10, "prompt": prompt,
                                           "text_triples": 3})
@@ -591,7 +593,7 @@ def test_markg_examples_hide_the_answer(world, prompt):
 
 
 def test_markg_more_facts_than_subgraph_triples_is_refused(world):
-    from mrmkg.tasks.mars import MarKGPretrainTask
+    from mrmkg.tasks.mars.markg import MarKGPretrainTask
 
     with pytest.raises(InputError, match="task_args.text_triples.*expected text_triples <= N"):
         MarKGPretrainTask.from_config({"graph": world["graph"], "prompt": "kg_text_graph", "N": 4, "text_triples": 5})
@@ -613,10 +615,10 @@ def test_markg_pretrain_then_mars_init_from(world, tmp_path):
                               [f"init_from={tmp_path / 's1'}", "optim.lr=1e-12", "max_steps=1"]))
     from safetensors.torch import load_file
 
-    w1 = load_file(str(tmp_path / "s1" / "final" / "trainable.safetensors"))
-    w2 = load_file(str(tmp_path / "s2" / "final" / "trainable.safetensors"))
+    w1 = load_file(str(tmp_path / "s1" / "final" / "model" / "model.safetensors"))
+    w2 = load_file(str(tmp_path / "s2" / "final" / "model" / "model.safetensors"))
     shared = set(w1) & set(w2)
-    assert "mrmkg.entity_head.entity.weight" in shared
+    assert "entity_head.entity.weight" in shared
     for k in shared:
         torch.testing.assert_close(w1[k], w2[k], rtol=0, atol=1e-5)
 
@@ -625,7 +627,7 @@ def test_retrieval_coverage_script_counts_answers_the_knowledge_names(world, tmp
     import subprocess
     import sys
 
-    from mrmkg.tasks.mars import load_mars_split
+    from mrmkg.tasks.mars.data import load_mars_split
 
     script = Path(__file__).resolve().parent.parent / "scripts" / "mars_retrieval_coverage.py"
     cfg = _train_cfg(world, tmp_path / "run", memory=True)

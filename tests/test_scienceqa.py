@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mrmkg.errors import InputError
-from mrmkg.tasks import scienceqa as sqa
+from mrmkg.tasks.scienceqa import data as sqa
 from sqa_fixture import scienceqa_root
 
 FIX = scienceqa_root()
@@ -278,7 +278,7 @@ CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("scienceqa-*.ya
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_configs_validate_against_every_schema(path):
     from mrmkg.model import MRMKGConfig
-    from mrmkg.tasks.kg_qa import Stage1TaskArgs
+    from mrmkg.tasks.kgqa.data import Stage1TaskArgs
     from mrmkg.train import load_train_config
     from mrmkg.yamlconfig import from_dict
 

@@ -11,10 +11,10 @@ import torch
 
 from mrmkg.kg.subgraph import Subgraph
 from mrmkg.model import MRMKG, KGFeatures
-from mrmkg.tasks import kg_qa
-from mrmkg.tasks import scienceqa as sqa
-from mrmkg.tasks import scienceqa_score as S
-from mrmkg.tasks.vg import VGConfig, build_vg
+from mrmkg.tasks.kgqa import data as kg_qa
+from mrmkg.tasks.scienceqa import data as sqa
+from mrmkg.tasks.scienceqa import score as S
+from mrmkg.tasks.kgqa.vg import VGConfig, build_vg
 from sqa_fixture import scienceqa_root
 from test_model_common import small_config, tiny_llm
 

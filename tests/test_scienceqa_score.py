@@ -20,7 +20,7 @@ import pytest
 
 from mrmkg.errors import InputError
 from mrmkg.tasks import scienceqa as sqa
-from mrmkg.tasks import scienceqa_score as S
+from mrmkg.tasks.scienceqa import score as S
 from sqa_fixture import scienceqa_root
 
 FIX = scienceqa_root()

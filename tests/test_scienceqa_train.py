@@ -12,10 +12,10 @@ import pytest
 
 from mrmkg.errors import InputError
 from mrmkg.kg.graph import MMKG
-from mrmkg.tasks import scienceqa as sqa
-from mrmkg.tasks import scienceqa_score as S
-from mrmkg.tasks.kg_qa import KGQAConfig, build_kg_qa, save_records
-from mrmkg.tasks.registry import TASKS
+from mrmkg.tasks.scienceqa import data as sqa
+from mrmkg.tasks.scienceqa import score as S
+from mrmkg.tasks.kgqa.data import KGQAConfig, build_kg_qa, save_records
+from mrmkg.tasks.registry import builtin_tasks
 from mrmkg.train import TrainConfig, make_task, train
 from sqa_fixture import scienceqa_root
 from test_model_common import tiny_llm
@@ -89,15 +89,15 @@ def _jsonl(path: Path) -> list[dict]:
 
 
 def test_tasks_are_registered():
-    assert TASKS["scienceqa"] == "mrmkg.tasks.scienceqa_task:ScienceQATask"
-    assert TASKS["stage1"] == "mrmkg.tasks.stage1_task:Stage1Task"
+    assert builtin_tasks()["scienceqa"] == "mrmkg.tasks.scienceqa.task:ScienceQATask"
+    assert builtin_tasks()["stage1"] == "mrmkg.tasks.kgqa.task:Stage1Task"
 
 
 # ------------------------------------------------------------------------------ ScienceQA
 @pytest.mark.parametrize("kind", ["llama", "t5"])
 @pytest.mark.weights("minilm")
 def test_direct_answer_trains_and_evaluates_with_official_columns(kind, tmp_path, graph_dir, llm_dirs):
-    from mrmkg.tasks.scienceqa_task import evaluate_scienceqa
+    from mrmkg.tasks.scienceqa.task import evaluate_scienceqa
 
     cfg = _config(tmp_path, "run", llm_dirs[kind], **_sqa_args(graph_dir))
     res = train(cfg)
@@ -128,7 +128,7 @@ def test_direct_answer_trains_and_evaluates_with_official_columns(kind, tmp_path
 
 @pytest.mark.weights("minilm")
 def test_rationale_then_answer_stage_uses_generated_rationales(tmp_path, graph_dir, llm_dirs):
-    from mrmkg.tasks.scienceqa_task import ScienceQATask, evaluate_scienceqa
+    from mrmkg.tasks.scienceqa.task import ScienceQATask, evaluate_scienceqa
 
     from mrmkg.cli import main as cli_main
 
@@ -179,7 +179,8 @@ def test_rationale_then_answer_stage_uses_generated_rationales(tmp_path, graph_d
 
 
 def test_answer_scoring_is_strict_and_matches_the_official_scorer(tmp_path):
-    from mrmkg.tasks.scienceqa_task import ScienceQATask, rationale_metrics, rouge_l
+    from mrmkg.metrics.text import rouge_l
+    from mrmkg.tasks.scienceqa.task import ScienceQATask, rationale_metrics
 
     # no graph: retrieval 'none' works without an MMKG
     task = ScienceQATask.from_config({"root": str(SQA_ROOT), "prompt": {"format": "QCM-A", "retrieval": "none"}})
@@ -206,7 +207,7 @@ def test_answer_scoring_is_strict_and_matches_the_official_scorer(tmp_path):
 
 @pytest.mark.weights("minilm")
 def test_bad_task_args_are_input_errors(tmp_path, graph_dir):
-    from mrmkg.tasks.scienceqa_task import ScienceQATask
+    from mrmkg.tasks.scienceqa.task import ScienceQATask
 
     with pytest.raises(InputError, match="task_args.kg"):
         ScienceQATask.from_config({"root": str(SQA_ROOT)})
@@ -240,8 +241,8 @@ def test_stage1_on_kg_qa_records_trains_evaluates_and_is_deterministic(tmp_path,
 @pytest.mark.weights("efficientnet-lite0")
 def test_stage1_on_visual_genome_folder(tmp_path, llm_dirs):
     from mrmkg.kg.index import KGIndex
-    from mrmkg.tasks.stage1_task import exact_match
-    from mrmkg.tasks.vg import VGConfig, build_vg
+    from mrmkg.metrics.text import exact_match
+    from mrmkg.tasks.kgqa.vg import VGConfig, build_vg
 
     build_vg(FIX / "vg", tmp_path / "vg", images_dir=FIX / "vg" / "images", config=VGConfig())
     assert not (tmp_path / "vg" / "graph" / "index").exists()  # the task indexes the VG graph itself
@@ -257,7 +258,7 @@ def test_stage1_on_visual_genome_folder(tmp_path, llm_dirs):
 @pytest.mark.slow
 @pytest.mark.weights("minilm", "smollm2-135m")
 def test_smollm2_direct_answer_end_to_end(tmp_path, graph_dir):
-    from mrmkg.tasks.scienceqa_task import evaluate_scienceqa
+    from mrmkg.tasks.scienceqa.task import evaluate_scienceqa
 
     cfg = _config(tmp_path, "smol", "smollm2-135m", **_sqa_args(graph_dir, limit=3, max_new_tokens=8))
     cfg.model.update(gnn_hidden=32, max_prompt_tokens=160, max_target_tokens=12)

@@ -203,7 +203,7 @@ def test_progress_periodic_eval_and_summary_table(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("over,needle", [
-    ({"task": "no_such_task"}, "unknown task 'no_such_task'; expected one of mars, markg"),
+    ({"task": "no_such_task"}, "unknown task 'no_such_task'; expected one of demo, demo_stage1"),
     ({"task": "json:loads"}, "unknown task 'json:loads'"),  # a config names a task; it never imports a module
     ({"batch_size": 97}, "96 training examples are fewer than one optimizer step"),
     ({"grad_accum": 13}, "(batch_size 8 x processes 1 x grad_accum 13)"),

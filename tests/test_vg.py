@@ -11,8 +11,8 @@ from PIL import Image
 
 from mrmkg.errors import InputError
 from mrmkg.kg.graph import MMKG
-from mrmkg.tasks import kg_qa
-from mrmkg.tasks.vg import VGConfig, VGStage1, build_vg
+from mrmkg.tasks.kgqa import data as kg_qa
+from mrmkg.tasks.kgqa.vg import VGConfig, VGStage1, build_vg
 
 FIX = Path(__file__).parent / "fixtures" / "vg"
 

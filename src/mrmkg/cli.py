@@ -44,6 +44,7 @@ COMMANDS = [
     ("stage1", "app", "stage1", True),
     ("train", "train", "train", False),
     ("eval", "eval_command", "eval", False),
+    ("ask", "ask_command", "ask", False),
     ("explain", "explain_command", "explain", False),
     ("demo", "demo", "demo", False),
 ]

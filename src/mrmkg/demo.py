@@ -26,8 +26,15 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from rich.markup import escape
+
 from mrmkg.errors import InputError
 from mrmkg.fileio import atomic_write_json, atomic_write_text
+from mrmkg.metrics.choice import accuracy_by_type
+from mrmkg.pipeline import Pipeline
+from mrmkg.tasks.demo.task import QUESTION_TYPES, DemoStage1Task, DemoTask, DemoTaskConfig
+from mrmkg.train import OptimConfig, TrainConfig, load_train_config, train
+from mrmkg.yamlconfig import Source, from_dict, to_dict
 
 DEMO_FORMAT = 2  # bump when what a rung computes changes (it keys the rung folders)
 
@@ -132,7 +139,7 @@ class Demo:
     def prepare(self, fresh: bool = False):
         """Build (or reuse) the world and its index; returns the world."""
         from mrmkg.kg.index import IndexConfig, KGIndex
-        from mrmkg.tasks.demo_world import WorldConfig, build_world
+        from mrmkg.tasks.demo.world import WorldConfig, build_world
 
         cfg = self.config
         wcfg = WorldConfig.from_dict({"seed": cfg.seed, **cfg.world})
@@ -171,8 +178,6 @@ class Demo:
                 "align_weight": cfg.align_weight if rung.align else 0.0}
 
     def _train_config(self, rung: Rung, out: Path, steps: int, init_from: str | None, stage1: bool):
-        from mrmkg.train import OptimConfig, TrainConfig
-
         cfg = self.config
         return TrainConfig(
             task="demo_stage1" if stage1 else "demo",
@@ -182,8 +187,6 @@ class Demo:
             optim=OptimConfig(lr=cfg.lr, warmup_ratio=0.1), eval_at_end=False, log_every=5, progress=cfg.progress)
 
     def _run_key(self, tc, parent: str | None) -> str:
-        from mrmkg.yamlconfig import to_dict
-
         d = to_dict(tc)
         for k in ("output_dir", "init_from", "progress"):
             d.pop(k, None)
@@ -193,10 +196,6 @@ class Demo:
 
     def _train(self, rung: Rung, stage1: bool, parent: Path | None, fresh: bool) -> tuple[Path, dict]:
         """Train one run (or reuse it). Returns (run folder, result dict)."""
-        from mrmkg.tasks.demo_task import DemoStage1Task, DemoTask, DemoTaskConfig
-        from mrmkg.train import train
-        from mrmkg.yamlconfig import Source, from_dict
-
         cfg = self.config
         steps = cfg.stage1_steps if stage1 else cfg.steps
         tc = self._train_config(rung, Path("."), steps, str(parent / "final") if parent else None, stage1)
@@ -220,12 +219,10 @@ class Demo:
                   "final_loss": res.final_loss, "key": key}
         if not stage1:
             t0 = time.perf_counter()
-            preds = task.predict(task._model, task.eval_examples(cfg.eval_split), cfg.eval_batch_size,
+            preds = task.predict(task.model, task.eval_examples(cfg.eval_split), cfg.eval_batch_size,
                                  progress=cfg.progress)
-            from mrmkg.tasks.demo_task import accuracy
-
             result["eval_seconds"] = round(time.perf_counter() - t0, 2)
-            result["metrics"] = accuracy(preds)
+            result["metrics"] = accuracy_by_type(preds, QUESTION_TYPES)
             atomic_write_text(run / "predictions.jsonl", "".join(json.dumps(p) + "\n" for p in preds))
         atomic_write_json(done, result)
         return run, result | {"cached": False}
@@ -299,38 +296,48 @@ class Demo:
                            f"(metrics.json, table.md, predictions/*.jsonl, picture {picture})")
         return summary
 
-    def samples(self, rung: Rung, run: Path) -> Path | None:
-        """Answer one evaluated question per type with ``rung``'s predictions and draw one subgraph."""
-        from mrmkg.kg.subgraph import Subgraph
-        from mrmkg.viz import render_subgraph
+    def pipeline(self, rung: Rung, run: Path) -> Pipeline:
+        """The trained rung in ``run`` as a :class:`~mrmkg.pipeline.Pipeline` (with the demo's encoders)."""
+        tc = load_train_config(run / "final" / "train_config.yaml")
+        task = DemoTask(from_dict(DemoTaskConfig, tc.task_args, Source(), prefix="task_args."), tc.model, tc.seed,
+                        text_encoder=self._text, vision_encoder=self._vision)
+        return Pipeline(task, task.load_model(run / "final" / "model"), run)
 
+    def samples(self, rung: Rung, run: Path) -> Path | None:
+        """Ask ``rung``'s checkpoint one evaluated question per type, as a user would (through the
+        :class:`~mrmkg.pipeline.Pipeline`, the path ``mrmkg ask`` takes), and draw one subgraph."""
         kg, w = self.world.kg, self.world
-        preds = [json.loads(x) for x in (run / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
-        qs = {q.id: q for q in w.questions[self.config.eval_split]}
-        name = lambda e: f"{kg.entity_names[kg.entity_index(e)]} ({e})"  # noqa: E731
-        picture = None
-        self.console.print(f"\n[bold]sample {self.config.eval_split} questions, answered by {rung.label}[/]")
+        pipe = self.pipeline(rung, run)
+        picture, asked = None, []
+        self.console.print(f"\n[bold]sample {self.config.eval_split} questions, asked of {rung.label}[/]")
         for t in ("image", "text", "analogy"):
-            p = next((p for p in preds if p["type"] == t), None)
-            if p is None:
+            q = next((q for q in w.questions[self.config.eval_split] if q.type == t), None)
+            if q is None:
                 continue
-            q = qs[p["id"]]
-            mark = "[green]right[/]" if p["correct"] else "[red]wrong[/]"
-            self.console.print(f"[bold]{t}[/] {q.id}: {q.text}" + (f"  [dim](picture {q.image})[/]" if q.image else ""))
-            self.console.print(f"  predicted {name(p['pred'])}, gold {name(p['gold'])}: {mark}")
-            if p["retrieved"]:
+            if t == "analogy":
+                query = {"analogy": [kg.entity_names[kg.entity_index(e)] for e in (*q.example, q.subject)]}
+            else:
+                query = {"question": q.text, "image": q.image}
+            ans = pipe(**query, top_k=3)
+            gold = f"{kg.entity_names[kg.entity_index(q.answer)]} ({q.answer})"
+            mark = "[green]right[/]" if ans.answer_id == q.answer else "[red]wrong[/]"
+            self.console.print(f"[bold]{t}[/] {q.id}: {escape(q.text)}" + (f"  [dim](picture {q.image})[/]" if q.image else ""))
+            self.console.print(f"  answer {escape(ans.answer)} ({ans.answer_id}), gold {escape(gold)}: {mark}  "
+                               + "[dim]top 3: " + ", ".join(f"{escape(c.name)} {c.score:.2f}" for c in ans.candidates) + "[/]")
+            triples = (ans.subgraph or {}).get("triples", [])
+            if triples:
                 self.console.print("  retrieved subgraph (triple id, triple, score):")
-                for tid, sc in p["retrieved"]:
-                    self.console.print(f"    t{tid:<5} {kg.verbalise(int(tid))}  [dim]{sc:.3f}[/]")
+                for r in triples:
+                    self.console.print(f"    t{r['id']:<5} {escape(kg.verbalise(r['id']))}  [dim]{r['score']:.3f}[/]")
             else:
                 self.console.print("  (this rung retrieves nothing)")
-            if picture is None and p["retrieved"]:
-                ids = [int(x[0]) for x in p["retrieved"]]
-                sg = Subgraph.from_triples(kg, ids, [float(x[1]) for x in p["retrieved"]], query=q.text,
-                                           images_per_entity=1)
-                picture = render_subgraph(kg, sg, self.out / "subgraph.png",
-                                          title=f"{q.id}: {q.text} (gold: {kg.entity_names[kg.entity_index(q.answer)]})")
+            if picture is None and triples:
+                picture = pipe.draw(ans, self.out / "subgraph.png", title=f"{q.id}: {q.text} (gold: {gold})")
                 self.console.print(f"  picture of this subgraph: {picture}")
+            asked.append(q)
+        image_q = next((q for q in asked if q.type == "image"), None)
+        if image_q is not None:
+            self.console.print(f"\n[bold]ask it yourself:[/] mrmkg ask {run} \"{image_q.text}\" --image {image_q.image}")
         return picture
 
 

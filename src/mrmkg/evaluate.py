@@ -1,19 +1,18 @@
-"""Evaluate a trained checkpoint on any split file and write ``predictions.jsonl`` + ``metrics.json``.
+"""``mrmkg eval``: evaluate a trained checkpoint of any task on a split and write, atomically, into a folder:
 
-``evaluate_mars(checkpoint, split_file, out)`` loads the run's task settings from the checkpoint's
-``train_config.yaml`` (graph folder, prompt variant, stand-ins, retrieval), the trainable weights
-with ``MRMKG.from_pretrained``, ranks the candidates for every example of the split file (in file
-order) and writes, atomically:
+* ``predictions.jsonl``: one line per example, in split order, as the checkpoint's task writes them
+  (MARS: ``id``, ``gold``, ``rank``, ``top10`` [entity id, score], ``retrieved`` [triple id, score],
+  ``memory``, ``copy``, ``mode``, ``sides``; the demo world: ``id``, ``type``, ``gold``, ``pred``,
+  ``correct``, ``top3``, ``retrieved``; ScienceQA: ``pid``, ``prediction``, ``parse``, ``output``,
+  ``answer``, ``retrieved``; stage-1 QA: ``id``, ``output``, ``target``, ``correct``);
+* ``metrics.json``: the task's metrics computed from exactly those predictions (MARS: Hits@1/3/5/10,
+  MRR, ``tie_rule``, ``image_sides``; demo: accuracy per question type; ScienceQA: the official
+  columns; stage 1: exact match), plus ``checkpoint``, ``split``, ``seconds`` and ``examples_per_s``;
+* ``eval_config.yaml``: what was run (the checkpoint, the split, the task settings).
 
-* ``predictions.jsonl``: one line per example: ``id``, ``gold``, ``rank``, ``top10`` as
-  ``[entity id, score]`` pairs, ``retrieved`` as ``[triple id, score]`` pairs, ``memory`` as
-  ``[partner id, relation id, count]`` (the analogy memory's edges), ``copy`` (the example tail
-  when the question is the example head and it is a node, else null), ``mode`` and
-  ``sides`` (how each of example head, example tail and question was given: ``text``, ``image`` or
-  ``standin:<kind>``).
-* ``metrics.json``: ``hits@1``, ``hits@3``, ``hits@5``, ``hits@10``, ``mrr``, ``n`` -- computed from
-  exactly the ranks written to ``predictions.jsonl`` -- plus ``split_file``, ``checkpoint``,
-  ``image_sides`` (the representation counts), ``tie_rule``, ``seconds`` and ``examples_per_s``.
+Every prediction comes from :class:`mrmkg.pipeline.Pipeline`, the one prediction path. ``split`` is
+what the task evaluates: a MARS split file (any path), the demo's ``dev``/``test``, a ScienceQA split
+name, or ``dev`` (the held-out portion) for stage 1.
 """
 from __future__ import annotations
 
@@ -21,85 +20,57 @@ import json
 import time
 from pathlib import Path
 
-import torch
 import yaml
 
-from mrmkg.errors import InputError
 from mrmkg.fileio import atomic_dir, atomic_write_json, atomic_write_text, read_jsonl
-from mrmkg.malloc import tune_malloc
-
-TIE_RULE = "rank = 1 + #candidates scored strictly higher (ties count in the gold's favour)"
-
-
-def resolve_checkpoint(path: str | Path) -> tuple[Path, Path]:
-    """``(model folder, train_config.yaml)`` for a run folder, its ``final/`` or a model folder."""
-    p = Path(path)
-    for cand in (p, p / "final"):
-        if (cand / "model" / "mrmkg.json").is_file() and (cand / "train_config.yaml").is_file():
-            return cand / "model", cand / "train_config.yaml"
-    if (p / "mrmkg.json").is_file() and (p.parent / "train_config.yaml").is_file():
-        return p, p.parent / "train_config.yaml"
-    raise InputError("not a trained checkpoint: expected a run folder, its final/ folder or a model folder "
-                     "written by `mrmkg train` (model/mrmkg.json and train_config.yaml)", path=p)
+from mrmkg.metrics.ranking import ranking_metrics
+from mrmkg.pipeline import Pipeline
 
 
-def open_mars_checkpoint(checkpoint: str | Path, graph: str | None = None):
-    """``(task, model folder, task_args)`` of a MARS run: its ``MarsTask`` rebuilt from the run's
-    ``train_config.yaml`` (``graph`` replaces the graph folder), not yet the model."""
-    from mrmkg.tasks.mars import MarsTask
-    from mrmkg.train import load_train_config
-
-    model_dir, cfg_path = resolve_checkpoint(checkpoint)
-    cfg = load_train_config(cfg_path)
-    if cfg.task != "mars":
-        raise InputError(f"this checkpoint was trained on task {cfg.task!r}, not 'mars'", path=cfg_path)
-    args = dict(cfg.task_args)
-    if graph:
-        args["graph"] = graph
-    return MarsTask.from_config(args, cfg), model_dir, args
+def evaluate(checkpoint: str | Path, split: str | Path | None, out: str | Path, batch_size: int = 16,
+             graph: str | None = None, progress: bool = True, device: str = "cpu") -> dict:
+    """Evaluate ``checkpoint`` on ``split`` (None: the task's own evaluation split) and write
+    predictions and metrics into ``out`` (see the module docstring). ``graph`` replaces the graph
+    folder recorded in the checkpoint; ``device``: cpu, cuda or cuda:N. Returns the metrics."""
+    pipe = Pipeline.from_pretrained(checkpoint, device=device, task_args=_graph_args(checkpoint, graph))
+    return write_evaluation(pipe, split, out, batch_size=batch_size, progress=progress)
 
 
-def evaluate_mars(checkpoint: str | Path, split_file: str | Path, out: str | Path, batch_size: int = 16,
-                  graph: str | None = None, progress: bool = True, device: str = "cpu") -> dict:
-    """Evaluate a MARS checkpoint on ``split_file``; write predictions and metrics into ``out``.
-    ``device``: where the model runs ("cpu", "cuda", "cuda:1", ...). Keeps freed memory in the process
-    (:func:`mrmkg.malloc.tune_malloc`, glibc), as training does."""
-    from mrmkg.tasks.mars import describe_sides, load_mars_split, ranking_metrics
-
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise InputError(f"--device {device!r}: expected cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"--device {device!r}: no CUDA GPU is visible")
-    task, model_dir, args = open_mars_checkpoint(checkpoint, graph)
-    records = load_mars_split(split_file, task.kg)
-    model = task.load_model(model_dir).to(dev)
-    tune_malloc()
+def write_evaluation(pipe: Pipeline, split, out: str | Path, batch_size: int = 16, progress: bool = True) -> dict:
+    """Evaluate ``pipe``'s checkpoint on ``split`` and write the folder ``out`` (module docstring)."""
+    checkpoint = pipe.checkpoint
     t0 = time.perf_counter()
-    preds = task.predict(model, records, batch_size=batch_size, progress=progress)
+    preds, metrics, recorded = pipe.task.evaluate_split(pipe, split, batch_size=batch_size, progress=progress)
     seconds = time.perf_counter() - t0
-    metrics = ranking_metrics([p["rank"] for p in preds])
-    metrics.update({"split_file": str(split_file), "checkpoint": str(checkpoint), "image_sides": describe_sides(preds),
-                    "tie_rule": TIE_RULE, "seconds": round(seconds, 3),
+    metrics.update({**recorded, "checkpoint": str(checkpoint), "seconds": round(seconds, 3),
                     "examples_per_s": round(len(preds) / max(seconds, 1e-9), 2)})
     with atomic_dir(out) as tmp:
         atomic_write_text(tmp / "predictions.jsonl", "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in preds))
         atomic_write_json(tmp / "metrics.json", metrics)
         atomic_write_text(tmp / "eval_config.yaml", yaml.safe_dump(
-            {"checkpoint": str(checkpoint), "split_file": str(split_file), "batch_size": batch_size,
-             "task_args": args}, sort_keys=False))
+            {"checkpoint": str(checkpoint), **recorded, "batch_size": batch_size,
+             "task_args": dict(pipe.train_config.task_args)}, sort_keys=False))
     return metrics
 
 
+def _graph_args(checkpoint, graph: str | None) -> dict | None:
+    """``{<the task's graph field>: graph}`` for the checkpoint's task, or None."""
+    if not graph:
+        return None
+    from mrmkg.pipeline import resolve_checkpoint
+    from mrmkg.tasks.registry import get_task
+    from mrmkg.train import load_train_config
+
+    task = get_task(load_train_config(resolve_checkpoint(checkpoint)[1]).task)
+    return {task.graph_arg: graph}
+
+
 def read_predictions(eval_dir: str | Path) -> list[dict]:
-    """The lines of ``eval_dir/predictions.jsonl`` (an ``evaluate_mars`` output folder), in file order; an
+    """The lines of ``eval_dir/predictions.jsonl`` (an ``mrmkg eval`` output folder), in file order; an
     InputError naming the file and line when it is missing or malformed."""
     return [obj for _, obj in read_jsonl(Path(eval_dir) / "predictions.jsonl", "predictions file")]
 
 
 def metrics_from_predictions(path: str | Path) -> dict:
-    """Recompute the ranking metrics from a ``predictions.jsonl`` (to check a ``metrics.json``)."""
-    from mrmkg.tasks.mars import ranking_metrics
-
+    """Recompute the ranking metrics from a ranking task's ``predictions.jsonl`` (to check a ``metrics.json``)."""
     return ranking_metrics([p["rank"] for _, p in read_jsonl(path, "predictions file")])

@@ -18,7 +18,9 @@ from typing import Sequence
 
 from mrmkg.errors import InputError
 from mrmkg.fileio import read_jsonl
-from mrmkg.tasks.mars import FACT_PROMPTS, GRAPH_PROMPTS, MarsTaskConfig, load_mars_split, ranking_metrics
+from mrmkg.metrics.ranking import ranking_metrics
+from mrmkg.tasks.mars.data import load_mars_split
+from mrmkg.tasks.mars.task import FACT_PROMPTS, GRAPH_PROMPTS, MarsTaskConfig
 from mrmkg.yamlconfig import load_yaml
 
 PREDICTION_FIELDS = ("id", "gold", "rank", "top10", "retrieved", "mode", "sides")

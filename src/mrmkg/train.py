@@ -426,7 +426,7 @@ def train(config: TrainConfig, task: Task | None = None, resume: bool = False, o
     except (ValueError, KeyError) as e:
         raise InputError(f"field 'optim.scheduler': {e}") from None
     inner = model  # the task's model: what is saved, evaluated and restored
-    model, optimizer = accelerator.prepare(_LossOnly(inner), optimizer)
+    model, optimizer = accelerator.prepare(_LossOnly(inner, task), optimizer)
 
     global_step, history, loss_acc, loss_n = 0, [], 0.0, 0
     if ck is not None:
@@ -569,12 +569,13 @@ class _LossOnly(torch.nn.Module):
     DDP walks the autograd graph from the tensors it finds in the output, and it cannot see
     inside an arbitrary output object (every parameter would be marked unused, then ready twice)."""
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, task):
         super().__init__()
         self.model = model
+        self.task_loss = getattr(task, "loss", None)
 
     def forward(self, batch):
-        return self.model(batch).loss
+        return self.task_loss(self.model, batch) if self.task_loss is not None else self.model(batch).loss
 
 
 class _nullcontext:

@@ -30,7 +30,7 @@ def check(root: RootArg, images: ImagesOpt = None,
     """Load and validate every problem, split and image; print counts per split."""
     from rich.table import Table
 
-    from mrmkg.tasks.scienceqa import load_scienceqa
+    from mrmkg.tasks.scienceqa.data import load_scienceqa
 
     data = load_scienceqa(root, images_dir=images, check_images=check_images)
     t = Table(title=f"ScienceQA at {root}")
@@ -50,7 +50,7 @@ def prompts(root: RootArg, split: Annotated[str, typer.Option(help="split to sho
             use_caption: Annotated[bool, typer.Option("--caption/--no-caption", help="add captions to the context")] = False,
             limit: Annotated[int, typer.Option(help="problems to show")] = 3, images: ImagesOpt = None) -> None:
     """Print the model input, target and retrieval query of the first LIMIT problems of a split."""
-    from mrmkg.tasks.scienceqa import build_input, build_target, load_scienceqa, retrieval_query
+    from mrmkg.tasks.scienceqa.data import build_input, build_target, load_scienceqa, retrieval_query
 
     data = load_scienceqa(root, images_dir=images, check_images=False)
     for p in data.split(split)[:limit]:
@@ -72,8 +72,8 @@ def score(root: RootArg,
           topics: Annotated[bool, typer.Option("--topics/--no-topics", help="also print per-topic accuracy")] = True,
           images: ImagesOpt = None) -> None:
     """Accuracy table in the paper's column order (NAT SOC LAN TXT IMG NO G1-6 G7-12 Average)."""
-    from mrmkg.tasks.scienceqa import load_scienceqa
-    from mrmkg.tasks.scienceqa_score import print_scores, score_file, write_metrics
+    from mrmkg.tasks.scienceqa.data import load_scienceqa
+    from mrmkg.tasks.scienceqa.score import print_scores, score_file, write_metrics
 
     data = load_scienceqa(root, images_dir=images, check_images=False)
     pids = data.splits[split] if split else None
@@ -103,7 +103,7 @@ def eval_(checkpoint: Annotated[Path, typer.Argument(help="run folder of `mrmkg 
     """Generate for every problem of a split, parse answers strictly and score (paper's columns).
 
     The rationale stage (QCM-LE) writes the generated rationales the answer stage (QCMG-A) reads."""
-    from mrmkg.tasks.scienceqa_task import evaluate_scienceqa
+    from mrmkg.tasks.scienceqa.task import evaluate_scienceqa
 
     m = evaluate_scienceqa(checkpoint, out, split=split, batch_size=batch_size, kg=kg, rationales=rationales,
                            limit=limit, root=root, progress=progress)

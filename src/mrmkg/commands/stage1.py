@@ -23,7 +23,7 @@ def vg(vg_dir: Annotated[Path, typer.Argument(help="folder with scene_graphs.jso
        skip_missing_images: Annotated[bool, typer.Option("--skip-missing-images",
                                                          help="skip instances whose image is missing")] = False) -> None:
     """Region-based VG QA -> instances whose MMKG is the image's scene graph with object crops."""
-    from mrmkg.tasks.vg import VGConfig, build_vg
+    from mrmkg.tasks.kgqa.vg import VGConfig, build_vg
 
     d = build_vg(vg_dir, out, images_dir=images, config=VGConfig(
         graph_scope=scope, max_instances=max_instances, max_triples=max_triples,
@@ -43,7 +43,7 @@ def kg_qa(graph: Annotated[Path, typer.Argument(help="a graph folder written by 
           seed: Annotated[int, typer.Option(help="sampling seed")] = 0) -> None:
     """'What is the <relation> of <entity>?' and 'What is shown in this image?' instances from a graph."""
     from mrmkg.kg.graph import MMKG
-    from mrmkg.tasks.kg_qa import KGQAConfig, build_kg_qa, save_records
+    from mrmkg.tasks.kgqa.data import KGQAConfig, build_kg_qa, save_records
 
     kg = MMKG.load(graph)
     recs, counts = build_kg_qa(kg, KGQAConfig(max_answers=max_answers, max_triples=max_triples,

@@ -1,5 +1,4 @@
-"""The demo world's questions as a training-engine :class:`~mrmkg.train.Task` (stage 2), and a
-stage-1 task of QA generated from the world's graph.
+"""The demo world's questions as a task (stage 2), and a stage-1 task of QA generated from the world's graph.
 
 Every question is answered by ranking its **closed candidate set** (places, foods, creatures,
 clans, materials, or every entity for analogies) with the entity head, in one forward pass: the
@@ -35,19 +34,24 @@ target.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Literal, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mrmkg.encoders.cache import cached_encode
 from mrmkg.errors import InputError
-from mrmkg.train import to_device
+from mrmkg.kg.retrieve import RetrievalConfig, Retriever, open_graph
+from mrmkg.metrics.choice import accuracy_by_type
+from mrmkg.model import KGFeatures, MRMKGExample
+from mrmkg.tasks.base import Task
+from mrmkg.tasks.demo.world import TEMPLATES, load_world
+from mrmkg.tasks.knowledge import resolve_entity, top_triples
 
 QUESTION_TYPES = ("image", "text", "analogy")
-_LLMS: dict = {}  # llm name -> LLMBundle, shared by the models one process builds (see build_model)
 
 
 @dataclass
@@ -88,28 +92,6 @@ class DemoTaskConfig:
                 raise InputError(f"task_args.{name} must be >= 1, got {getattr(self, name)}")
 
 
-class DemoModel(torch.nn.Module):
-    """An MR-MKG model whose ranking loss is cross-entropy over each question's closed candidate
-    set. ``forward((batch, allowed))``: ``batch`` an ``MRMKGBatch`` ranking all entities,
-    ``allowed [B, E]`` bool. Saving delegates to the wrapped model."""
-
-    def __init__(self, mrmkg):
-        super().__init__()
-        self.mrmkg = mrmkg
-
-    def forward(self, inputs):
-        batch, allowed = inputs
-        out = self.mrmkg(batch)
-        scores = out.scores.masked_fill(~allowed, float("-inf"))
-        loss = F.cross_entropy(scores, batch.answer_pos)
-        if out.align_loss is not None:
-            loss = loss + self.mrmkg.config.align_weight * out.align_loss
-        return SimpleNamespace(loss=loss, rank_loss=loss.detach(), align_loss=out.align_loss)
-
-    def save_pretrained(self, directory) -> None:
-        self.mrmkg.save_pretrained(directory)
-
-
 @dataclass
 class _Item:
     """A question reduced to what the model needs (also used for stage-1 facts)."""
@@ -117,7 +99,7 @@ class _Item:
     id: str
     type: str
     prompt: str          # without facts
-    answer: int          # entity index
+    answer: int | None   # entity index (None: a question of one's own)
     candidates: str      # candidate set id
     text_query: str | None = None
     text_vec: np.ndarray | None = None
@@ -126,22 +108,20 @@ class _Item:
     subject: int | None = None
 
 
-class DemoTask:
+class DemoTask(Task):
     """The world's questions (see the module docstring). ``text_encoder`` / ``vision_encoder``
     default to the encoders named in the graph index's manifest."""
 
+    name = "demo"
+    config_class = DemoTaskConfig
+    graph_arg = "world"  # the world folder holds the graph
     stage = 2
 
     def __init__(self, config: DemoTaskConfig, model_args: dict | None = None, seed: int = 0,
                  text_encoder=None, vision_encoder=None):
-        from mrmkg.kg.retrieve import RetrievalConfig, Retriever, open_graph
-        from mrmkg.tasks.demo_world import load_world
-
         if not config.world:
             raise InputError("field 'task_args.world': the demo world folder is required (mrmkg demo builds it)")
-        self.config = config
-        self.model_args = dict(model_args or {})
-        self.seed = seed
+        super().__init__(config, model_args, seed)
         self.world = load_world(config.world)
         self.kg, self.index = open_graph(self.world.kg_dir)
         self.retriever = Retriever(self.kg, self.index, RetrievalConfig(
@@ -153,16 +133,7 @@ class DemoTask:
             m = np.zeros(E, dtype=bool)
             m[[self.kg.entity_index(e) for e in ids]] = True
             self.allowed[name] = m
-        self._model = None
-        self._train = None
         self._eval: dict = {}
-
-    @classmethod
-    def from_config(cls, args: dict, train_config=None) -> "DemoTask":
-        from mrmkg.yamlconfig import Source, from_dict
-
-        cfg = from_dict(DemoTaskConfig, args, Source(), prefix="task_args.")
-        return cls(cfg, getattr(train_config, "model", {}), getattr(train_config, "seed", 0))
 
     # ------------------------------------------------------------------ encoders
     @property
@@ -171,8 +142,6 @@ class DemoTask:
 
     def _image_features(self, paths: Sequence[str]) -> tuple[np.ndarray, list | None]:
         """Pooled features ``[n, d_v]`` (through the embedding cache) and, for ``grid``, token grids."""
-        from mrmkg.encoders.cache import cached_encode
-
         if not paths:
             return np.zeros((0, self.index.image_dim), np.float32), None
         pooled = cached_encode(self.vision_encoder, list(paths), kind="image")
@@ -247,9 +216,6 @@ class DemoTask:
 
     def make_examples(self, items: Sequence[_Item]):
         """``MRMKGExample`` per item; ``meta`` keeps id, type, candidate set and retrieval provenance."""
-        from mrmkg.model import MRMKGExample
-        from mrmkg.tasks.mars import _top_triples
-
         cfg, kg = self.config, self.kg
         out = []
         for it, sg in zip(items, self._retrieve(items)):
@@ -261,7 +227,7 @@ class DemoTask:
                 if cfg.facts and sg.triple_ids.size:
                     prompt = f"Facts: {self._facts_text(sg.triple_ids[: cfg.text_triples])}.\n{prompt}"
                 if cfg.graph and cfg.N < sg.triple_ids.size:
-                    sg = _top_triples(kg, sg, cfg.N, cfg.images_per_entity)
+                    sg = top_triples(kg, sg, cfg.N, cfg.images_per_entity)
             meta["subgraph"] = sg
             out.append(MRMKGExample(prompt=f"{prompt}\nAnswer:", answer=it.answer, subgraph=sg if cfg.graph else None,
                                     image_tokens=it.image_tokens, meta=meta))
@@ -285,74 +251,71 @@ class DemoTask:
     def eval_questions(self, split: str | None = None):
         return self._sample(self.world.questions[split or self.config.eval_split], self.config.max_eval_per_type, None)
 
-    # ------------------------------------------------------------------ Task protocol
-    def build_model(self) -> DemoModel:
-        from mrmkg.encoders.registry import load_llm
-        from mrmkg.model import MRMKG, KGFeatures, MRMKGConfig
+    # ------------------------------------------------------------------ the model
+    def model_defaults(self) -> dict:
+        return {"use_kg": self.config.graph, "use_image": True, "adapter_length": "nodes"}
 
-        args = {"seed": self.seed, "use_kg": self.config.graph, "use_image": True, "adapter_length": "nodes",
-                **self.model_args, "entity_head": True, "kg": str(self.world.kg_dir)}
-        if args["use_kg"] != self.config.graph:
-            raise InputError(f"model.use_kg ({args['use_kg']}) contradicts task_args.graph ({self.config.graph})")
-        cfg = MRMKGConfig.from_dict(args)
-        # One frozen LLM per process: MR-MKG never changes it (its own tokens live in the entity
-        # head), and the ladder builds six models in a row.
-        key = (cfg.llm, cfg.gradient_checkpointing)  # checkpointing changes the LLM's state: not shared
-        if key not in _LLMS:
-            _LLMS.clear()
-            _LLMS[key] = load_llm(cfg.llm, progress=False)
-        llm = _LLMS[key]
+    def model_fixed(self) -> dict:
+        return {"entity_head": True, "kg": str(self.world.kg_dir)}
+
+    def model_config(self):
+        cfg = super().model_config()
+        if cfg.use_kg != self.config.graph:
+            raise InputError(f"model.use_kg ({cfg.use_kg}) contradicts task_args.graph ({self.config.graph})")
+        return cfg
+
+    def features(self) -> KGFeatures:
+        return KGFeatures.from_index(self.index)
+
+    def image_token_dim(self) -> int | None:
+        return self.index.image_dim
+
+    def vocabulary(self):
         # Entity tokens start at the mean embedding of " Name" (with the leading space): the token
         # the LLM would write after "Answer:" when it copies a name it read in the facts.
         names = [" " + n for n in self.kg.entity_names] if self.config.name_space else self.kg.entity_names
-        self._model = MRMKG(cfg, llm, KGFeatures.from_index(self.index), image_token_dim=self.index.image_dim,
-                            entity_names=names, relation_names=self.kg.relation_names, report=False)
-        return DemoModel(self._model)
+        return names, self.kg.relation_names
 
+    # ------------------------------------------------------------------ training
     def train_items(self) -> list[_Item]:
         return self.question_items(self.train_questions())
 
-    def train_examples(self):
-        if self._train is None:
-            self._train = self.make_examples(self.train_items())
-        return self._train
+    def make_train_examples(self) -> list:
+        return self.make_examples(self.train_items())
 
     def _allowed(self, examples) -> torch.Tensor:
         return torch.as_tensor(np.stack([self.allowed[e.meta["candidates"]] for e in examples]))
 
     def collate(self, examples):
-        return (self._model.collate(examples, rank_over="entity"), self._allowed(examples))
+        return self.rank_batch(examples)
+
+    def loss(self, model, batch) -> torch.Tensor:
+        """Cross-entropy over each question's closed candidate set, plus the alignment loss (Eq. 8)."""
+        batch, allowed = batch
+        out = model(batch)
+        loss = F.cross_entropy(out.scores.masked_fill(~allowed, float("-inf")), batch.answer_pos)
+        if out.align_loss is not None:
+            loss = loss + model.config.align_weight * out.align_loss
+        return loss
+
+    # ------------------------------------------------------------------ answering
+    def rank_batch(self, examples):
+        return self.model.collate(examples, rank_over="entity"), self._allowed(examples)
+
+    def candidate(self, batch, column: int) -> tuple[str, str]:
+        return self.kg.entity_ids[column], self.kg.entity_names[column]
 
     def predict(self, model, examples, batch_size: int = 16, progress: bool = False) -> list[dict]:
-        """Rank each example's candidate set. One dict per example: id, type, gold, pred (entity
-        ids), correct, top3 [[entity id, score]], retrieved [[triple id, score]]."""
-        mrmkg = model.mrmkg if isinstance(model, DemoModel) else model
-        self._model = mrmkg
-        was = mrmkg.training
-        mrmkg.eval()
-        ids = self.kg.entity_ids
-        preds = []
-        it = range(0, len(examples), batch_size)
-        if progress:
-            from tqdm.auto import tqdm
+        """Rank each example's candidate set (through :class:`mrmkg.pipeline.Pipeline`). One dict per
+        example: id, type, gold, pred (entity ids), correct, top3 [[entity id, score]], retrieved
+        [[triple id, score]]."""
+        from mrmkg.pipeline import Pipeline
 
-            it = tqdm(it, desc="evaluate", unit="batch", leave=False)
-        for s in it:
-            chunk = examples[s : s + batch_size]
-            batch = mrmkg.collate(chunk, rank_over="entity")
-            scores = mrmkg.rank(to_device(batch, mrmkg.device)).float().cpu()
-            scores = scores.masked_fill(~self._allowed(chunk), float("-inf"))
-            top = torch.topk(scores, k=3, dim=1)
-            for i, ex in enumerate(chunk):
-                p = int(top.indices[i, 0])
-                preds.append({
-                    "id": ex.meta["id"], "type": ex.meta["type"], "gold": ids[ex.answer], "pred": ids[p],
-                    "correct": p == ex.answer,
-                    "top3": [[ids[j], round(float(v), 4)] for v, j in zip(top.values[i].tolist(), top.indices[i].tolist())],
-                    "retrieved": [[t, sc] for t, sc in zip(ex.meta["triples"], ex.meta["triple_scores"])],
-                })
-        mrmkg.train(was)
-        return preds
+        answers = Pipeline(self, model).predict(examples, top_k=3, batch_size=batch_size, progress=progress)
+        return [{"id": a.meta["id"], "type": a.meta["type"], "gold": a.gold, "pred": a.answer_id, "correct": a.correct,
+                 "top3": [[c.id, round(c.score, 4)] for c in a.candidates],
+                 "retrieved": [[t, sc] for t, sc in zip(a.meta["triples"], a.meta["triple_scores"])]}
+                for a in answers]
 
     def eval_examples(self, split: str | None = None):
         split = split or self.config.eval_split
@@ -362,21 +325,58 @@ class DemoTask:
 
     def evaluate(self, model, batch_size: int = 16, split: str | None = None, progress: bool = False) -> dict:
         """Accuracy per question type and overall (micro average) on ``split`` (default eval_split)."""
-        return accuracy(self.predict(model, self.eval_examples(split), batch_size, progress))
+        return accuracy_by_type(self.predict(model, self.eval_examples(split), batch_size, progress), QUESTION_TYPES)
+
+    def evaluate_split(self, pipe, split, batch_size: int = 16, progress: bool = False):
+        """The world's ``split`` questions (dev or test; None: ``eval_split``), accuracy per type."""
+        split = str(split or self.config.eval_split)
+        if split not in self.world.questions:
+            raise InputError(f"--split {split!r}: the demo world has the splits {', '.join(self.world.questions)}")
+        preds = self.predict(pipe.model, self.eval_examples(split), batch_size, progress)
+        return preds, accuracy_by_type(preds, QUESTION_TYPES), {"split": split}
+
+    def query_examples(self, queries, timer) -> list:
+        """A user's question about the world: with a picture, an image question (the picture is
+        matched against the graph's images, as in training); with ``analogy``, an analogy; else a
+        text question. The candidate set is the one of the training template the question matches
+        ("What does {} eat?" -> foods), or every entity when it matches none."""
+        items = []
+        with timer("encode"):
+            imgs = [q.image for q in queries if q.image is not None and q.analogy is None]
+            pooled, grids = self._image_features(imgs) if imgs else (None, None)
+        k = 0
+        for i, q in enumerate(queries):
+            text = q.question.strip()
+            item = _Item(id=f"ask-{i + 1}", type="text", prompt=text, answer=None, candidates=_candidate_set(text))
+            if q.analogy is not None:
+                h, t, x = (resolve_entity(self.kg, s) for s in q.analogy)
+                item.type, item.candidates, item.subject = "analogy", "entity", x
+                item.prompt = f"{self._mention(h)} is to {self._mention(t)} as {self._mention(x)} is to"
+                item.text_vec = np.asarray(self.index.entity_emb[x], dtype=np.float32)
+            elif q.image is not None:
+                if not text:
+                    raise InputError("a question is required with the picture (e.g. 'What does this creature eat?')")
+                item.type = "image"
+                item.image_vec = pooled[k]
+                item.image_tokens = grids[k] if grids is not None else pooled[k][None, :]
+                k += 1
+            else:
+                if not text:
+                    raise InputError("the question is empty")
+                item.text_query = text
+            items.append(item)
+        with timer("retrieve"):
+            return self.make_examples(items)
 
 
-def accuracy(preds: Sequence[dict]) -> dict:
-    """``{"image": acc, "text": acc, "analogy": acc, "overall": acc, "n": {...}}`` (types present only)."""
-    out, n = {}, {}
-    for t in QUESTION_TYPES:
-        c = [p["correct"] for p in preds if p["type"] == t]
-        if c:
-            out[t] = float(np.mean(c))
-            n[t] = len(c)
-    out["overall"] = float(np.mean([p["correct"] for p in preds])) if preds else float("nan")
-    n["overall"] = len(preds)
-    out["n"] = n
-    return out
+def _candidate_set(question: str) -> str:
+    """The candidate set of the world's question template ``question`` matches ("entity": none)."""
+    for cand, named, this in TEMPLATES.values():
+        for template in (named, this):
+            pattern = "^" + re.escape(template).replace(re.escape("{}"), ".+") + "$"
+            if re.match(pattern, question.strip(), flags=re.IGNORECASE):
+                return cand
+    return "entity"
 
 
 class DemoStage1Task(DemoTask):
@@ -384,11 +384,10 @@ class DemoStage1Task(DemoTask):
     Evaluation scores the same held-out questions as stage 2 would (``eval_split``), so the
     stage-1 row says how far reading the graph alone gets."""
 
+    name = "demo_stage1"
     stage = 1
 
     def train_items(self) -> list[_Item]:
-        from mrmkg.tasks.demo_world import TEMPLATES
-
         kg, w = self.kg, self.world
         held = {q.subject for s in ("dev", "test") for q in w.questions[s]}
         items = []

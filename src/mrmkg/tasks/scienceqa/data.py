@@ -483,6 +483,7 @@ def make_examples(
             answer=None,
             subgraph=sg,
             image_tokens=tok,
+            meta={"pid": p.pid, "choices": list(p.choices), "gold": p.answer},
         ))
     return out
 

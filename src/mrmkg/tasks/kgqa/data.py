@@ -1,5 +1,5 @@
 """Stage-1 (pretraining) question-answer instances from any MMKG, and the record format shared with
-the Visual Genome builder (:mod:`mrmkg.tasks.vg`).
+the Visual Genome builder (:mod:`mrmkg.tasks.kgqa.vg`).
 
 Paper §A.3 pretrains the adapters on VQA instances whose own scene graph is the MMKG, "to gain
 proficiency in understanding MMKGs". Visual Genome cannot be had everywhere, so this module makes

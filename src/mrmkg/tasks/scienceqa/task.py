@@ -1,6 +1,6 @@
-"""ScienceQA as a :class:`mrmkg.train.Task`: Multimodal-CoT training and evaluation through the engine.
+"""ScienceQA as a task: Multimodal-CoT training and evaluation through the engine.
 
-``task: scienceqa`` in a training config (``task_args`` = :class:`~mrmkg.tasks.scienceqa.ScienceQATaskArgs`)
+``task: scienceqa`` in a training config (``task_args`` = :class:`~mrmkg.tasks.scienceqa.data.ScienceQATaskArgs`)
 trains MR-MKG on one stage of Multimodal-CoT, chosen by ``task_args.prompt.format``:
 
 * ``QCM-LE`` (rationale stage): input question/context/options -> ``"Solution: {lecture} {solution}."``;
@@ -29,8 +29,6 @@ upper bound (MM-CoT's "w/ gold rationale" row), not the paper's setting; metrics
 """
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -38,8 +36,12 @@ import numpy as np
 
 from mrmkg.errors import InputError
 from mrmkg.fileio import read_jsonl
-from mrmkg.tasks import scienceqa as sqa
-from mrmkg.tasks import scienceqa_score as S
+from mrmkg.kg.retrieve import Retriever, open_graph
+from mrmkg.metrics.text import rouge_l
+from mrmkg.model import KGFeatures
+from mrmkg.tasks.base import Task
+from mrmkg.tasks.scienceqa import data as sqa
+from mrmkg.tasks.scienceqa import score as S
 
 #: problems whose examples (retrieval + image tokens) are built at a time: bounds the memory of
 #: image tokens (49 x 1280 floats per image for EfficientNet-Lite0) during evaluation
@@ -58,31 +60,6 @@ def read_rationales(path: str | Path) -> dict[str, str]:
             raise InputError('expected an object with "pid" and "output" (the generated rationale)', path=p, line=ln)
         out[str(rec["pid"])] = rec["output"].strip()
     return out
-
-
-def _lcs(a: list[str], b: list[str]) -> int:
-    prev = [0] * (len(b) + 1)
-    for x in a:
-        cur = [0]
-        for j, y in enumerate(b):
-            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
-        prev = cur
-    return prev[-1]
-
-
-def rouge_l(pred: str, ref: str) -> float:
-    """Sentence ROUGE-L F1 (beta = 1) on lowercased whitespace tokens, in [0, 1].
-
-    A monitoring number for the rationale stage, not the ``rouge`` package's exact figure (that one
-    tokenises differently and weighs recall by beta = 1.2)."""
-    a, b = pred.lower().split(), ref.lower().split()
-    if not a or not b:
-        return float(a == b)
-    lcs = _lcs(a, b)
-    if lcs == 0:
-        return 0.0
-    p, r = lcs / len(a), lcs / len(b)
-    return 2 * p * r / (p + r)
 
 
 def rationale_metrics(outputs: dict[str, str], problems: dict[str, sqa.ScienceQAProblem]) -> dict:
@@ -112,8 +89,8 @@ def _to_half(examples: list) -> list:
 
 
 # ------------------------------------------------------------------------------ the task
-class ScienceQATask:
-    """ScienceQA (one Multimodal-CoT stage) as a :class:`mrmkg.train.Task`; see the module docstring.
+class ScienceQATask(Task):
+    """ScienceQA (one Multimodal-CoT stage); see the module docstring.
 
     Args:
         args: validated ``task_args``.
@@ -121,46 +98,46 @@ class ScienceQATask:
         seed: the run's seed (model init).
     """
 
-    def __init__(self, args: sqa.ScienceQATaskArgs, model_args: dict | None = None, seed: int = 0):
-        from mrmkg.model import MRMKGConfig
+    name = "scienceqa"
+    config_class = sqa.ScienceQATaskArgs
+    output = "generate"
+    graph_arg = "kg"
 
-        self.args = args
-        self.model_args = dict(model_args or {})
-        self.seed = seed
+    def __init__(self, args: sqa.ScienceQATaskArgs, model_args: dict | None = None, seed: int = 0):
+        super().__init__(args, model_args, seed)
+        self.args = args  # ScienceQA's name for its config (ScienceQATaskArgs)
         self.data = sqa.load_scienceqa(args.root, images_dir=args.images)
         for name in (args.train_split, args.eval_split):
             self.data.split(name)  # unknown split names fail now, not after training
         self.kg = self.index = self.retriever = None
         if args.kg:
-            from mrmkg.kg.retrieve import Retriever, open_graph
-
             self.kg, self.index = open_graph(args.kg)
             self.retriever = Retriever(self.kg, self.index, args.retrieval_config())
         elif args.prompt.retrieval != "none":
             raise InputError("field 'task_args.kg': a graph folder (`mrmkg kg build`) is required unless "
                              "task_args.prompt.retrieval is 'none'")
         # resolve the model config once: it decides whether image tokens are needed and their width
-        self.model_config = MRMKGConfig.from_dict(self._model_dict())
+        self.mcfg = self.model_config()
         self._vision = None
-        self._model = None
-        self._train = None
 
-    @classmethod
-    def from_config(cls, args: dict, train_config=None) -> "ScienceQATask":
-        from mrmkg.yamlconfig import Source, from_dict
-
-        cfg = from_dict(sqa.ScienceQATaskArgs, args, Source(), prefix="task_args.")
-        return cls(cfg, getattr(train_config, "model", {}), getattr(train_config, "seed", 0))
-
-    # -- pieces
-    def _model_dict(self) -> dict:
+    # -- the model
+    def model_defaults(self) -> dict:
         # the KG prefix is on exactly when there is a graph to retrieve from; generation, no entity head
-        return {"seed": self.seed, "use_kg": self.retriever is not None, **self.model_args,
-                "kg": self.args.kg, "entity_head": False}
+        return {"use_kg": self.retriever is not None}
+
+    def model_fixed(self) -> dict:
+        return {"kg": self.args.kg, "entity_head": False}
+
+    def image_token_dim(self) -> int:
+        return self.vision_encoder.dim if self.uses_images else 0
+
+    @property
+    def max_new_tokens(self) -> int:
+        return self.args.max_new_tokens
 
     @property
     def uses_images(self) -> bool:
-        return self.args.prompt.with_image and self.model_config.use_image
+        return self.args.prompt.with_image and self.mcfg.use_image
 
     @property
     def vision_encoder(self):
@@ -168,12 +145,10 @@ class ScienceQATask:
         if self._vision is None and self.uses_images:
             from mrmkg.encoders.registry import get_vision_encoder
 
-            self._vision = get_vision_encoder(self.model_config.vision_encoder)
+            self._vision = get_vision_encoder(self.mcfg.vision_encoder)
         return self._vision
 
     def features(self):
-        from mrmkg.model import KGFeatures
-
         if self.index is not None:
             return KGFeatures.from_index(self.index)
         # no graph: an empty feature table (the KG prefix is off); widths only matter for the checkpoint
@@ -206,45 +181,40 @@ class ScienceQATask:
                                  vision_encoder=self.vision_encoder if self.uses_images else None,
                                  rationales=rationales, with_target=with_target)
 
-    # -- Task protocol
-    def build_model(self):
-        from mrmkg.encoders.registry import load_llm
-        from mrmkg.model import MRMKG
+    def make_train_examples(self) -> list:
+        # the answer stage's generated rationales of the eval split must exist before hours of training
+        self.rationales_for(self.args.eval_split, [p.pid for p in self.problems(self.args.eval_split)])
+        probs = self.problems(self.args.train_split)
+        out = []
+        for s in range(0, len(probs), EVAL_CHUNK):  # gold rationales for QCMG-A (MM-CoT)
+            out += _to_half(self.make_examples(probs[s : s + EVAL_CHUNK]))
+        return out
 
-        llm = load_llm(self.model_config.llm, progress=False)
-        dim = self.vision_encoder.dim if self.uses_images else 0
-        self._model = MRMKG(self.model_config, llm, self.features(), image_token_dim=dim, report=False)
-        return self._model
-
-    def load_model(self, directory):
-        """An MR-MKG model saved by ``save_pretrained`` (features from this task's graph)."""
-        from mrmkg.model import MRMKG
-
-        self._model = MRMKG.from_pretrained(directory, features=self.features())
-        return self._model
-
-    def train_examples(self) -> list:
-        if self._train is None:
-            # the answer stage's generated rationales of the eval split must exist before hours of training
-            self.rationales_for(self.args.eval_split, [p.pid for p in self.problems(self.args.eval_split)])
-            probs = self.problems(self.args.train_split)
-            out = []
-            for s in range(0, len(probs), EVAL_CHUNK):  # gold rationales for QCMG-A (MM-CoT)
-                out += _to_half(self.make_examples(probs[s : s + EVAL_CHUNK]))
-            self._train = out
-        return self._train
-
-    def collate(self, examples):
-        return self._model.collate(examples)
+    def read_output(self, text: str, example) -> dict:
+        """The choice a generated "The answer is (X)." names (strict: never guessed); for the
+        rationale stage (QCM-LE) the text itself."""
+        if self.args.prompt.format == "QCM-LE":
+            return {"answer": text.strip()}
+        choices, gold = example.meta["choices"], example.meta.get("gold")
+        pa = sqa.parse_answer(text, len(choices))
+        out = {"answer": "" if pa.index is None else choices[pa.index],
+               "answer_id": None if pa.index is None else chr(ord("A") + pa.index),
+               "prediction": pa.index, "parse": pa.status}
+        if gold is not None:
+            out["gold"] = chr(ord("A") + gold)
+            out["correct"] = pa.index == gold
+        return out
 
     def predict(self, model, problems: Sequence[sqa.ScienceQAProblem], batch_size: int = 8,
                 rationales: dict[str, str] | None = None, progress: bool = False) -> list[dict]:
-        """Generate for every problem (split order). One dict per problem: ``pid``, ``prediction``
-        (choice index or None: strict parse, never guessed), ``parse`` (status), ``output`` (the
-        generated text), ``answer`` (gold index), ``retrieved`` (the subgraph's provenance,
-        :meth:`Subgraph.to_dict <mrmkg.kg.subgraph.Subgraph.to_dict>`, or None without a graph)."""
-        self._model = model
-        model.eval()
+        """Generate for every problem (split order), through :class:`mrmkg.pipeline.Pipeline`. One dict
+        per problem: ``pid``, ``prediction`` (choice index or None: strict parse, never guessed),
+        ``parse`` (status), ``output`` (the generated text), ``answer`` (gold index), ``retrieved`` (the
+        subgraph's provenance, :meth:`Subgraph.to_dict <mrmkg.kg.subgraph.Subgraph.to_dict>`, or None
+        without a graph)."""
+        from mrmkg.pipeline import Pipeline
+
+        pipe = Pipeline(self, model)
         preds = []
         bar = None
         if progress:
@@ -256,11 +226,10 @@ class ScienceQATask:
             examples = self.make_examples(chunk, with_target=False, rationales=rationales)
             for s in range(0, len(chunk), batch_size):
                 part = examples[s : s + batch_size]
-                texts = model.generate(model.collate(part).to(model.device), max_new_tokens=self.args.max_new_tokens)
-                for p, ex, text in zip(chunk[s : s + batch_size], part, texts):
-                    pa = sqa.parse_answer(text, len(p.choices))
+                for p, ex, a in zip(chunk[s : s + batch_size], part, pipe.predict(part, batch_size=batch_size)):
+                    pa = sqa.parse_answer(a.text, len(p.choices))
                     preds.append({
-                        "pid": p.pid, "prediction": pa.index, "parse": pa.status, "output": text,
+                        "pid": p.pid, "prediction": pa.index, "parse": pa.status, "output": a.text,
                         "answer": p.answer,
                         "retrieved": None if ex.subgraph is None or self.kg is None else ex.subgraph.to_dict(self.kg),
                     })
@@ -269,6 +238,47 @@ class ScienceQATask:
         if bar is not None:
             bar.close()
         return preds
+
+    def evaluate_split(self, pipe, split, batch_size: int = 8, progress: bool = False):
+        """The problems of ``split`` (None: ``test_split``): the official scorer's columns for the
+        answer formats (plus the parse report), ROUGE-L / exact match for the rationale stage."""
+        split = str(split or self.args.test_split)
+        probs = self.problems(split)
+        if not probs:
+            raise InputError(f"split {split!r} has no problems")
+        rats = self.rationales_for(split, [p.pid for p in probs])
+        preds = self.predict(pipe.model, probs, batch_size, rationales=rats, progress=progress)
+        flat, scores, report = self.score(preds)
+        extra = {"split": split, "format": self.args.prompt.format}
+        if self.args.prompt.format == "QCMG-A":
+            extra["rationales"] = "gold" if rats is None else str(self.args.rationales).replace("{split}", split)
+        metrics = flat if scores is None else {**scores.to_dict(), "parse": report.to_dict()}
+        if progress and scores is not None:
+            S.print_scores(scores, topics=False)
+        return preds, {**metrics, **extra}, {"split": split}
+
+    def query_examples(self, queries, timer) -> list:
+        """A user's multiple-choice question (``choices`` required, ``image`` optional, ``context``
+        the hint), written as the checkpoint's Multimodal-CoT stage writes its inputs."""
+        probs = []
+        for i, q in enumerate(queries):
+            if not q.question.strip():
+                raise InputError("the question is empty")
+            if not q.choices or len(q.choices) < 2:
+                raise InputError("a ScienceQA checkpoint answers multiple-choice questions: give at least two "
+                                 "choices (--choices \"A|B\")")
+            image = None if q.image is None else Path(q.image)
+            if image is not None and not image.is_file():
+                raise InputError("image not found", path=image)
+            probs.append(sqa.ScienceQAProblem(
+                pid=f"ask-{i + 1}", question=q.question.strip(), choices=list(q.choices), answer=-1, hint=q.context,
+                image=None if image is None else image.name, task="", grade="grade1", subject="", topic="",
+                category="", skill="", lecture="", solution="", split="ask", image_path=image))
+        with timer("retrieve"):
+            examples = self.make_examples(probs, with_target=False)
+        for ex in examples:
+            ex.meta["gold"] = None
+        return examples
 
     def score(self, preds: list[dict]) -> tuple[dict, S.ScienceQAScores | None, sqa.ParseReport | None]:
         """(flat metrics, official scores, parse report) of predictions; scores are None for QCM-LE."""
@@ -295,60 +305,19 @@ class ScienceQATask:
 # ------------------------------------------------------------------------------ entry point
 def evaluate_scienceqa(checkpoint: str | Path, out: str | Path, split: str | None = None, batch_size: int = 8,
                        kg: str | None = None, rationales: str | None = None, limit: int | None = None,
-                       root: str | None = None, progress: bool = True) -> dict:
-    """Evaluate a ScienceQA checkpoint of ``mrmkg train`` on ``split`` and write, atomically, into ``out``:
+                       root: str | None = None, progress: bool = True, device: str = "cpu") -> dict:
+    """Evaluate a ScienceQA checkpoint of ``mrmkg train`` on ``split`` (default: the run's
+    ``test_split``) and write ``predictions.jsonl`` (:meth:`ScienceQATask.predict`; readable by
+    ``mrmkg scienceqa score`` and, for the rationale stage, by the answer stage's ``rationales``),
+    ``metrics.json`` and ``eval_config.yaml`` into ``out``, atomically (:func:`mrmkg.evaluate.evaluate`).
+    ``kg``, ``rationales`` (may hold ``{split}``), ``limit`` and ``root`` override the run's ``task_args``.
+    Returns the metrics dict written."""
+    from mrmkg.pipeline import Pipeline
 
-    * ``predictions.jsonl``: one line per problem (:meth:`ScienceQATask.predict`), readable by
-      ``mrmkg scienceqa score`` and, for the rationale stage, by the answer stage (``rationales``);
-    * ``metrics.json``: answer formats: :func:`~mrmkg.tasks.scienceqa_score.write_metrics` (columns,
-      accuracy, counts, per-topic accuracy) plus ``parse`` (the report), ``split``, ``checkpoint``,
-      ``format``, ``rationales``, ``seconds``; rationale stage: ROUGE-L and exact match.
-    * ``eval_config.yaml``: what was run.
+    pipe = Pipeline.from_pretrained(checkpoint, device=device, task_args={
+        "kg": kg, "rationales": rationales, "limit": limit, "root": root})
+    if not isinstance(pipe.task, ScienceQATask):
+        raise InputError(f"this checkpoint was trained on task {pipe.task.name!r}, not 'scienceqa'", path=checkpoint)
+    from mrmkg.evaluate import write_evaluation
 
-    ``split`` defaults to the run's ``test_split``; ``kg``, ``rationales`` (may hold ``{split}``),
-    ``limit`` and ``root`` override the run's ``task_args``. Returns the metrics dict written.
-    """
-    import yaml
-
-    from mrmkg.evaluate import resolve_checkpoint
-    from mrmkg.fileio import atomic_dir, atomic_write_json, atomic_write_text
-    from mrmkg.train import load_train_config
-
-    model_dir, cfg_path = resolve_checkpoint(checkpoint)
-    cfg = load_train_config(cfg_path)
-    if cfg.task != "scienceqa":
-        raise InputError(f"this checkpoint was trained on task {cfg.task!r}, not 'scienceqa'", path=cfg_path)
-    args = dict(cfg.task_args)
-    for key, val in (("kg", kg), ("rationales", rationales), ("limit", limit), ("root", root)):
-        if val is not None:
-            args[key] = val
-    task = ScienceQATask.from_config(args, cfg)
-    split = split or task.args.test_split
-    probs = task.problems(split)
-    if not probs:
-        raise InputError(f"split {split!r} has no problems")
-    rats = task.rationales_for(split, [p.pid for p in probs])
-    model = task.load_model(model_dir)
-    t0 = time.perf_counter()
-    preds = task.predict(model, probs, batch_size, rationales=rats, progress=progress)
-    seconds = time.perf_counter() - t0
-    flat, scores, report = task.score(preds)
-    fmt = task.args.prompt.format
-    extra = {"split": split, "checkpoint": str(checkpoint), "format": fmt, "seconds": round(seconds, 3),
-             "problems_per_s": round(len(preds) / max(seconds, 1e-9), 3)}
-    if fmt == "QCMG-A":
-        extra["rationales"] = "gold" if rats is None else str(task.args.rationales).replace("{split}", split)
-    with atomic_dir(out) as tmp:
-        atomic_write_text(tmp / "predictions.jsonl", "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in preds))
-        if scores is not None:
-            S.write_metrics(scores, tmp / "metrics.json", parse=report.to_dict(), **extra)
-            metrics = json.loads((tmp / "metrics.json").read_text(encoding="utf-8"))
-        else:
-            metrics = {**flat, **extra}
-            atomic_write_json(tmp / "metrics.json", metrics)
-        atomic_write_text(tmp / "eval_config.yaml", yaml.safe_dump(
-            {"checkpoint": str(checkpoint), "split": split, "batch_size": batch_size, "task_args": args},
-            sort_keys=False))
-    if progress and scores is not None:
-        S.print_scores(scores, topics=False)
-    return metrics
+    return write_evaluation(pipe, split, out, batch_size=batch_size, progress=progress)

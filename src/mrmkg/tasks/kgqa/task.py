@@ -1,7 +1,7 @@
-"""Stage-1 pretraining (paper A.3) as a :class:`mrmkg.train.Task`: question -> answer over an instance's MMKG.
+"""Stage-1 pretraining (paper A.3) as a task: question -> answer over an instance's MMKG.
 
-``task: stage1`` with ``task_args`` = :class:`~mrmkg.tasks.kg_qa.Stage1TaskArgs` trains MR-MKG's
-adapters on :class:`~mrmkg.tasks.kg_qa.Stage1Record` files:
+``task: stage1`` with ``task_args`` = :class:`~mrmkg.tasks.kgqa.data.Stage1TaskArgs` trains MR-MKG's
+adapters on :class:`~mrmkg.tasks.kgqa.data.Stage1Record` files:
 
 * ``source: vg``: a folder written by ``mrmkg stage1 vg`` (``records.jsonl``; ``graph/`` is the one
   MMKG all instances live in, ``task_args.kg`` defaults to it; the task indexes it on first use with
@@ -14,33 +14,26 @@ or an entity image), that image's visual tokens. The answer is generated, as at 
 
 **Dev portion**: a seeded ``eval_fraction`` of the instances (at least one when the fraction is > 0)
 is held out. :meth:`Stage1Task.evaluate` reports ``exact_match`` (x100: greedy answer == gold after
-:func:`normalize_answer`, VQA-style: lowercase, whitespace collapsed, trailing period and articles
+:func:`mrmkg.metrics.text.normalize_answer`, VQA-style: lowercase, whitespace collapsed, trailing period and articles
 dropped), ``dev_loss`` (the mean training loss on the dev portion) and ``n``.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from mrmkg.encoders.registry import get_vision_encoder
 from mrmkg.errors import InputError
+from mrmkg.kg.graph import MMKG
+from mrmkg.kg.index import IndexConfig, KGIndex, resolve_image_path
+from mrmkg.kg.retrieve import RetrievalConfig, Retriever, open_graph
 from mrmkg.kg.subgraph import ENTITY
-from mrmkg.tasks.kg_qa import Stage1Record, Stage1TaskArgs, load_records, to_examples
-
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-
-
-def normalize_answer(text: str) -> str:
-    """Lowercase, drop articles and a trailing period, collapse whitespace (VQA-style, simplified)."""
-    t = text.strip().lower().rstrip(".").strip()
-    t = _ARTICLES.sub(" ", t)
-    return " ".join(t.split())
-
-
-def exact_match(pred: str, gold: str) -> bool:
-    return normalize_answer(pred) == normalize_answer(gold)
+from mrmkg.metrics.text import exact_match
+from mrmkg.model import KGFeatures
+from mrmkg.tasks.base import Task
+from mrmkg.tasks.kgqa.data import PROMPT_TEMPLATE, Stage1Record, Stage1TaskArgs, load_records, to_examples
 
 
 def split_dev(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -53,17 +46,17 @@ def split_dev(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarra
     return np.sort(perm[k:]), np.sort(perm[:k])
 
 
-class Stage1Task:
-    """Stage-1 QA instances as a :class:`mrmkg.train.Task`; see the module docstring."""
+class Stage1Task(Task):
+    """Stage-1 QA instances; see the module docstring."""
+
+    name = "stage1"
+    config_class = Stage1TaskArgs
+    output = "generate"
+    graph_arg = "kg"
 
     def __init__(self, args: Stage1TaskArgs, model_args: dict | None = None, seed: int = 0):
-        from mrmkg.kg.index import resolve_image_path
-        from mrmkg.kg.retrieve import open_graph
-        from mrmkg.model import MRMKGConfig
-
-        self.args = args
-        self.model_args = dict(model_args or {})
-        self.seed = seed
+        super().__init__(args, model_args, seed)
+        self.args = args  # the stage-1 name for its config (Stage1TaskArgs)
         data = Path(args.data)
         if args.source == "vg":
             if not (data / "records.jsonl").is_file():
@@ -76,18 +69,14 @@ class Stage1Task:
                                  "were built from (with its index)")
             records_file, graph = data, Path(args.kg)
         self.graph = str(graph)
-        self.model_config = MRMKGConfig.from_dict({"seed": seed, **self.model_args, "kg": self.graph,
-                                                   "entity_head": False})
+        self.mcfg = self.model_config()
         if not (graph / "index").is_dir():
             if args.source != "vg":
                 raise InputError("the graph has no index; build it with `mrmkg kg build` first", path=graph)
             # the VG builder's graph/ is a saved MMKG, which `mrmkg kg build` does not read: index it
             # here, once, with the model's frozen encoders (written atomically into graph/index)
-            from mrmkg.kg.graph import MMKG
-            from mrmkg.kg.index import IndexConfig, KGIndex
-
-            KGIndex.build(MMKG.load(graph), IndexConfig(text_encoder=self.model_config.text_encoder,
-                                                        vision_encoder=self.model_config.vision_encoder),
+            KGIndex.build(MMKG.load(graph), IndexConfig(text_encoder=self.mcfg.text_encoder,
+                                                        vision_encoder=self.mcfg.vision_encoder),
                           directory=graph, progress=False)
         self.kg, self.index = open_graph(graph)
         records = load_records(records_file)
@@ -108,71 +97,90 @@ class Stage1Task:
         self.records: list[Stage1Record] = records
         self.train_ids, self.dev_ids = split_dev(len(records), args.eval_fraction, seed)
         self._vision = None
-        self._model = None
-        self._train = None
+        self._retriever = None
 
-    @classmethod
-    def from_config(cls, args: dict, train_config=None) -> "Stage1Task":
-        from mrmkg.yamlconfig import Source, from_dict
+    def model_fixed(self) -> dict:
+        return {"kg": self.graph, "entity_head": False}
 
-        cfg = from_dict(Stage1TaskArgs, args, Source(), prefix="task_args.")
-        return cls(cfg, getattr(train_config, "model", {}), getattr(train_config, "seed", 0))
+    def features(self) -> KGFeatures:
+        return KGFeatures.from_index(self.index)
+
+    def image_token_dim(self) -> int:
+        return self.vision_encoder.dim if self.uses_images else 0
+
+    @property
+    def max_new_tokens(self) -> int:
+        return self.args.max_new_tokens
 
     @property
     def uses_images(self) -> bool:
-        return self.args.with_image and self.model_config.use_image
+        return self.args.with_image and self.mcfg.use_image
 
     @property
     def vision_encoder(self):
         if self._vision is None and self.uses_images:
-            from mrmkg.encoders.registry import get_vision_encoder
-
-            self._vision = get_vision_encoder(self.model_config.vision_encoder)
+            self._vision = get_vision_encoder(self.mcfg.vision_encoder)
         return self._vision
 
     def make_examples(self, ids: np.ndarray, with_target: bool = True) -> list:
         recs = [self.records[int(i)] for i in ids]
         ex = to_examples(recs, vision_encoder=self.vision_encoder if self.uses_images else None, with_target=with_target)
         for e, r in zip(ex, recs):
-            e.meta["id"] = r.id
+            e.meta.update(id=r.id, target=r.target)
             if e.image_tokens is not None:
                 e.image_tokens = np.asarray(e.image_tokens, dtype=np.float16)  # memory; collate restores fp32
         return ex
 
     # -- Task protocol
-    def build_model(self):
-        from mrmkg.encoders.registry import load_llm
-        from mrmkg.model import MRMKG, KGFeatures
+    def make_train_examples(self) -> list:
+        return self.make_examples(self.train_ids)
 
-        llm = load_llm(self.model_config.llm, progress=False)
-        dim = self.vision_encoder.dim if self.uses_images else 0
-        self._model = MRMKG(self.model_config, llm, KGFeatures.from_index(self.index), image_token_dim=dim,
-                            report=False)
-        return self._model
-
-    def train_examples(self) -> list:
-        if self._train is None:
-            self._train = self.make_examples(self.train_ids)
-        return self._train
-
-    def collate(self, examples):
-        return self._model.collate(examples)
+    def read_output(self, text: str, example) -> dict:
+        gold = example.meta.get("target")
+        out = {"answer": text.strip()}
+        if gold is not None:
+            out.update(gold=gold, correct=exact_match(text, gold))
+        return out
 
     def predict(self, model, ids: np.ndarray | None = None, batch_size: int = 8) -> list[dict]:
-        """Greedy answers for records ``ids`` (default: the dev portion): ``id``, ``output``, ``target``,
-        ``correct`` (exact match)."""
+        """Greedy answers for records ``ids`` (default: the dev portion), through
+        :class:`mrmkg.pipeline.Pipeline`: ``id``, ``output``, ``target``, ``correct`` (exact match)."""
+        from mrmkg.pipeline import Pipeline
+
         ids = self.dev_ids if ids is None else ids
-        self._model = model
-        model.eval()
-        out = []
+        pipe, out = Pipeline(self, model), []
         for s in range(0, len(ids), batch_size):
             part = ids[s : s + batch_size]
-            texts = model.generate(model.collate(self.make_examples(part, with_target=False)).to(model.device),
-                                   max_new_tokens=self.args.max_new_tokens)
-            for i, t in zip(part.tolist(), texts):
+            for i, a in zip(part.tolist(), pipe.predict(self.make_examples(part, with_target=False), batch_size=batch_size)):
                 r = self.records[i]
-                out.append({"id": r.id, "output": t, "target": r.target, "correct": exact_match(t, r.target)})
+                out.append({"id": r.id, "output": a.text, "target": r.target, "correct": a.correct})
         return out
+
+    def evaluate_split(self, pipe, split, batch_size: int = 8, progress: bool = False):
+        """The held-out portion (``split`` None or "dev") or every record ("all"): exact match."""
+        split = str(split or "dev")
+        if split not in ("dev", "all"):
+            raise InputError(f"--split {split!r}: a stage-1 checkpoint is evaluated on 'dev' (its held-out records) or 'all'")
+        ids = self.dev_ids if split == "dev" else np.arange(len(self.records))
+        preds = self.predict(pipe.model, ids, batch_size)
+        em = round(100.0 * float(np.mean([p["correct"] for p in preds])), 2) if preds else float("nan")
+        return preds, {"exact_match": em, "n": len(preds)}, {"split": split}
+
+    def query_examples(self, queries, timer) -> list:
+        """A user's question (and picture): the subgraph is retrieved from the task's graph (paper
+        A.6, default retrieval settings), the prompt written as the stage-1 records write theirs."""
+        if self._retriever is None:
+            self._retriever = Retriever(self.kg, self.index, RetrievalConfig())
+        texts = [q.question.strip() for q in queries]
+        if not all(texts):
+            raise InputError("the question is empty")
+        with timer("retrieve"):
+            sgs = self._retriever.retrieve_batch(texts)
+        recs = [Stage1Record(id=f"ask-{i + 1}", question=t, prompt=PROMPT_TEMPLATE.format(question=t), target="",
+                             subgraph=sg, image=None if q.image is None else str(q.image))
+                for i, (t, q, sg) in enumerate(zip(texts, queries, sgs))]
+        with timer("encode"):
+            return to_examples(recs, vision_encoder=self.vision_encoder if self.uses_images else None, with_target=False)
 
     def evaluate(self, model, batch_size: int = 8) -> dict:
         """``exact_match`` (x100), ``dev_loss`` and ``n`` on the dev portion ({} when there is none)."""

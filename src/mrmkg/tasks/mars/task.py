@@ -1,4 +1,4 @@
-"""MARS analogical reasoning (stage 2) and MarKG entity/relation prediction (stage 1), MarT protocol.
+"""MARS analogical reasoning (stage 2), MarT protocol.
 
 **MARS** (Zhang et al., ICLR 2023). A record ``{"example": [h, t], "question": q, "answer": a,
 "relation": r, "mode": m}`` asks: *h is to t as q is to ?*. The input is the example pair and the
@@ -54,144 +54,33 @@ ranking of the 2,063 analogy entities. The gold ``relation`` is **never** an inp
   entity's frozen embedding from the index (the same vector its text would get), or its image
   feature when the question is shown as an image; ``retrieval_query=question+example`` adds the
   example pair's vectors (mean, re-normalised).
-
-**Metrics** (MarT): rank = 1 + number of candidates scored *strictly* higher than the gold, so ties
-count in the gold's favour; Hits@k = mean(rank <= k) for k in 1, 3, 5, 10; MRR = mean(1 / rank);
-over every example of the split file, unfiltered, over all candidates.
-
-**MarKG pretraining** (MarT ``run_pretrain``): per triple (h, r, t) an entity-prediction example
-"(h, r, ?)" ranked over all entities and a relation-prediction example "(h, ?, t)" ranked over all
-relations, each with the MR-MKG prefix: the subgraph retrieved for the head entity, *minus the
-triple being predicted* (and, for relation prediction, every edge between h and t), so the answer
-is never handed to the model; the head's image as visual token when it has one. ``prompt=kg_text_graph``
-also writes the top ``text_triples`` triples of that reduced subgraph as "Facts: ..." before the query
-(entities as "name [E i]"), so that stage 1 sees the input form of the cumulative MARS rungs
-(``kg_text_graph`` with ``fact_tokens``); it cannot leak the answer, as the facts come from the
-subgraph after the removal.
+**Metrics** (:mod:`mrmkg.metrics.ranking`, MarT): Hits@1/3/5/10 and MRR over every example of the
+split file, unfiltered, over all candidates.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import functools
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
 
 import numpy as np
-import torch
 
 from mrmkg.errors import InputError
-from mrmkg.fileio import read_jsonl
-from mrmkg.train import to_device
+from mrmkg.metrics.ranking import TIE_RULE, ranking_metrics
+from mrmkg.model import KGFeatures, MRMKGExample
+from mrmkg.tasks.base import Task
+from mrmkg.tasks.knowledge import GraphContext, facts_prefix, resolve_entity, top_triples, unit_vector
+from mrmkg.tasks.mars.data import IMAGE_SIDES, MarsRecord, load_candidates, load_mars_split, resolve_path
 
-MODES = (0, 1, 2)
-#: which of (example head, example tail, question) is shown as an image, per MarT mode
-IMAGE_SIDES = {0: (False, False, True), 1: (True, True, False), 2: (True, False, True)}
-HITS = (1, 3, 5, 10)
 #: prompt variants that write retrieved facts as text / that give the model the subgraph
 FACT_PROMPTS = ("kg_text", "kg_text_graph")
 GRAPH_PROMPTS = ("kg_graph", "kg_text_graph")
 
 
-# ---------------------------------------------------------------------------------- data files
-@dataclass
-class MarsRecord:
-    """One MARS example; entity fields are graph indices, ``line`` its 1-based line in ``path``."""
-
-    id: str
-    head: int
-    tail: int
-    question: int
-    answer: int
-    mode: int
-    relation: str | None
-    path: str
-    line: int
-
-
-def _entity(kg, value, path, line, name) -> int:
-    if not isinstance(value, str) or not value:
-        raise InputError(f"field '{name}': expected an entity id string, got {value!r}", path=path, line=line)
-    try:
-        return kg.entity_index(value)
-    except KeyError:
-        raise InputError(f"field '{name}': entity {value!r} is not in the graph", path=path, line=line) from None
-
-
-def load_mars_split(path: str | Path, kg) -> list[MarsRecord]:
-    """Read a MARS JSON-Lines split (any file of that format), validating every field.
-
-    Raises InputError naming ``file:line`` and the field for: invalid JSON, a non-object line,
-    missing/ill-typed ``example`` (two entity ids), ``question``, ``answer``, ``mode`` (0/1/2), or an
-    entity id the graph does not have. Blank lines are skipped. The record id is ``<stem>-<line>``
-    unless the record has an ``id`` field.
-    """
-    p = Path(path)
-    out = []
-    for ln, r in read_jsonl(p, "MARS split file", "one JSON object per line (a MARS record)"):
-        for key in ("example", "question", "answer", "mode"):
-            if key not in r:
-                raise InputError(f"field '{key}' is missing", path=p, line=ln)
-        ex = r["example"]
-        if not isinstance(ex, list) or len(ex) != 2:
-            raise InputError(f"field 'example': expected a list of two entity ids, got {ex!r}", path=p, line=ln)
-        mode = r["mode"]
-        if isinstance(mode, bool) or mode not in MODES:
-            raise InputError(f"field 'mode': expected 0, 1 or 2, got {mode!r}", path=p, line=ln)
-        rel = r.get("relation")
-        if rel is not None and not isinstance(rel, str):
-            raise InputError(f"field 'relation': expected a string, got {rel!r}", path=p, line=ln)
-        out.append(MarsRecord(
-            id=str(r.get("id", f"{p.stem}-{ln}")),
-            head=_entity(kg, ex[0], p, ln, "example[0]"), tail=_entity(kg, ex[1], p, ln, "example[1]"),
-            question=_entity(kg, r["question"], p, ln, "question"), answer=_entity(kg, r["answer"], p, ln, "answer"),
-            mode=int(mode), relation=rel, path=str(p), line=ln))
-    if not out:
-        raise InputError("MARS split file has no examples", path=p)
-    return out
-
-
-def load_candidates(path: str | Path, kg) -> np.ndarray:
-    """``analogy_entities.txt`` (one entity id per line) -> graph indices ``int64 [C]``."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("candidate entity file not found", path=p)
-    ids, seen = [], set()
-    for ln, raw in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        e = raw.strip()
-        if not e:
-            continue
-        if e in seen:
-            raise InputError(f"candidate {e!r} is listed twice", path=p, line=ln)
-        seen.add(e)
-        ids.append(_entity(kg, e, p, ln, "entity"))
-    if not ids:
-        raise InputError("candidate entity file is empty", path=p)
-    return np.asarray(ids, dtype=np.int64)
-
-
-# ---------------------------------------------------------------------------------- metrics
-def gold_ranks(scores: torch.Tensor | np.ndarray, gold_pos: Sequence[int]) -> np.ndarray:
-    """``scores [B, C]``, gold column per row -> rank = 1 + #candidates scored strictly higher
-    (ties count in the gold's favour)."""
-    s = torch.as_tensor(scores).float().cpu()
-    g = torch.as_tensor(np.asarray(gold_pos, dtype=np.int64))
-    gold = s[torch.arange(s.shape[0]), g]
-    return (1 + (s > gold[:, None]).sum(1)).numpy().astype(np.int64)
-
-
-def ranking_metrics(ranks: Sequence[int]) -> dict:
-    """Hits@1/3/5/10, MRR and n over ``ranks`` (1-based)."""
-    r = np.asarray(ranks, dtype=np.float64)
-    if r.size == 0:
-        raise ValueError("no ranks to score")
-    out = {f"hits@{k}": float((r <= k).mean()) for k in HITS}
-    out["mrr"] = float((1.0 / r).mean())
-    out["n"] = int(r.size)
-    return out
-
-
-# ---------------------------------------------------------------------------------- config
 @dataclass
 class MarsTaskConfig:
     graph: str = field(default="", metadata={"help": "Built MarKG graph folder with its index (`mrmkg kg build <markg> -o DIR`)."})
@@ -243,100 +132,12 @@ class MarsTaskConfig:
     max_eval_examples: int = field(default=0, metadata={"help": "Evaluate during training on the first this many dev examples (0 = all)."})
 
 
-@dataclass
-class MarKGTaskConfig:
-    graph: str = field(default="", metadata={"help": "Built MarKG graph folder with its index."})
-    dev_triples: int = field(default=500, metadata={"help": "Triples held out (seeded) for the dev metrics of both sub-tasks."})
-    max_triples: int = field(default=0, metadata={"help": "Use only this many training triples (seeded sample; 0 = all)."})
-    relation_prediction: bool = field(default=True, metadata={"help": "Also make the (h, ?, t) relation-prediction example per triple."})
-    prompt: Literal["question", "kg_graph", "kg_text_graph"] = field(default="kg_graph", metadata={
-        "help": "kg_graph: with the head's retrieved subgraph; question: the triple text alone; kg_text_graph: the "
-                "subgraph and its top text_triples triples written as facts (the cumulative MARS rungs' input)."})
-    text_triples: int = field(default=15, metadata={"help": "kg_text_graph: triples of the subgraph written as facts."})
-    use_images: bool = field(default=True, metadata={"help": "Give the head's image features as a visual token when it has an image."})
-    n: int = field(default=10, metadata={"help": "Retrieval first stage top-n."})
-    N: int = field(default=10, metadata={"help": "Triples kept in the subgraph."})
-    images_per_entity: int = field(default=1, metadata={"help": "Image nodes attached per subgraph entity."})
 
+class MarsTask(Task):
+    """MARS: rank the candidate entities for ``h : t :: q : ?`` (see the module docstring)."""
 
-# ---------------------------------------------------------------------------------- shared pieces
-def facts_prefix(kg, triple_ids: np.ndarray, entity_tokens: bool) -> str:
-    """Triples ``triple_ids`` (shape (k,)) as the prompt prefix "Facts: a; b.\\n" ("" for none): each
-    "head relation tail" (``kg.verbalise``), or with ``entity_tokens`` "name [E i] relation name [E j]",
-    the entities' trainable tokens, so a fact names the candidates the model ranks."""
-    if entity_tokens:
-        names, rels = kg.entity_names, kg.relation_names
-        facts = [f"{names[h]} [E{h}] {rels[r]} {names[t]} [E{t}]" for h, r, t in kg.triples[triple_ids].tolist()]
-    else:
-        facts = [kg.verbalise(int(i)) for i in triple_ids]
-    return "Facts: " + "; ".join(facts) + ".\n" if facts else ""
-
-
-def _resolve(base: Path, name: str) -> Path:
-    p = Path(name)
-    return p if p.is_absolute() or p.exists() or not str(base) else base / p
-
-
-class _GraphContext:
-    """The graph, its index and a retriever; entity vectors and first images for queries."""
-
-    def __init__(self, graph: str, n: int, N: int, images_per_entity: int):
-        from mrmkg.kg.retrieve import RetrievalConfig, Retriever, open_graph
-
-        if not graph:
-            raise InputError("field 'task_args.graph': the built MarKG graph folder is required "
-                             "(make it with `mrmkg kg build <markg folder> -o DIR`)")
-        self.graph = graph
-        self.kg, self.index = open_graph(graph)
-        self.retriever = Retriever(self.kg, self.index, RetrievalConfig(n=n, N=N, images_per_entity=images_per_entity))
-        self.entity_vec = np.asarray(self.index.entity_emb, dtype=np.float32)
-        self.image_vec = np.asarray(self.index.image_emb, dtype=np.float32)
-
-    def first_image(self, e: int) -> int | None:
-        imgs = self.kg.images_of(e)
-        return int(imgs[0]) if imgs.size and self.image_vec.shape[0] else None
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
-
-
-class TaskModel(torch.nn.Module):
-    """Sums an MR-MKG model's losses over several sub-batches (one per ranking table: a batch can
-    rank entities or relations, not both), weighted by their sizes. ``forward(batches)`` with a
-    list of ``MRMKGBatch``; saving delegates to the wrapped model."""
-
-    def __init__(self, mrmkg):
-        super().__init__()
-        self.mrmkg = mrmkg
-
-    def forward(self, batches):
-        from types import SimpleNamespace
-
-        total = sum(len(b) for b in batches)
-        loss = sum(self.mrmkg(b).loss * (len(b) / total) for b in batches)
-        return SimpleNamespace(loss=loss)
-
-    def save_pretrained(self, directory) -> None:
-        self.mrmkg.save_pretrained(directory)
-
-
-def _build_mrmkg(ctx: _GraphContext, model_args: dict, seed: int, default_use_kg: bool, default_use_image: bool):
-    from mrmkg.encoders.registry import load_llm
-    from mrmkg.model import MRMKG, KGFeatures, MRMKGConfig
-
-    args = {"seed": seed, "use_kg": default_use_kg, "use_image": default_use_image, **model_args,
-            "kg": ctx.graph, "entity_head": True}
-    cfg = MRMKGConfig.from_dict(args)
-    llm = load_llm(cfg.llm, progress=False)
-    features = KGFeatures.from_index(ctx.index)
-    return MRMKG(cfg, llm, features, image_token_dim=ctx.image_vec.shape[1] if ctx.image_vec.shape[1] else None,
-                 entity_names=ctx.kg.entity_names, relation_names=ctx.kg.relation_names, report=False)
-
-
-# ---------------------------------------------------------------------------------- MARS
-class MarsTask:
-    """MARS as a :class:`mrmkg.train.Task`; also used by ``mrmkg eval`` (:meth:`predict`)."""
+    name = "mars"
+    config_class = MarsTaskConfig
 
     def __init__(self, config: MarsTaskConfig, model_args: dict | None = None, seed: int = 0):
         from mrmkg.paths import shared_data_dir
@@ -348,24 +149,14 @@ class MarsTask:
             raise InputError(f"task_args.copy_keep_gold must be in [0, 1], got {config.copy_keep_gold!r}")
         if not 0.0 <= config.copy_augment <= 1.0:
             raise InputError(f"task_args.copy_augment must be in [0, 1], got {config.copy_augment!r}")
-        self.config = config
-        self.model_args = dict(model_args or {})
-        self.seed = seed
+        super().__init__(config, model_args, seed)
         base = Path(config.data_dir) if config.data_dir else (shared_data_dir() or Path(".")) / "mars"
         self.data_dir = base
-        self.ctx = _GraphContext(config.graph, config.n, max(config.N, config.text_triples), config.images_per_entity)
+        self.ctx = GraphContext(config.graph, config.n, max(config.N, config.text_triples), config.images_per_entity)
         self.kg = self.ctx.kg
-        self.candidates = load_candidates(_resolve(base, config.candidates_file), self.kg)
-        self._model = None
-        self._train = None
+        self.candidates = load_candidates(resolve_path(base, config.candidates_file), self.kg)
         self._memory = None
-
-    @classmethod
-    def from_config(cls, args: dict, train_config=None) -> "MarsTask":
-        from mrmkg.yamlconfig import Source, from_dict
-
-        cfg = from_dict(MarsTaskConfig, args, Source(), prefix="task_args.")
-        return cls(cfg, getattr(train_config, "model", {}), getattr(train_config, "seed", 0))
+        self._dev = None
 
     # -- prompts
     def _mention(self, e: int, image_side: bool, image_no: int | None) -> tuple[str, str]:
@@ -386,13 +177,11 @@ class MarsTask:
     @functools.cached_property
     def train_records(self) -> list[MarsRecord]:
         """``train_file``, parsed once: it feeds the training examples, the memory and the frequencies."""
-        return load_mars_split(_resolve(self.data_dir, self.config.train_file), self.kg)
+        return load_mars_split(resolve_path(self.data_dir, self.config.train_file), self.kg)
 
     def memory(self) -> dict[int, list[tuple[int, int, float]]]:
         """Analogy memory from ``train_file``: entity -> ``[(relation, partner, count)]``, most seen first."""
         if self._memory is None:
-            from collections import Counter
-
             counts: dict[int, Counter] = {}
             for r in self.train_records:
                 if r.relation is None:
@@ -427,8 +216,6 @@ class MarsTask:
     def make_examples(self, records: Sequence[MarsRecord], train: bool = False):
         """``MRMKGExample`` per record (subgraphs retrieved in one batch). ``train``: the records
         are training examples (their own answers leave the analogy memory, see ``memory_keep_gold``)."""
-        from mrmkg.model import MRMKGExample
-
         cfg, ctx = self.config, self.ctx
         plans = []
         for r in records:
@@ -448,7 +235,7 @@ class MarsTask:
         out = []
         for (r, (h, t, q), kinds, tokens), sg in zip(plans, subgraphs):
             if cfg.prompt in GRAPH_PROMPTS and sg is not None and cfg.N < sg.triple_ids.size:
-                sg = _top_triples(self.kg, sg, cfg.N, cfg.images_per_entity)
+                sg = top_triples(self.kg, sg, cfg.N, cfg.images_per_entity)
             meta = {"id": r.id, "sides": kinds, "triples": [] if sg is None else sg.triple_ids.tolist(),
                     "triple_scores": [] if sg is None else [round(float(s), 6) for s in sg.triple_scores.tolist()]}
             prompt = f"Analogy: {h} is to {t} as {q} is to"
@@ -475,18 +262,30 @@ class MarsTask:
             v = ctx.entity_vec[r.question]
             if cfg.retrieval_query == "question+example":
                 v = ctx.entity_vec[r.head] + ctx.entity_vec[r.tail] + v
-            text_vecs.append(None if im is not None else _unit(v))
+            text_vecs.append(None if im is not None else unit_vector(v))
             image_vecs.append(None if im is None else ctx.image_vec[im])
             queries.append(self.kg.entity_names[r.question])
         return ctx.retriever.retrieve_vectors_batch(text_vecs, image_vecs, queries)
 
-    # -- Task protocol
-    def build_model(self) -> TaskModel:
-        self._model = _build_mrmkg(self.ctx, self.model_args, self.seed,
-                                   default_use_kg=self.config.prompt in GRAPH_PROMPTS,
-                                   default_use_image=True)
-        self._give_train_statistics(self._model)
-        return TaskModel(self._model)
+    # -- the model
+    def model_defaults(self) -> dict:
+        return {"use_kg": self.config.prompt in GRAPH_PROMPTS, "use_image": True}
+
+    def model_fixed(self) -> dict:
+        return {"kg": self.ctx.graph, "entity_head": True}
+
+    def features(self) -> KGFeatures:
+        return KGFeatures.from_index(self.ctx.index)
+
+    def image_token_dim(self) -> int | None:
+        return self.ctx.image_vec.shape[1] or None
+
+    def vocabulary(self):
+        return self.kg.entity_names, self.kg.relation_names
+
+    def attach(self, model):
+        self._give_train_statistics(model)
+        return super().attach(model)
 
     def _give_train_statistics(self, model) -> None:
         """The pointer's ``frequency`` and ``relation_odds`` features read statistics of the training
@@ -531,65 +330,42 @@ class MarsTask:
         odds = (pos + strength * p0) / (tot - pos + strength * (1 - p0))
         return np.log(odds) - np.log(p0 / (1 - p0))
 
-    def load_model(self, directory) -> TaskModel:
-        """An MR-MKG model saved by ``save_pretrained`` (features from this task's graph)."""
-        from mrmkg.model import MRMKG, KGFeatures
-
-        self._model = MRMKG.from_pretrained(directory, features=KGFeatures.from_index(self.ctx.index))
-        self._give_train_statistics(self._model)
-        return TaskModel(self._model)
-
-    def train_examples(self):
-        if self._train is None:
-            recs = self.train_records
-            if self.config.max_train_examples:
-                recs = recs[: self.config.max_train_examples]
-            self._train = self.make_examples(self.copy_augmented(recs), train=True)
-        return self._train
+    def make_train_examples(self) -> list:
+        recs = self.train_records
+        if self.config.max_train_examples:
+            recs = recs[: self.config.max_train_examples]
+        return self.make_examples(self.copy_augmented(recs), train=True)
 
     def collate(self, examples):
-        return [self._model.collate(examples, candidates=self.candidates, rank_over="entity")]
+        return [self.model.collate(examples, candidates=self.candidates, rank_over="entity")]
 
-    def predict(self, model: TaskModel, records: Sequence[MarsRecord], batch_size: int = 16, progress: bool = False,
-                examples=None):
-        """Rank the candidates for every record. Returns a list of prediction dicts (split order).
+    def rank_batch(self, examples):
+        return self.model.collate(examples, candidates=self.candidates, rank_over="entity"), None
+
+    def candidate(self, batch, column: int) -> tuple[str, str]:
+        e = int(self.candidates[column])
+        return self.kg.entity_ids[e], self.kg.entity_names[e]
+
+    def predict(self, model, records: Sequence[MarsRecord], batch_size: int = 16, progress: bool = False,
+                examples=None) -> list[dict]:
+        """Rank the candidates for every record (through :class:`mrmkg.pipeline.Pipeline`); one
+        prediction dict per record, in order: ``id``, ``gold``, ``rank``, ``top10`` ([entity id,
+        score]), ``retrieved`` ([triple id, score]), ``memory``, ``copy``, ``mode``, ``sides``.
         ``examples``: the records' prepared examples, when the caller has them (retrieval is skipped)."""
-        mrmkg = model.mrmkg if isinstance(model, TaskModel) else model
-        self._model = mrmkg
-        was_training = mrmkg.training
-        mrmkg.eval()
-        examples = self.make_examples(records) if examples is None else examples
-        cand_ids = [self.kg.entity_ids[c] for c in self.candidates.tolist()]
-        pos_of = {int(c): i for i, c in enumerate(self.candidates.tolist())}
-        preds = []
-        it = range(0, len(examples), batch_size)
-        if progress:
-            from tqdm.auto import tqdm
+        from mrmkg.pipeline import Pipeline
 
-            it = tqdm(it, desc="eval", unit="batch")
-        for s in it:
-            chunk = examples[s : s + batch_size]
-            batch = mrmkg.collate(chunk, candidates=self.candidates, rank_over="entity")
-            scores = mrmkg.rank(to_device(batch, mrmkg.device)).float().cpu()
-            gold = [pos_of[r.answer] for r in records[s : s + batch_size]]
-            ranks = gold_ranks(scores, gold)
-            top = torch.topk(scores, k=min(10, scores.shape[1]), dim=1)
-            for i, ex in enumerate(chunk):
-                rec = records[s + i]
-                preds.append({
-                    "id": rec.id, "gold": self.kg.entity_ids[rec.answer], "rank": int(ranks[i]),
-                    "top10": [[cand_ids[j], round(float(v), 6)] for v, j in zip(top.values[i].tolist(), top.indices[i].tolist())],
-                    "retrieved": [[t, sc] for t, sc in zip(ex.meta["triples"], ex.meta["triple_scores"])],
-                    "memory": ex.meta["memory"], "copy": ex.meta["copy"],
-                    "mode": rec.mode, "sides": ex.meta["sides"],
-                })
-        mrmkg.train(was_training)
-        return preds
+        examples = self.make_examples(records) if examples is None else examples
+        answers = Pipeline(self, model).predict(examples, top_k=10, batch_size=batch_size, progress=progress)
+        return [{"id": rec.id, "gold": self.kg.entity_ids[rec.answer], "rank": a.rank,
+                 "top10": [[c.id, round(c.score, 6)] for c in a.candidates],
+                 "retrieved": [[t, sc] for t, sc in zip(a.meta["triples"], a.meta["triple_scores"])],
+                 "memory": a.meta["memory"], "copy": a.meta["copy"], "mode": rec.mode, "sides": a.meta["sides"]}
+                for a, rec in zip(answers, records)]
 
     def evaluate(self, model, batch_size: int = 16) -> dict:
         """Metrics on ``dev_file`` (its examples are built once and reused by later evaluations)."""
-        if getattr(self, "_dev", None) is None:
-            recs = load_mars_split(_resolve(self.data_dir, self.config.dev_file), self.kg)
+        if self._dev is None:
+            recs = load_mars_split(resolve_path(self.data_dir, self.config.dev_file), self.kg)
             if self.config.max_eval_examples:
                 recs = recs[: self.config.max_eval_examples]
             self._dev = (recs, self.make_examples(recs))
@@ -599,137 +375,42 @@ class MarsTask:
         out["image_sides"] = describe_sides(preds)
         return out
 
+    def evaluate_split(self, pipe, split, batch_size: int = 16, progress: bool = False):
+        """Every example of the MARS split file ``split`` (any path; None: ``dev_file``), in file order."""
+        split = resolve_path(self.data_dir, self.config.dev_file) if split is None else Path(split)
+        records = load_mars_split(split, self.kg)
+        preds = self.predict(pipe.model, records, batch_size=batch_size, progress=progress)
+        metrics = ranking_metrics([p["rank"] for p in preds])
+        metrics.update({"split_file": str(split), "image_sides": describe_sides(preds), "tie_rule": TIE_RULE})
+        return preds, metrics, {"split_file": str(split)}
 
-def _top_triples(kg, sg, N: int, images_per_entity: int):
-    """The subgraph rebuilt from its ``N`` best triples (same seeds)."""
-    from mrmkg.kg.subgraph import Subgraph
+    # -- a user's own analogy (mrmkg ask)
+    def resolve_entity(self, text: str) -> int:
+        """An entity given by id or by name (case-insensitive); InputError listing the matches when
+        the name is unknown or ambiguous."""
+        return resolve_entity(self.kg, text)
 
-    ids, scores = sg.triple_ids, sg.triple_scores
-    order = np.lexsort((ids, -scores))[:N]
-    return Subgraph.from_triples(kg, ids[order], scores[order], seeds=sg.seeds, query=sg.query,
-                                 images_per_entity=images_per_entity)
+    def query_examples(self, queries, timer) -> list:
+        """``head : tail :: question : ?`` analogies, asked in MarT mode 1 (the example pair on the
+        image side, the question as text), as most training examples are: the pair is given by the
+        graph's own images of its entities where it has them (e.g. MarKG's description stand-ins),
+        else by text stand-ins, exactly as in training; the prediction's ``sides`` says which."""
+        records = []
+        for i, q in enumerate(queries):
+            if q.analogy is None:
+                raise InputError("a MARS checkpoint answers analogies: give one as --analogy \"head : tail :: question : ?\"")
+            if q.image is not None:
+                raise InputError("a MARS checkpoint takes no photo: its graph's images are the index's own "
+                                 "(MarKG's are text stand-ins); give every entity by name or id in --analogy")
+            h, t, x = (self.resolve_entity(s) for s in q.analogy)
+            records.append(MarsRecord(id=f"ask-{i + 1}", head=h, tail=t, question=x, answer=None, mode=1,
+                                      relation=None, path="<query>", line=i + 1))
+        with timer("retrieve"):
+            return self.make_examples(records)
 
 
 def describe_sides(preds: Sequence[dict]) -> dict:
     """How image-side entities were represented across predictions: {'image': n, 'standin:name': n, ...}."""
-    from collections import Counter
-
     c = Counter(k for p in preds for k in p["sides"] if k != "text")
     return dict(sorted(c.items()))
 
-
-# ---------------------------------------------------------------------------------- MarKG pretraining
-class MarKGPretrainTask:
-    """Stage 1: MarKG entity and relation prediction (see the module docstring)."""
-
-    def __init__(self, config: MarKGTaskConfig, model_args: dict | None = None, seed: int = 0):
-        self.config = config
-        self.model_args = dict(model_args or {})
-        self.seed = seed
-        self.ctx = _GraphContext(config.graph, config.n, config.N, config.images_per_entity)
-        self.kg = self.ctx.kg
-        if config.prompt == "kg_text_graph" and config.text_triples > config.N:
-            raise InputError(f"field 'task_args.text_triples': {config.text_triples} facts cannot come from a subgraph of "
-                             f"N = {config.N} triples; expected text_triples <= N")
-        T = self.kg.num_triples
-        perm = np.random.default_rng(seed).permutation(T)
-        dev = min(config.dev_triples, max(T - 1, 0))
-        self.dev_ids = np.sort(perm[:dev])
-        train = perm[dev:]
-        if config.max_triples:
-            train = train[: config.max_triples]
-        self.train_ids = np.sort(train)
-        self._model = None
-        self._train = None
-
-    @classmethod
-    def from_config(cls, args: dict, train_config=None) -> "MarKGPretrainTask":
-        from mrmkg.yamlconfig import Source, from_dict
-
-        cfg = from_dict(MarKGTaskConfig, args, Source(), prefix="task_args.")
-        return cls(cfg, getattr(train_config, "model", {}), getattr(train_config, "seed", 0))
-
-    def make_examples(self, triple_ids: np.ndarray):
-        """Two examples per triple (entity then relation prediction), ``meta['kind']`` says which."""
-        from mrmkg.model import MRMKGExample
-
-        kg, ctx, cfg = self.kg, self.ctx, self.config
-        tri = kg.triples[triple_ids]
-        sgs = [None] * len(tri)
-        if cfg.prompt in GRAPH_PROMPTS and len(tri):
-            sgs = ctx.retriever.retrieve_vectors_batch([ctx.entity_vec[h] for h in tri[:, 0].tolist()], None,
-                                                       [kg.entity_names[h] for h in tri[:, 0].tolist()])
-        out = []
-        for tid, (h, r, t), sg in zip(triple_ids.tolist(), tri.tolist(), sgs):
-            im = ctx.first_image(h) if cfg.use_images else None
-            tokens = None if im is None else ctx.image_vec[im][None, :]
-            hn = f"{kg.entity_names[h]} [E{h}]"
-            ent_sg = None if sg is None else _without(kg, sg, lambda hh, rr, tt: (hh, rr, tt) == (h, r, t), t,
-                                                        cfg.images_per_entity)
-            out.append(MRMKGExample(prompt=self._facts(ent_sg) + f"{hn} {kg.relation_names[r]} [R{r}]", answer=t,
-                                    subgraph=ent_sg, image_tokens=tokens, meta={"kind": "entity", "triple": tid}))
-            if cfg.relation_prediction:
-                rel_sg = None if sg is None else _without(kg, sg, lambda hh, rr, tt: {hh, tt} == {h, t}, -1,
-                                                            cfg.images_per_entity)
-                tn = f"{kg.entity_names[t]} [E{t}]"
-                out.append(MRMKGExample(prompt=self._facts(rel_sg) + f"{hn} and {tn} are related by", answer=r,
-                                        subgraph=rel_sg, image_tokens=tokens, meta={"kind": "relation", "triple": tid}))
-        return out
-
-    def _facts(self, sg) -> str:
-        """``kg_text_graph``: the top ``text_triples`` triples of ``sg`` as facts with entity tokens; "" otherwise."""
-        if self.config.prompt != "kg_text_graph" or sg is None:
-            return ""
-        return facts_prefix(self.kg, sg.triple_ids[: self.config.text_triples], entity_tokens=True)
-
-    def build_model(self) -> TaskModel:
-        self._model = _build_mrmkg(self.ctx, self.model_args, self.seed,
-                                   default_use_kg=self.config.prompt in GRAPH_PROMPTS, default_use_image=True)
-        return TaskModel(self._model)
-
-    def train_examples(self):
-        if self._train is None:
-            self._train = self.make_examples(self.train_ids)
-        return self._train
-
-    def collate(self, examples):
-        ent = [e for e in examples if e.meta["kind"] == "entity"]
-        rel = [e for e in examples if e.meta["kind"] == "relation"]
-        out = []
-        if ent:
-            out.append(self._model.collate(ent, rank_over="entity"))
-        if rel:
-            # the reserved "image of" relation is never a triple's relation: rank the real ones
-            out.append(self._model.collate(rel, candidates=np.arange(self.kg.num_relations - 1), rank_over="relation"))
-        return out
-
-    def evaluate(self, model, batch_size: int = 16) -> dict:
-        mrmkg = model.mrmkg if isinstance(model, TaskModel) else model
-        self._model = mrmkg
-        mrmkg.eval()
-        examples = self.make_examples(self.dev_ids)
-        ranks = {"entity": [], "relation": []}
-        for s in range(0, len(examples), batch_size):
-            for b in self.collate(examples[s : s + batch_size]):
-                scores = mrmkg.rank(to_device(b, mrmkg.device)).float().cpu()
-                ranks[b.rank_over] += gold_ranks(scores, b.answer_pos.tolist()).tolist()
-        out = {}
-        for kind, r in ranks.items():
-            if r:
-                out.update({f"{kind}/{k}": v for k, v in ranking_metrics(r).items()})
-        return out
-
-
-def _without(kg, sg, drop, hide: int, images_per_entity: int):
-    """``sg`` without the triples for which ``drop(h, r, t)`` is true, and without entity ``hide``
-    as a bare seed (it stays only if a kept triple reaches it): the answer must not leak."""
-    from mrmkg.kg.subgraph import Subgraph
-
-    ids = sg.triple_ids
-    tri = kg.triples[ids] if ids.size else np.zeros((0, 3), np.int64)
-    keep = np.array([not drop(h, r, t) for h, r, t in tri.tolist()], dtype=bool)
-    seeds = sg.seeds[sg.seeds != hide]
-    if keep.all() and seeds.size == sg.seeds.size:
-        return sg
-    return Subgraph.from_triples(kg, ids[keep], sg.triple_scores[keep], seeds=seeds, query=sg.query,
-                                 images_per_entity=images_per_entity)

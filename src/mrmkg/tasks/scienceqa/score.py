@@ -33,7 +33,7 @@ from typing import Mapping
 
 from mrmkg.errors import InputError
 from mrmkg.fileio import atomic_write_json, read_jsonl
-from mrmkg.tasks.scienceqa import ScienceQAProblem
+from mrmkg.tasks.scienceqa.data import ScienceQAProblem
 
 COLUMNS = ("NAT", "SOC", "LAN", "TXT", "IMG", "NO", "G1-6", "G7-12", "Average")
 

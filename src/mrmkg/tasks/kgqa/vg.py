@@ -48,7 +48,7 @@ from mrmkg.errors import InputError
 from mrmkg.fileio import atomic_dir, atomic_write_json
 from mrmkg.kg.graph import MMKG
 from mrmkg.kg.subgraph import Subgraph
-from mrmkg.tasks.kg_qa import PROMPT_TEMPLATE, Stage1Record, save_records, subgraph_to_mmkg
+from mrmkg.tasks.kgqa.data import PROMPT_TEMPLATE, Stage1Record, save_records, subgraph_to_mmkg
 
 ATTRIBUTE_OF_ID = "vg:attribute_of"
 ATTRIBUTE_OF = "attribute of"
@@ -91,7 +91,7 @@ class VGStage1:
 
     @classmethod
     def load(cls, directory: str | Path) -> "VGStage1":
-        from mrmkg.tasks.kg_qa import load_records
+        from mrmkg.tasks.kgqa.data import load_records
 
         d = Path(directory)
         man = d / "manifest.json"

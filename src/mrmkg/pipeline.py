@@ -1,0 +1,301 @@
+"""``Pipeline``: a trained checkpoint that answers questions, with the subgraph behind each answer.
+
+    >>> from mrmkg import Pipeline
+    >>> pipe = Pipeline.from_pretrained("runs/demo/rungs/v-stage1-xxxx")          # doctest: +SKIP
+    >>> ans = pipe("What does this creature eat?", image="photo.png")             # doctest: +SKIP
+    >>> ans.answer, ans.candidates[0].score, ans.subgraph["triples"][0]["id"]      # doctest: +SKIP
+
+``from_pretrained`` loads once everything a checkpoint needs: its training config, its task (the
+graph, the index and retriever, the answer space), the frozen models and the trained weights. A
+call turns the question into the task's example (the task writes the prompt exactly as in
+training), retrieves, and runs the model; :meth:`Pipeline.predict` does the last step for examples a
+task already made. It is the one prediction path: ``mrmkg ask``, ``mrmkg eval``, evaluation during
+training, ``mrmkg explain`` (through eval folders) and the demo's sample answers all go through it.
+
+Two kinds of checkpoints, by their task's ``output``:
+
+* ``rank`` (MARS, the demo world, MarKG pretraining): the model scores every candidate (entities or
+  relations) at the answer slot; the answer is the best-scored allowed candidate, ``candidates``
+  the top k with their scores, and ``rank`` the gold answer's rank when the example has one
+  (:func:`mrmkg.metrics.ranking.gold_ranks`: ties count in the gold's favour).
+* ``generate`` (ScienceQA, stage-1 QA): the model generates text greedily; the task reads the
+  answer from it (ScienceQA: the choice in "The answer is (B)"; never guessed).
+
+Timings per answer, in seconds: ``encode`` (frozen text/vision encoders on the question),
+``retrieve`` (the subgraph search), ``model`` (graph encoder, adapters and the LLM; a batch's time
+is shared evenly among its examples).
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from mrmkg.errors import InputError
+
+
+@dataclass
+class Query:
+    """A user's question. ``image``: a path or a PIL image; ``choices``: multiple-choice options;
+    ``analogy``: ``(head, tail, question)`` entity names or ids (``head : tail :: question : ?``);
+    ``context``: extra text some tasks take (ScienceQA's lecture context)."""
+
+    question: str = ""
+    image: Any = None
+    choices: list[str] | None = None
+    analogy: tuple[str, str, str] | None = None
+    context: str = ""
+
+
+@dataclass
+class Candidate:
+    """A scored candidate answer: graph id (or choice label), name, score."""
+
+    id: str
+    name: str
+    score: float
+
+
+@dataclass
+class Answer:
+    """What a checkpoint answered, and why.
+
+    ``answer``: the answer's name (a ranked entity's name, the chosen option, or generated text);
+    ``answer_id``: its graph id or option letter (None when nothing could be read);
+    ``candidates``: the top k with scores (ranking checkpoints); ``text``: the generated text
+    (generative checkpoints); ``gold`` / ``rank`` / ``correct``: filled when the example has a gold
+    answer; ``subgraph``: the retrieved subgraph (nodes, typed edges with retrieval scores, triples
+    with ids and names), when asked for; ``timings``: seconds per stage; ``meta``: the task's own
+    provenance of the example (e.g. MARS: how each entity was given, the analogy memory).
+    """
+
+    answer: str
+    answer_id: str | None = None
+    candidates: list[Candidate] = field(default_factory=list)
+    text: str | None = None
+    gold: str | None = None
+    rank: int | None = None
+    correct: bool | None = None
+    subgraph: dict | None = None
+    timings: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+    #: the retrieved :class:`~mrmkg.kg.subgraph.Subgraph` itself (for drawing; not in ``to_dict``)
+    graph: Any = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict:
+        d = asdict(replace(self, graph=None))
+        d.pop("graph")
+        return d
+
+    def draw(self, answer: Answer, path: str | Path, title: str | None = None) -> Path:
+        """Draw ``answer``'s subgraph (entity names, image nodes as thumbnails, edge scores) to a
+        .png or .svg file (:func:`mrmkg.viz.render_subgraph`)."""
+        from mrmkg.kg.subgraph import Subgraph
+        from mrmkg.viz import render_subgraph
+
+        sg = answer.graph if answer.graph is not None else Subgraph.empty()
+        return render_subgraph(self.task.kg, sg, path, title=title or f"answer: {answer.answer}")
+
+    def __getitem__(self, key: str):  # dict-like access, as transformers' pipelines return dicts
+        return getattr(self, key)
+
+
+class _Timer:
+    """Accumulates seconds per stage: ``with timer("retrieve"): ...``."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t0
+
+
+def resolve_checkpoint(path: str | Path) -> tuple[Path, Path]:
+    """``(model folder, train_config.yaml)`` for a run folder, its ``final/`` or a model folder."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError("checkpoint not found", path=p)
+    for cand in (p, p / "final"):
+        if (cand / "model" / "mrmkg.json").is_file() and (cand / "train_config.yaml").is_file():
+            return cand / "model", cand / "train_config.yaml"
+    if (p / "mrmkg.json").is_file() and (p.parent / "train_config.yaml").is_file():
+        return p, p.parent / "train_config.yaml"
+    raise InputError("not a trained checkpoint: expected a run folder, its final/ folder or a model folder "
+                     "written by `mrmkg train` (model/mrmkg.json and train_config.yaml)", path=p)
+
+
+def open_task(checkpoint: str | Path, task_args: dict | None = None):
+    """``(task, model folder, training config)`` of a checkpoint: its task rebuilt from the run's
+    ``train_config.yaml``, with ``task_args`` replacing recorded values (e.g. a moved graph folder)."""
+    from mrmkg.tasks.registry import get_task
+    from mrmkg.train import load_train_config
+
+    model_dir, cfg_path = resolve_checkpoint(checkpoint)
+    cfg = load_train_config(cfg_path)
+    args = dict(cfg.task_args)
+    args.update({k: v for k, v in (task_args or {}).items() if v is not None})
+    cfg.task_args = args
+    return get_task(cfg.task).from_config(args, cfg), model_dir, cfg
+
+
+def check_device(device: str):
+    """``device`` as a torch device; InputError for a malformed name or a GPU that is not there."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise InputError(f"--device {device!r}: expected cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {device!r}: no CUDA GPU is visible")
+    return dev
+
+
+class Pipeline:
+    """A task and its trained model, ready to answer (see the module docstring)."""
+
+    def __init__(self, task, model, checkpoint: str | Path | None = None, train_config=None):
+        self.task = task
+        self.model = model
+        self.checkpoint = None if checkpoint is None else str(checkpoint)
+        self.train_config = train_config  # the checkpoint's TrainConfig (from_pretrained)
+
+    @classmethod
+    def from_pretrained(cls, checkpoint: str | Path, device: str = "cpu", task_args: dict | None = None) -> "Pipeline":
+        """Load ``checkpoint`` (a run folder of ``mrmkg train``, its ``final/`` or its model folder)
+        onto ``device``; ``task_args`` replace values recorded in its training config."""
+        from mrmkg.malloc import tune_malloc
+
+        dev = check_device(device)
+        task, model_dir, cfg = open_task(checkpoint, task_args)
+        model = task.load_model(model_dir).to(dev)
+        tune_malloc()  # keep freed buffers in the process between batches, as training does
+        return cls(task, model, checkpoint, cfg)
+
+    @property
+    def kind(self) -> str:
+        return self.task.output
+
+    # ------------------------------------------------------------------ user questions
+    def __call__(self, question: str = "", image=None, choices: Sequence[str] | None = None,
+                 analogy: Sequence[str] | None = None, top_k: int = 5, context: str = "") -> Answer:
+        """Answer one question (see :class:`Query` for the arguments)."""
+        q = Query(question, image, None if choices is None else list(choices),
+                  None if analogy is None else tuple(analogy), context)
+        return self.batch([q], top_k=top_k)[0]
+
+    def batch(self, queries: Sequence[Query | dict], top_k: int = 5, batch_size: int = 16) -> list[Answer]:
+        """Answer several questions at once (one retrieval batch, model batches of ``batch_size``)."""
+        qs = [q if isinstance(q, Query) else Query(**q) for q in queries]
+        if top_k < 1:
+            raise InputError(f"top_k must be >= 1, got {top_k}")
+        timer = _Timer()
+        examples = self.task.query_examples(qs, timer)
+        answers = self.predict(examples, top_k=top_k, batch_size=batch_size, with_subgraph=True)
+        for a in answers:
+            for stage in ("encode", "retrieve"):
+                a.timings[stage] = timer.seconds.get(stage, 0.0) / max(len(qs), 1)
+        return answers
+
+    # ------------------------------------------------------------------ the prediction path
+    def predict(self, examples: Sequence, top_k: int = 10, batch_size: int = 16, progress: bool = False,
+                with_subgraph: bool = False) -> list[Answer]:
+        """Run the model on examples a task made; one :class:`Answer` per example, in order."""
+        import torch
+
+        model, task = self.model, self.task
+        task.model = model
+        was = model.training
+        model.eval()
+        starts = range(0, len(examples), batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc="predict", unit="batch", leave=False)
+        out: list[Answer] = []
+        with torch.no_grad():
+            for s in starts:
+                chunk = list(examples[s: s + batch_size])
+                t0 = time.perf_counter()
+                answers = self._rank(chunk, top_k) if task.output == "rank" else self._generate(chunk)
+                share = (time.perf_counter() - t0) / len(chunk)
+                for a, ex in zip(answers, chunk):
+                    a.timings["model"] = share
+                    a.meta = {**{k: v for k, v in ex.meta.items() if k != "subgraph"}, **a.meta}
+                    if with_subgraph:
+                        a.graph = ex.meta.get("subgraph", ex.subgraph)
+                        a.subgraph = self.subgraph_dict(a.graph)
+                out += answers
+        model.train(was)
+        return out
+
+    def _rank(self, chunk: list, top_k: int) -> list[Answer]:
+        import torch
+        from accelerate.utils import send_to_device
+
+        from mrmkg.metrics.ranking import gold_ranks
+
+        task, model = self.task, self.model
+        batch, allowed = task.rank_batch(chunk)
+        scores = model.rank(send_to_device(batch, model.device)).float().cpu()
+        if allowed is not None:
+            scores = scores.masked_fill(~allowed, float("-inf"))
+        k = min(top_k, scores.shape[1])
+        top = torch.topk(scores, k=k, dim=1)
+        gold = [task.gold_column(batch, i) for i in range(len(chunk))]
+        known = [i for i, g in enumerate(gold) if g is not None]
+        ranks = dict(zip(known, gold_ranks(scores[known], [gold[i] for i in known]).tolist())) if known else {}
+        answers = []
+        for i in range(len(chunk)):
+            cands = [Candidate(*task.candidate(batch, j), float(v))
+                     for v, j in zip(top.values[i].tolist(), top.indices[i].tolist())]
+            a = Answer(answer=cands[0].name, answer_id=cands[0].id, candidates=cands)
+            if gold[i] is not None:
+                a.gold = task.candidate(batch, gold[i])[0]
+                a.rank = int(ranks[i])
+                a.correct = a.answer_id == a.gold
+            answers.append(a)
+        return answers
+
+    def _generate(self, chunk: list) -> list[Answer]:
+        from accelerate.utils import send_to_device
+
+        task, model = self.task, self.model
+        texts = model.generate(send_to_device(task.collate(chunk), model.device),
+                               max_new_tokens=task.max_new_tokens)
+        answers = []
+        for text, ex in zip(texts, chunk):
+            read = task.read_output(text, ex)
+            answers.append(Answer(answer=read.pop("answer"), answer_id=read.pop("answer_id", None), text=text,
+                                  gold=read.pop("gold", None), correct=read.pop("correct", None),
+                                  meta=read))  # the rest of the task's reading, e.g. ScienceQA's parse status
+        return answers
+
+    def subgraph_dict(self, sg) -> dict | None:
+        """A subgraph for a reader: nodes, typed edges (relation, retrieval score, triple id: -1 for
+        "image of", -2 for memory edges), and the triples table (ids, names, scores)."""
+        kg = getattr(self.task, "kg", None)
+        if sg is None or kg is None:
+            return None
+        d = sg.to_dict(kg)
+        d["edges"] = [{"source": int(s), "target": int(t), "relation": kg.relation_ids[int(r)],
+                       "relation_name": kg.relation_names[int(r)], "triple": int(tr), "score": round(float(sc), 6)}
+                      for (s, t), r, tr, sc in zip(sg.edge_index.T.tolist(), sg.edge_type.tolist(),
+                                                   sg.edge_triple.tolist(), sg.edge_score.tolist())]
+        return d
+
+    def draw(self, answer: Answer, path: str | Path, title: str | None = None) -> Path:
+        """Draw ``answer``'s subgraph (entity names, image nodes as thumbnails, edge scores) to a
+        .png or .svg file (:func:`mrmkg.viz.render_subgraph`)."""
+        from mrmkg.kg.subgraph import Subgraph
+        from mrmkg.viz import render_subgraph
+
+        sg = answer.graph if answer.graph is not None else Subgraph.empty()
+        return render_subgraph(self.task.kg, sg, path, title=title or f"answer: {answer.answer}")

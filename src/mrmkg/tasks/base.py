@@ -1,0 +1,159 @@
+"""What every task shares: its config, the model it builds or loads, its training examples, its loss.
+
+A task turns a dataset into :class:`~mrmkg.model.MRMKGExample` objects and back: it reads its files,
+retrieves knowledge, writes prompts, and reads the model's output as answers. Subclasses set
+
+* ``config_class``: the dataclass of ``task_args`` (fields with help text; ``mrmkg train
+  --list-fields`` lists them);
+* ``output``: ``"rank"`` (answers are scored candidates: entities, relations) or ``"generate"``
+  (answers are generated text, e.g. ScienceQA's "The answer is (B)");
+
+and implement ``make_train_examples`` (the training set), ``collate`` (a batch for the model),
+``evaluate`` (dev metrics, through :class:`mrmkg.pipeline.Pipeline`), and, to answer a user's own
+question (``mrmkg ask``, :class:`~mrmkg.pipeline.Pipeline`), ``query_examples``.
+
+Everything else lives here once: ``from_config``, building the MR-MKG model from the config's
+``model`` section over the task's defaults (one frozen LLM per process, shared by every model the
+process builds: MR-MKG never changes it), loading a trained one, the example cache and the loss.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar, Sequence
+
+import torch
+
+from mrmkg.encoders.registry import load_llm
+from mrmkg.model import MRMKG, KGFeatures, MRMKGConfig
+from mrmkg.yamlconfig import Source, from_dict
+
+_LLMS: dict = {}  # (llm name, gradient checkpointing) -> the frozen LLM this process loaded
+
+
+def shared_llm(cfg: MRMKGConfig):
+    """The frozen LLM ``cfg`` names, loaded once per process (the demo builds six models in a row).
+    Gradient checkpointing changes the LLM's state, so it is part of the key."""
+    key = (cfg.llm, cfg.gradient_checkpointing)
+    if key not in _LLMS:
+        _LLMS.clear()
+        _LLMS[key] = load_llm(cfg.llm, progress=False)
+    return _LLMS[key]
+
+
+class Task:
+    """Base of every task (see the module docstring)."""
+
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type]
+    output: ClassVar[str] = "rank"
+    #: the ``task_args`` field naming the graph folder (``mrmkg eval --graph`` replaces it)
+    graph_arg: ClassVar[str] = "graph"
+
+    def __init__(self, config, model_args: dict | None = None, seed: int = 0):
+        self.config = config
+        self.model_args = dict(model_args or {})
+        self.seed = seed
+        self.model: MRMKG | None = None  # the model ``collate`` builds batches for
+        self._train: list | None = None
+
+    @classmethod
+    def from_config(cls, args: dict, train_config=None) -> "Task":
+        """The task of a training config: ``task_args`` validated by ``config_class``."""
+        cfg = from_dict(cls.config_class, args, Source(), prefix="task_args.")
+        return cls(cfg, getattr(train_config, "model", {}), getattr(train_config, "seed", 0))
+
+    # ------------------------------------------------------------------ the model
+    def model_defaults(self) -> dict:
+        """MRMKGConfig fields this task sets unless the config's ``model`` section does."""
+        return {}
+
+    def model_fixed(self) -> dict:
+        """MRMKGConfig fields this task always sets (the ``model`` section cannot change them)."""
+        return {}
+
+    def model_config(self) -> MRMKGConfig:
+        return MRMKGConfig.from_dict({"seed": self.seed, **self.model_defaults(), **self.model_args,
+                                      **self.model_fixed()})
+
+    def features(self) -> KGFeatures:
+        """The frozen KG feature tables the graph encoder starts from."""
+        raise NotImplementedError
+
+    def image_token_dim(self) -> int | None:
+        """Width of the visual tokens this task gives the model (None: no images)."""
+        return None
+
+    def vocabulary(self) -> tuple[list[str] | None, list[str] | None]:
+        """Entity and relation names of the entity head's trainable tokens (None: no head)."""
+        return None, None
+
+    def build_model(self) -> MRMKG:
+        """A fresh MR-MKG model (called by the engine right after seeding)."""
+        cfg = self.model_config()
+        entities, relations = self.vocabulary()
+        model = MRMKG(cfg, shared_llm(cfg), self.features(), image_token_dim=self.image_token_dim(),
+                      entity_names=entities, relation_names=relations, report=False)
+        return self.attach(model)
+
+    def load_model(self, directory) -> MRMKG:
+        """A model saved by ``save_pretrained``, with this task's feature tables."""
+        return self.attach(MRMKG.from_pretrained(directory, features=self.features()))
+
+    def attach(self, model: MRMKG) -> MRMKG:
+        """Make ``model`` the one this task collates for (tasks add what a model needs from the data)."""
+        self.model = model
+        return model
+
+    # ------------------------------------------------------------------ training
+    def make_train_examples(self) -> list:
+        raise NotImplementedError
+
+    def train_examples(self) -> list:
+        """The training examples, built once."""
+        if self._train is None:
+            self._train = self.make_train_examples()
+        return self._train
+
+    def collate(self, examples: Sequence[Any]):
+        """A batch of ``examples`` for the model: an ``MRMKGBatch``, or a list of them (one per
+        ranking table, e.g. entities and relations), whose losses :meth:`loss` averages."""
+        return self.model.collate(examples)
+
+    def loss(self, model: MRMKG, batch) -> torch.Tensor:
+        """The training loss of ``batch``: the model's own (Eq. 8); for a list of sub-batches, their
+        losses weighted by size."""
+        if not isinstance(batch, list):
+            return model(batch).loss
+        total = sum(len(b) for b in batch)
+        return sum(model(b).loss * (len(b) / total) for b in batch)
+
+    def evaluate(self, model: MRMKG, batch_size: int = 16) -> dict:
+        """Metrics on the task's dev split (the engine calls it during and after training)."""
+        raise NotImplementedError
+
+    def evaluate_split(self, pipe, split, batch_size: int = 16, progress: bool = False) -> tuple[list, dict, dict]:
+        """``mrmkg eval``: ``(predictions, metrics, what was evaluated)`` on ``split`` (None: the
+        task's own evaluation split), predicted by ``pipe`` (:class:`mrmkg.pipeline.Pipeline`)."""
+        raise NotImplementedError(f"task {self.name!r} has no split evaluation")
+
+    # ------------------------------------------------------------------ answering (Pipeline)
+    def rank_batch(self, examples: Sequence[Any]):
+        """Ranking tasks: ``(batch, allowed)`` for scoring ``examples``: ``allowed [B, C]`` bool
+        masks each example's candidates, or None when every column of the batch is a candidate."""
+        raise NotImplementedError
+
+    def candidate(self, batch, column: int) -> tuple[str, str]:
+        """Ranking tasks: ``(id, name)`` of candidate column ``column`` of ``batch``."""
+        raise NotImplementedError
+
+    def gold_column(self, batch, i: int) -> int | None:
+        """Ranking tasks: the gold answer's column for example ``i`` of ``batch`` (None: unknown)."""
+        return int(batch.answer_pos[i]) if batch.answer_pos is not None and int(batch.answer_pos[i]) >= 0 else None
+
+    def read_output(self, text: str, example) -> dict:
+        """Generative tasks: the answer read from generated ``text``: at least ``answer`` (a string)."""
+        return {"answer": text.strip()}
+
+    def query_examples(self, queries: Sequence[Any], timer) -> list:
+        """Examples for user questions (:class:`mrmkg.pipeline.Query`); ``timer(stage)`` is a
+        context manager that times ``"encode"`` (frozen encoders) and ``"retrieve"``."""
+        raise NotImplementedError(f"task {self.name!r} does not answer questions of one's own yet")
