@@ -487,6 +487,21 @@ def test_train_then_eval_outputs_agree(world, tmp_path):
     for k in ("hits@1", "hits@3", "hits@5", "hits@10", "mrr", "n"):
         assert metrics[k] == pytest.approx(res.metrics[k], abs=1e-9)
     assert metrics["image_sides"]  # the counts of how image-side entities were given are reported
+    # `mrmkg ask` with the analogy of a mode-1 dev example (names and ids mixed) answers as evaluation ranked it
+    import io
+    from contextlib import redirect_stdout
+
+    (h, t), q = DEV[1][0], DEV[1][1]
+    name = dict((e, n) for e, n, _ in ENTS)
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        assert cli_main(["ask", str(tmp_path / "run"), "--analogy", f"{name[h]} : {name[t]} :: {q} : ?", "--top-k", "10",
+                         "--json", "--picture", str(tmp_path / "ask.png")]) == 0
+    asked = json.loads(buf.getvalue())
+    assert [[c["id"], round(c["score"], 6)] for c in asked["candidates"]] == preds[1]["top10"]
+    assert asked["answer_id"] == preds[1]["top10"][0][0] and asked["meta"]["sides"] == preds[1]["sides"]
+    assert sorted(r["id"] for r in asked["subgraph"]["triples"]) == sorted(t for t, _ in preds[1]["retrieved"])
+    assert set(asked["timings"]) == {"encode", "retrieve", "model"} and (tmp_path / "ask.png").is_file()
     # `mrmkg explain` reads this folder back in names: the retrieved triples and memory of every prediction
     from mrmkg.explain import explain, open_eval
 

@@ -124,6 +124,17 @@ def test_direct_answer_trains_and_evaluates_with_official_columns(kind, tmp_path
     again = S.score_file(sqa.load_scienceqa(SQA_ROOT).problems, tmp_path / "eval" / "predictions.jsonl")
     assert again.rounded() == m["accuracy"]
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text()) == m
+    # a user's own question through the Pipeline (the `mrmkg ask` path) is written and answered as evaluation did
+    from mrmkg.pipeline import Pipeline
+
+    pipe = Pipeline.from_pretrained(tmp_path / "run")
+    problems = sqa.load_scienceqa(SQA_ROOT).problems
+    for p in preds:
+        prob = problems[p["pid"]]
+        ans = pipe(prob.question, choices=prob.choices, context=prob.hint,
+                   image=None if prob.image_path is None else str(prob.image_path))
+        assert ans.text == p["output"] and ans.meta["parse"] == p["parse"] and ans.candidates == []
+        assert [t["id"] for t in ans.subgraph["triples"]] == [t["id"] for t in p["retrieved"]["triples"]]
 
 
 @pytest.mark.weights("minilm")

@@ -53,12 +53,13 @@ def ask_command(
         raise InputError("image not found", path=image)
     if not question.strip() and analogy is None:
         raise InputError("the question is empty: give a question (or --analogy for analogy checkpoints)")
+    options = None if choices is None else parse_choices(choices)
+    entities = None if analogy is None else parse_analogy(analogy)
     from mrmkg.pipeline import Pipeline
 
     pipe = Pipeline.from_pretrained(checkpoint, device=device)
-    ans = pipe(question, image=None if image is None else str(image),
-               choices=None if choices is None else parse_choices(choices),
-               analogy=None if analogy is None else parse_analogy(analogy), top_k=top_k, context=context)
+    ans = pipe(question, image=None if image is None else str(image), choices=options, analogy=entities, top_k=top_k,
+               context=context)
     drawn = pipe.draw(ans, picture, title=question or analogy) if picture is not None else None
     if as_json:
         typer.echo(json.dumps({**ans.to_dict(), "picture": None if drawn is None else str(drawn)}, ensure_ascii=False))
