@@ -204,7 +204,7 @@ def test_retrieval_first_script_counts_where_the_top_scored_triple_names_the_ans
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parent.parent / "scripts" / "mars_retrieval_first.py"
+    path = Path(__file__).resolve().parent.parent / "research" / "mars" / "mars_retrieval_first.py"
     spec = importlib.util.spec_from_file_location("mars_retrieval_first", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)

@@ -544,7 +544,7 @@ _MEASURED_ROWS = {
         "model.pointer_features=focus,memory,near,copy,relation", "model.pointer_scale=30",
         "model.pack_sequences=true", "optim.fused=true", "task_args.copy_keep_gold=0.5", "model.pointer_prior=false",
         "model.relation_at_eval=odds"],
-    "mars-smollm2-cpu-kg-text-graph.yaml": [  # scripts/mars_epoch.sh arm II4 (cumulative rung iv)
+    "mars-smollm2-cpu-kg-text-graph.yaml": [  # research/mars/mars_epoch.sh arm II4 (cumulative rung iv)
         "epochs=1", "task_args.graph=runs/graphs/markg-standin", "task_args.use_images=false",
         "task_args.prompt=kg_text_graph", "task_args.N=15", "task_args.text_triples=15", "task_args.fact_tokens=true",
         "model.max_prompt_tokens=256", "model.pack_sequences=true"],
@@ -644,7 +644,7 @@ def test_retrieval_coverage_script_counts_answers_the_knowledge_names(world, tmp
 
     from mrmkg.tasks.mars.data import load_mars_split
 
-    script = Path(__file__).resolve().parent.parent / "scripts" / "mars_retrieval_coverage.py"
+    script = Path(__file__).resolve().parent.parent / "research" / "mars" / "mars_retrieval_coverage.py"
     cfg = _train_cfg(world, tmp_path / "run", memory=True)
     dev = str(Path(world["mars"]) / "dev.json")
     out = subprocess.run([sys.executable, str(script), "-c", str(cfg), "--split", dev, "1,1", "10,10"],

@@ -1,4 +1,4 @@
-"""scripts/mars_paired.py: the paired counts and McNemar p-value on two hand-made evaluations."""
+"""research/mars/mars_paired.py: the paired counts and McNemar p-value on two hand-made evaluations."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "mars_paired.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "research" / "mars" / "mars_paired.py"
 
 
 def _eval_dir(d: Path, ranks: list[int]) -> Path:

@@ -60,7 +60,7 @@ def _eval_dir(d: Path, ids: list[str], ranks: list[int]) -> str:
 
 
 def test_script_draws_eval_folders_and_refuses_other_splits(tmp_path):
-    script = Path(__file__).resolve().parents[1] / "scripts" / "mars_ladder_plot.py"
+    script = Path(__file__).resolve().parents[1] / "research" / "mars" / "mars_ladder_plot.py"
     a = _eval_dir(tmp_path / "a", ["x", "y", "z"], [1, 5, 2])
     b = _eval_dir(tmp_path / "b", ["x", "y", "z"], [2, 1, 1])
     c = _eval_dir(tmp_path / "c", ["x", "z", "y"], [2, 1, 1])

@@ -1,4 +1,4 @@
-"""scripts/mars_rule_baseline.py ranks the copy, memory partners, MarKG neighbours, then popular answers."""
+"""research/mars/mars_rule_baseline.py ranks the copy, memory partners, MarKG neighbours, then popular answers."""
 from __future__ import annotations
 
 import json
@@ -26,7 +26,7 @@ def test_rule_order_memory_then_neighbour_then_popularity(tmp_path):
     (tmp_path / "mars" / "analogy_entities.txt").write_text("B\nD\nH\n")
     (tmp_path / "markg" / "wiki_tuple_ids.txt").write_text("G\tP2\tH\nH\tP2\tB\n")
     def run(*extra):
-        out = subprocess.run([sys.executable, str(ROOT / "scripts" / "mars_rule_baseline.py"), "--data", str(tmp_path),
+        out = subprocess.run([sys.executable, str(ROOT / "research/mars/mars_rule_baseline.py"), "--data", str(tmp_path),
                               *extra], capture_output=True, text=True, check=True)
         return json.loads(out.stdout)
 

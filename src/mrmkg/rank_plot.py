@@ -3,7 +3,7 @@
 :func:`render_hits_curves` draws, side by side, each run's Hits@k for k = 1..``kmax`` (how often the gold
 entity is in the top k) and each run's MRR with a 95 % interval (+- 1.96 standard errors of the mean
 reciprocal rank over examples). The interval is per run; two runs on the same examples are correlated, so
-their difference is better judged by a paired test (``scripts/mars_paired.py``) than by overlapping bars.
+their difference is better judged by a paired test (``research/mars/mars_paired.py``) than by overlapping bars.
 Inputs are the 1-based ranks of the gold answer, e.g. the ``rank`` field of ``mrmkg eval``'s
 ``predictions.jsonl``.
 """

@@ -10,7 +10,7 @@ training pairs and one MarKG hop, the sources mrmkg's copy node, analogy memory 
 give the model (``--no-copy`` drops the first term). Metrics
 use mrmkg's protocol (2,063 candidates, rank = 1 + #strictly higher).
 
-    .venv/bin/python scripts/mars_rule_baseline.py [--data ../shared/data] [--split dev.json]
+    .venv/bin/python research/mars/mars_rule_baseline.py [--data ../shared/data] [--split dev.json]
 """
 from __future__ import annotations
 

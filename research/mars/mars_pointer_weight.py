@@ -5,7 +5,7 @@ entity head alone, a large alpha lets the pointer decide among subgraph nodes (t
 ties and ranks the rest). If a larger alpha is better on held-out data, the head dominates because
 it memorised training pairs that held-out examples do not share.
 
-    .venv/bin/python scripts/mars_pointer_weight.py RUN_DIR SPLIT_FILE [--alphas 0 0.5 1 2 3 1000]
+    .venv/bin/python research/mars/mars_pointer_weight.py RUN_DIR SPLIT_FILE [--alphas 0 0.5 1 2 3 1000]
 """
 from __future__ import annotations
 

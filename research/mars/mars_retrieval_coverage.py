@@ -3,7 +3,7 @@ examples whose gold answer the knowledge names (`mrmkg.explain.named_entities`):
 with the analogy memory and the copy node when the config turns them on. No model is built; retrieval uses the
 graph's stored entity vectors, so a grid takes seconds.
 
-    .venv/bin/python scripts/mars_retrieval_coverage.py -c configs/mars-smollm2-cpu-pointer.yaml \\
+    .venv/bin/python research/mars/mars_retrieval_coverage.py -c configs/mars-smollm2-cpu-pointer.yaml \\
         [--set task_args.retrieval_query=question+example] [--split ../shared/data/mars/dev.json] 10,10 10,20 30,30
 """
 from __future__ import annotations

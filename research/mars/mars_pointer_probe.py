@@ -10,10 +10,10 @@ Edits (applied in this order, each optional):
   feature, else in place of the learned relation weights (K x log-odds / ``pointer_scale``);
 * ``--query-scale A``: multiply the bilinear term (slot x node encoding) by A (0 removes it).
 
-Groups (the same as docs/results.md): ``copy`` the question is the example head; ``memory`` the
+Groups (the same as research/log.md, sessions 4-8): ``copy`` the question is the example head; ``memory`` the
 answer is a training partner of the question; ``neighbour`` only a MarKG neighbour; ``neither``.
 
-    .venv/bin/python scripts/mars_pointer_probe.py RUN_DIR SPLIT_FILE [--relation-from RUN] [--relation-scale K]
+    .venv/bin/python research/mars/mars_pointer_probe.py RUN_DIR SPLIT_FILE [--relation-from RUN] [--relation-scale K]
         [--relation-odds K] [--query-scale A] [--threads 2]
 """
 from __future__ import annotations

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The equal-budget MARS ladder of docs/results.md: every row trains STEPS optimizer steps x 8, seed 0,
-# fp32, 1 thread, then evaluates on dev. Two lanes run side by side on a 2-core machine:
-#   scripts/mars_ladder.sh A & scripts/mars_ladder.sh B & wait
+# The equal-budget MARS ladder of docs/results.md (its history: research/log.md): every row trains STEPS
+# optimizer steps x 8, seed 0, fp32, 1 thread, then evaluates on dev. Two lanes run side by side on a 2-core machine:
+#   research/mars/mars_ladder.sh A & research/mars/mars_ladder.sh B & wait
 # Needs the MarKG graph: .venv/bin/mrmkg kg build ../shared/data/markg --format markg -o runs/graphs/markg
 set -u
 case "${1:-}" in A|B) ;; *) echo "usage: $0 A|B (the two lanes)" >&2; exit 2;; esac
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 OUT=${OUT:-runs/ladder2}
 mkdir -p "$OUT"
 STEPS=${STEPS:-300}

@@ -4,9 +4,9 @@ For each example of an `mrmkg eval` folder whose gold answer is named by the ret
 the copy node, not a memory partner: ``mrmkg.explain.answer_source``), every entity the triples name but
 the question is scored by the best retrieval score of its triples. The script counts the examples where
 that score puts the answer first, where the model ranked it first, and both, which tells whether the
-retrieval score carries information the model's ranking lacks (docs/results.md, session 16).
+retrieval score carries information the model's ranking lacks (research/log.md, session 16).
 
-    .venv/bin/python scripts/mars_retrieval_first.py RUN/eval-dev [RUN2/eval-dev ...]
+    .venv/bin/python research/mars/mars_retrieval_first.py RUN/eval-dev [RUN2/eval-dev ...]
 """
 from __future__ import annotations
 

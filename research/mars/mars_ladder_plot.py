@@ -1,6 +1,6 @@
 """Draw several MARS evaluations of the same split file as one picture (Hits@k curves, MRR with 95 % intervals).
 
-    .venv/bin/python scripts/mars_ladder_plot.py OUT.svg "LABEL=EVAL_DIR" ["LABEL=EVAL_DIR" ...] [--title T]
+    .venv/bin/python research/mars/mars_ladder_plot.py OUT.svg "LABEL=EVAL_DIR" ["LABEL=EVAL_DIR" ...] [--title T]
 
 EVAL_DIR is a `mrmkg eval --out` folder; its predictions.jsonl (the `rank` of each example) is read. Runs are
 drawn in the order given. All runs must list the same examples in the same order."""

@@ -1,6 +1,6 @@
 """Paired per-example comparison of two MARS evaluations of the same split file.
 
-    .venv/bin/python scripts/mars_paired.py EVAL_A EVAL_B
+    .venv/bin/python research/mars/mars_paired.py EVAL_A EVAL_B
 
 EVAL_* are `mrmkg eval --out` folders; only their predictions.jsonl (in the split file's order) is read, and each
 run's metrics are recomputed from its ranks. Prints, for
@@ -50,7 +50,7 @@ def main(path_a: str, path_b: str) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) != 3:
-        sys.exit("usage: .venv/bin/python scripts/mars_paired.py EVAL_A EVAL_B")
+        sys.exit("usage: .venv/bin/python research/mars/mars_paired.py EVAL_A EVAL_B")
     try:
         main(sys.argv[1], sys.argv[2])
     except InputError as e:

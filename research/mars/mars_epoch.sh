@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# One-epoch (and one 3-epoch) MARS rows of docs/results.md ("One epoch: analogy memory and graph pointer"): seed 0,
+# One-epoch (and one 3-epoch) MARS rows of research/log.md (from "MARS at one epoch" on): seed 0,
 # fp32, 1 thread per row, two lanes side by side on a 2-core machine:
-#   scripts/mars_epoch.sh A & scripts/mars_epoch.sh B & wait
-# Needs the MarKG graph (runs/graphs/markg) and the 300-step stage-1 weights of scripts/mars_ladder.sh
+#   research/mars/mars_epoch.sh A & research/mars/mars_epoch.sh B & wait
+# Needs the MarKG graph (runs/graphs/markg) and the 300-step stage-1 weights of research/mars/mars_ladder.sh
 # (STAGE1, default runs/ladder2/v-stage1).
 set -u
 case "${1:-}" in A|B|A2|B2|C|D|E|F|G|H|I|J|K1|M|M1|M2|N|P0|P1|P2|P3|P4|R0|R1|R2|R3|R4|S0|S1|S2|S3|S4|S5|S6|U0|U1|U2|U3|U4|U5|U6|V0|V1|V2|V3|V4|V5|V6|W0|W1|W2|W3|W4|W5|W6|II|X3|X4|X5|X6|X7|X8|X4S1|X7S1|II2|II3|II4|II5|S1C|II6) ;; *) echo "usage: $0 A|B|A2|B2|C|D|E|F|G|H|I|J|K1|M|M1|M2|N|P0..P4|R0..R4|S0..S6|U0..U6|V0..V6|W0..W6|II|X3|X4|X5|X6|X7|X8|X4S1|X7S1|II2|II3|II4|II5|S1C|II6 (two lanes a round)" >&2; exit 2;; esac
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 OUT=${OUT:-runs/epoch1}
 STAGE1=${STAGE1:-runs/ladder2/v-stage1}
 mkdir -p "$OUT"
@@ -88,48 +88,48 @@ W0|W1|W2|W3|W4|W5|W6) SEED=${1#W}   # S + the relation odds as a prior: weight 1
      --set model.pointer_features=focus,memory,near,copy,relation,relation_odds --set model.relation_odds_init=1.0 ;;
 esac
 # second round (lane A after its first two rows, lane B likewise):
-#   scripts/mars_epoch.sh A2 & scripts/mars_epoch.sh B2 & wait
+#   research/mars/mars_epoch.sh A2 & research/mars/mars_epoch.sh B2 & wait
 # third round (session 4: pointer features, nodes-first mode):
-#   scripts/mars_epoch.sh C & scripts/mars_epoch.sh D & wait
+#   research/mars/mars_epoch.sh C & research/mars/mars_epoch.sh D & wait
 # fourth round (pointer_scale 10 / 30, copy augmentation):
-#   scripts/mars_epoch.sh E & scripts/mars_epoch.sh F & wait
+#   research/mars/mars_epoch.sh E & research/mars/mars_epoch.sh F & wait
 # fifth round (+ the pointer's relation feature):
-#   scripts/mars_epoch.sh G & scripts/mars_epoch.sh H & wait
+#   research/mars/mars_epoch.sh G & research/mars/mars_epoch.sh H & wait
 # sixth round (pointer_scale 100; G with seed 1):
-#   scripts/mars_epoch.sh I & scripts/mars_epoch.sh J & wait
+#   research/mars/mars_epoch.sh I & research/mars/mars_epoch.sh J & wait
 # session 5 (configs/mars-smollm2-cpu-pointer.yaml = row M): K with seed 1 beside M, then M seed 1
 # beside N (+ the 'frequency' feature), then M seed 2 alone on both cores:
-#   scripts/mars_epoch.sh K1 & scripts/mars_epoch.sh M & wait
-#   scripts/mars_epoch.sh M1 & scripts/mars_epoch.sh N & wait
-#   THREADS=2 scripts/mars_epoch.sh M2
+#   research/mars/mars_epoch.sh K1 & research/mars/mars_epoch.sh M & wait
+#   research/mars/mars_epoch.sh M1 & research/mars/mars_epoch.sh N & wait
+#   THREADS=2 research/mars/mars_epoch.sh M2
 # session 6 (packed batches + fused AdamW; rows P, R, S), as run:
-#   THREADS=2 scripts/mars_epoch.sh P0
-#   scripts/mars_epoch.sh R0 & scripts/mars_epoch.sh R1 & wait     (task_args.copy_keep_gold=0.5)
-#   scripts/mars_epoch.sh R2 & scripts/mars_epoch.sh S0 & wait     (S0: R0 + model.pointer_prior=false)
-#   scripts/mars_epoch.sh S1 & scripts/mars_epoch.sh S2 & wait
-# session 7: scripts/mars_epoch.sh S3 & scripts/mars_epoch.sh S4 & wait; then S5 & S6 likewise
+#   THREADS=2 research/mars/mars_epoch.sh P0
+#   research/mars/mars_epoch.sh R0 & research/mars/mars_epoch.sh R1 & wait     (task_args.copy_keep_gold=0.5)
+#   research/mars/mars_epoch.sh R2 & research/mars/mars_epoch.sh S0 & wait     (S0: R0 + model.pointer_prior=false)
+#   research/mars/mars_epoch.sh S1 & research/mars/mars_epoch.sh S2 & wait
+# session 7: research/mars/mars_epoch.sh S3 & research/mars/mars_epoch.sh S4 & wait; then S5 & S6 likewise
 # session 8 (relation odds: U = as a feature, V = U with memory_keep_gold 0.4, W = started at weight 1):
-#   scripts/mars_epoch.sh U0 & scripts/mars_epoch.sh U3 & wait
-#   scripts/mars_epoch.sh V0 & scripts/mars_epoch.sh V3 & wait
-#   scripts/mars_epoch.sh W0 & scripts/mars_epoch.sh W3 & wait
+#   research/mars/mars_epoch.sh U0 & research/mars/mars_epoch.sh U3 & wait
+#   research/mars/mars_epoch.sh V0 & research/mars/mars_epoch.sh V3 & wait
+#   research/mars/mars_epoch.sh W0 & research/mars/mars_epoch.sh W3 & wait
 # session 9 (rung (ii) alone; then (iii) and (iv) on the graph with description stand-ins for images,
 # built by: mrmkg kg build ../shared/data/markg --format markg --image-standin description -o runs/graphs/markg-standin):
-#   OUT=runs/s9 THREADS=2 scripts/mars_epoch.sh II
-#   OUT=runs/s9 scripts/mars_epoch.sh X3 & OUT=runs/s9 scripts/mars_epoch.sh X4 & wait
-#   OUT=runs/s9 THREADS=2 scripts/mars_epoch.sh X5     (stage 1 for 300 steps on the stand-in graph, then (iv))
+#   OUT=runs/s9 THREADS=2 research/mars/mars_epoch.sh II
+#   OUT=runs/s9 research/mars/mars_epoch.sh X3 & OUT=runs/s9 research/mars/mars_epoch.sh X4 & wait
+#   OUT=runs/s9 THREADS=2 research/mars/mars_epoch.sh X5     (stage 1 for 300 steps on the stand-in graph, then (iv))
 # session 10 (X6: 1,500 stage-1 steps = 0.18 epoch of MarKG on the stand-in graph, 5x X5's, then (iv); II2: rung (ii)
 # with the facts' entities written with their entity tokens, padding-free batches):
-#   OUT=runs/s10 scripts/mars_epoch.sh X6 & OUT=runs/s10 scripts/mars_epoch.sh II2 & wait
+#   OUT=runs/s10 research/mars/mars_epoch.sh X6 & OUT=runs/s10 research/mars/mars_epoch.sh II2 & wait
 # session 11 (stage 1's graph encoder and adapters into stage 2, its entity table left out: init_skip):
-#   OUT=runs/s11 S1=runs/s10/v-stage1-standin-1500 scripts/mars_epoch.sh X7 & OUT=runs/s11 scripts/mars_epoch.sh X8 & wait
-#   OUT=runs/s11 scripts/mars_epoch.sh X4S1 & OUT=runs/s11 S1=runs/s10/v-stage1-standin-1500 scripts/mars_epoch.sh X7S1 & wait   (seed 1)
+#   OUT=runs/s11 S1=runs/s10/v-stage1-standin-1500 research/mars/mars_epoch.sh X7 & OUT=runs/s11 research/mars/mars_epoch.sh X8 & wait
+#   OUT=runs/s11 research/mars/mars_epoch.sh X4S1 & OUT=runs/s11 S1=runs/s10/v-stage1-standin-1500 research/mars/mars_epoch.sh X7S1 & wait   (seed 1)
 # session 12: the ladder read cumulatively ("+" in issue 4): II2's 15 facts and the RGAT subgraph of the same 15
 # triples on the stand-in graph (II3), + the alignment loss (II4), + stage 1's encoder and adapters (II5); each alone
 # on both cores, checkpoints every 250 steps so a cut-off run resumes (RESUME=1: --resume instead of --overwrite):
-#   OUT=runs/s12 THREADS=2 CKPT=250 scripts/mars_epoch.sh II3
-#   OUT=runs/s12 THREADS=2 CKPT=250 scripts/mars_epoch.sh II4     (RESUME=1 to continue it)
-#   OUT=runs/s12 THREADS=2 CKPT=250 scripts/mars_epoch.sh II5
+#   OUT=runs/s12 THREADS=2 CKPT=250 research/mars/mars_epoch.sh II3
+#   OUT=runs/s12 THREADS=2 CKPT=250 research/mars/mars_epoch.sh II4     (RESUME=1 to continue it)
+#   OUT=runs/s12 THREADS=2 CKPT=250 research/mars/mars_epoch.sh II5
 # session 14: cumulative (v) with a stage 1 that sees the cumulative input (the facts and the subgraph, S1C: 1,500
 # steps, as X6's), then II5 from it (II6); each alone on both cores:
-#   OUT=runs/s14 THREADS=2 CKPT=125 scripts/mars_epoch.sh S1C      (RESUME=1 to continue it)
-#   OUT=runs/s14 THREADS=2 CKPT=125 scripts/mars_epoch.sh II6
+#   OUT=runs/s14 THREADS=2 CKPT=125 research/mars/mars_epoch.sh S1C      (RESUME=1 to continue it)
+#   OUT=runs/s14 THREADS=2 CKPT=125 research/mars/mars_epoch.sh II6
