@@ -19,7 +19,7 @@ import json
 import pytest
 
 from mrmkg.errors import InputError
-from mrmkg.tasks import scienceqa as sqa
+from mrmkg.tasks.scienceqa import data as sqa
 from mrmkg.tasks.scienceqa import score as S
 from sqa_fixture import scienceqa_root
 

@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Sequence
 import torch
 
 from mrmkg.encoders.registry import load_llm
+from mrmkg.errors import InputError
 from mrmkg.model import MRMKG, KGFeatures, MRMKGConfig
 from mrmkg.yamlconfig import Source, from_dict
 
@@ -133,7 +134,8 @@ class Task:
     def evaluate_split(self, pipe, split, batch_size: int = 16, progress: bool = False) -> tuple[list, dict, dict]:
         """``mrmkg eval``: ``(predictions, metrics, what was evaluated)`` on ``split`` (None: the
         task's own evaluation split), predicted by ``pipe`` (:class:`mrmkg.pipeline.Pipeline`)."""
-        raise NotImplementedError(f"task {self.name!r} has no split evaluation")
+        raise InputError(f"a {self.name!r} checkpoint has no split evaluation in `mrmkg eval`; its metrics are "
+                         "in the run folder's metrics.json")
 
     # ------------------------------------------------------------------ answering (Pipeline)
     def rank_batch(self, examples: Sequence[Any]):
@@ -156,4 +158,5 @@ class Task:
     def query_examples(self, queries: Sequence[Any], timer) -> list:
         """Examples for user questions (:class:`mrmkg.pipeline.Query`); ``timer(stage)`` is a
         context manager that times ``"encode"`` (frozen encoders) and ``"retrieve"``."""
-        raise NotImplementedError(f"task {self.name!r} does not answer questions of one's own yet")
+        raise InputError(f"a {self.name!r} checkpoint does not answer questions of one's own (its task has no "
+                         "query form); evaluate it with `mrmkg eval` instead")
