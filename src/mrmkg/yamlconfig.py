@@ -7,9 +7,20 @@ line (when the value came from a file) and the dotted field, e.g.::
 
     configs/mars.yaml:7: field 'optim.lr': expected a float, got 'fast'
 
+A config may build on others: ``base: FILE`` (or a list of files, applied in order; paths relative to the
+including file) at its top level loads those first and overlays this file on them: mappings merge key by
+key, every other value (lists too) replaces. So a variant is a few lines (``configs/base/`` holds what the
+shipped configs share). ``--set`` overrides apply last. An error about a value names the file and line
+where that value was written, base file or overlay.
+
+Config files are data: read with ``yaml.safe_load``'s rules (no python tags), at most
+:data:`MAX_CONFIG_BYTES`, UTF-8; YAML aliases (``*name``) are refused, so that a small file cannot
+expand into millions of keys.
+
 Supported field types: ``int``, ``float``, ``bool``, ``str``, ``X | None``, ``Literal[...]``,
-``list``/``tuple`` (of a supported type), ``dict`` (free-form, validated by whoever consumes it)
-and nested dataclasses.
+``list``/``tuple`` (of a supported type; ``tuple[float, float]`` has exactly two items), ``dict``
+(free-form, validated by whoever consumes it) and nested dataclasses. Floats must be finite, and a
+field's metadata may bound it (``ge``/``gt``/``le``/``lt``): see :func:`from_dict`.
 """
 from __future__ import annotations
 
