@@ -293,8 +293,9 @@ def _coerce(value, tp, key: str, src: Source, meta):
                 continue
             try:
                 return _coerce(value, a, key, src, meta)
-            except InputError:
-                pass
+            except InputError as e:
+                if getattr(e, "out_of_bounds", False):  # the type fits, the value does not: say why
+                    raise
         raise src.error(key, f"expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
     if origin is Literal:
         if value in args:
@@ -341,7 +342,9 @@ def _coerce(value, tp, key: str, src: Source, meta):
         if number is None:
             raise src.error(key, f"expected a float, got {value!r}")
         if not math.isfinite(number) and not meta.get("allow_nonfinite", False):
-            raise src.error(key, f"expected a finite number, got {value!r}")
+            error = src.error(key, f"expected a finite number, got {value!r}")
+            error.out_of_bounds = True
+            raise error
         return _in_range(number, key, src, meta)
     if tp is str:
         if isinstance(value, str):
@@ -360,7 +363,9 @@ def _in_range(number, key: str, src: Source, meta):
     """``number`` if it meets the field's bounds (metadata ``ge``/``gt``/``le``/``lt``), else src.error."""
     for name, sign, ok in _BOUNDS:
         if name in meta and not (math.isnan(number) or ok(number, meta[name])):
-            raise src.error(key, f"must be {sign} {meta[name]}, got {number!r}")
+            error = src.error(key, f"must be {sign} {meta[name]}, got {number!r}")
+            error.out_of_bounds = True
+            raise error
     return number
 
 
