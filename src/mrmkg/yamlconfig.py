@@ -46,6 +46,8 @@ are under 4 KB)."""
 
 # ---------------------------------------------------------------------------------- reading one file
 class _AliasRefused(Exception):
+    """Raised by :class:`_ConfigLoader` at an alias; :func:`_read_mapping` names the file."""
+
     def __init__(self, line: int):
         self.line = line
 
@@ -53,8 +55,8 @@ class _AliasRefused(Exception):
 class _ConfigLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` (plain data, no python tags) that refuses aliases (``*name``, ``<<: *name``).
 
-    An alias shares a node, so nine nested aliases of nine items each make 9**9 keys from a 900-byte file
-    (an "alias bomb"); and configs share settings through ``base:`` instead.
+    An alias repeats a node, so a 900-byte file of nine levels of nine aliases stands for 9**9 values that
+    whatever walks the config pays for (an "alias bomb"); configs share settings through ``base:`` instead.
     """
 
     def compose_node(self, parent, index):
@@ -236,8 +238,11 @@ def load_yaml(path: str | Path) -> tuple[dict, Source]:
     """
     p = Path(path)
     data, where = _resolve(p, (), {})
-    data = copy.deepcopy(data)  # bases are shared between the configs that include them; callers may edit this
-    present = _dotted_keys(data)
+    try:
+        data = copy.deepcopy(data)  # bases are shared between the configs that include them; callers may edit this
+        present = _dotted_keys(data)
+    except RecursionError:
+        raise InputError("not a config: nested too deeply", path=p) from None
     return data, Source(p, where={k: v for k, v in where.items() if k in present})
 
 
