@@ -122,7 +122,7 @@ def test_config_yaml_and_overrides(tmp_path):
     ("seed: 1\noptim:\n  lr: fast\n", 3, "optim.lr"),
     ("seed: 1\nbatchsize: 4\n", 2, "unknown field"),
     ("precision: fp16\n", 1, "'bf16', 'fp32'"),
-    ("epochs: 0\n", None, "epochs must be >= 1"),
+    ("epochs: 0\n", 1, "field 'epochs': must be >= 1, got 0"),
 ])
 def test_config_errors_name_file_line_field(tmp_path, text, line, needle):
     from mrmkg.train import load_train_config

@@ -143,3 +143,80 @@ def test_to_dict_round_trips_and_help_lists_nested_fields():
     helps = {name: (text, default) for name, text, default in field_help(Outer)}
     assert helps["inner.lr"] == ("learning rate", 1e-3) and helps["tags"] == ("", [])
     assert "inner" not in helps
+
+
+# ---------------------------------------------------------------------------------- numbers
+@dataclass
+class Numbers:
+    lr: float = field(default=1e-3, metadata={"ge": 0})
+    ratio: float = field(default=0.5, metadata={"gt": 0, "le": 1})
+    betas: tuple[float, float] = field(default=(0.9, 0.999), metadata={"ge": 0, "lt": 1})
+    pair: tuple[int, str] = (1, "a")
+    steps: int = field(default=1, metadata={"ge": 1})
+    limit: int | None = field(default=None, metadata={"ge": 0})
+    scale: float = 1.0
+    loose: float = field(default=0.0, metadata={"allow_nonfinite": True})
+    maybe: float | None = None
+
+
+@pytest.mark.parametrize("data,field_name,needle", [
+    ({"scale": float("nan")}, "scale", "expected a finite number, got nan"),   # YAML .nan
+    ({"scale": float("-inf")}, "scale", "expected a finite number, got -inf"),
+    ({"scale": "inf"}, "scale", "expected a finite number, got 'inf'"),         # a string float() would accept
+    ({"scale": "1e999"}, "scale", "expected a finite number"),                  # overflows to inf
+    ({"betas": [0.9, float("nan")]}, "betas[1]", "expected a finite number"),
+    ({"maybe": float("nan")}, "maybe", "expected a finite number"),
+    ({"lr": -0.5}, "lr", "must be >= 0, got -0.5"),
+    ({"ratio": 0}, "ratio", "must be > 0, got 0.0"),
+    ({"ratio": 1.5}, "ratio", "must be <= 1, got 1.5"),
+    ({"betas": [0.9, 1.0]}, "betas[1]", "must be < 1, got 1.0"),               # bounds hold for every item
+    ({"betas": [0.9]}, "betas", "expected a list of 2 values, got 1"),
+    ({"betas": [0.9, 0.99, 0.999]}, "betas", "expected a list of 2 values, got 3"),
+    ({"pair": [1, 2, 3]}, "pair", "expected a list of 2 values"),
+    ({"pair": ["x", "y"]}, "pair[0]", "expected an integer"),                 # each position has its own type
+    ({"steps": 0}, "steps", "must be >= 1, got 0"),
+    ({"limit": -1}, "limit", "must be >= 0, got -1"),                          # X | None: X's own bound
+    ({"limit": "x"}, "limit", "expected int or None"),
+])
+def test_numbers_are_checked_when_read(data, field_name, needle):
+    with pytest.raises(InputError) as e:
+        from_dict(Numbers, data)
+    assert f"field '{field_name}'" in str(e.value) and needle in str(e.value)
+
+
+def test_numbers_within_their_bounds_pass():
+    cfg = from_dict(Numbers, {"lr": 0, "ratio": 1, "betas": [0, 0.5], "pair": [2, 3], "steps": 1, "limit": None,
+                              "scale": -2.5, "loose": float("inf")})
+    assert (cfg.lr, cfg.ratio, cfg.betas, cfg.pair, cfg.scale, cfg.loose) == (0.0, 1.0, (0.0, 0.5), (2, "3"), -2.5,
+                                                                              float("inf"))
+    assert from_dict(Numbers, {"limit": 0}).limit == 0
+
+
+def test_an_item_error_names_the_line_of_the_item(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("betas:\n  - 0.9\n  - 1.5\n")
+    data, src = load_yaml(p)
+    with pytest.raises(InputError) as e:
+        from_dict(Numbers, data, src)
+    assert (e.value.path, e.value.line) == (str(p), 3) and "field 'betas[1]'" in str(e.value)
+
+
+def test_an_error_in_a_section_set_on_the_command_line_names_the_set():
+    src = Source("cfg.yaml", {"inner.lr": 3})
+    data = apply_overrides({"inner": {"lr": 0.1}}, ["inner={lr: fast}"], src)
+    with pytest.raises(InputError) as e:
+        from_dict(Outer, data, src)
+    assert str(e.value).startswith("--set inner.lr: expected a float")
+
+
+def test_a_section_post_init_error_names_the_section_and_its_line(tmp_path):
+    @dataclass
+    class Top:
+        outer: Outer = field(default_factory=Outer)
+
+    p = tmp_path / "c.yaml"
+    p.write_text("# a section\nouter:\n  steps: -1\n")
+    data, src = load_yaml(p)
+    with pytest.raises(InputError, match="steps must be >= 0") as e:
+        from_dict(Top, data, src)
+    assert (e.value.path, e.value.line) == (str(p), 2) and "field 'outer'" in str(e.value)

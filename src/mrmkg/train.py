@@ -57,18 +57,18 @@ __all__ = [
 # ---------------------------------------------------------------------------------- configuration
 @dataclass
 class OptimConfig:
-    lr: float = field(default=1e-4, metadata={"help": "Peak learning rate of AdamW."})
-    weight_decay: float = field(default=0.01, metadata={
+    lr: float = field(default=1e-4, metadata={"ge": 0, "help": "Peak learning rate of AdamW."})
+    weight_decay: float = field(default=0.01, metadata={"ge": 0,
         "help": "AdamW weight decay (paper: 0.01), applied to matrices and embeddings; biases and norm "
                 "weights (1-d parameters) are not decayed."})
-    betas: tuple[float, float] = field(default=(0.9, 0.999), metadata={"help": "AdamW betas."})
-    eps: float = field(default=1e-8, metadata={"help": "AdamW epsilon."})
+    betas: tuple[float, float] = field(default=(0.9, 0.999), metadata={"ge": 0, "lt": 1, "help": "AdamW betas."})
+    eps: float = field(default=1e-8, metadata={"ge": 0, "help": "AdamW epsilon."})
     scheduler: str = field(default="linear", metadata={
         "help": "Learning-rate schedule after warm-up: any name transformers.get_scheduler knows "
                 "(linear, cosine, constant_with_warmup, ...)."})
-    warmup_steps: int = field(default=0, metadata={"help": "Warm-up optimizer steps (overrides warmup_ratio when > 0)."})
-    warmup_ratio: float = field(default=0.0, metadata={"help": "Warm-up as a fraction of all optimizer steps."})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "Clip the global gradient norm to this (0 = no clipping)."})
+    warmup_steps: int = field(default=0, metadata={"ge": 0, "help": "Warm-up optimizer steps (overrides warmup_ratio when > 0)."})
+    warmup_ratio: float = field(default=0.0, metadata={"ge": 0, "le": 1, "help": "Warm-up as a fraction of all optimizer steps."})
+    max_grad_norm: float = field(default=1.0, metadata={"ge": 0, "help": "Clip the global gradient norm to this (0 = no clipping)."})
     fused: bool = field(default=False, metadata={
         "help": "Use torch's fused AdamW kernel (one pass per tensor): ~5x faster optimizer steps on CPU for large "
                 "embedding tables (MARS: 14.5M trainable weights, ~50 -> ~11 ms a step); same update up to float "
@@ -91,26 +91,26 @@ class TrainConfig:
         "help": "Name prefixes of init_from's tensors NOT to load (e.g. 'mrmkg.entity_head.' to carry stage 1's "
                 "graph encoder and adapters into stage 2 but keep the entity table's name-token init)."})
     output_dir: str = field(default="runs/default", metadata={"help": "Run folder: checkpoints/, final/, metrics.json."})
-    seed: int = field(default=0, metadata={"help": "Seed of model init, data order and training RNGs."})
-    epochs: int = field(default=3, metadata={"help": "Passes over the training examples (paper: 3)."})
-    max_steps: int = field(default=0, metadata={
+    seed: int = field(default=0, metadata={"ge": 0, "lt": 2**32, "help": "Seed of model init, data order and training RNGs."})
+    epochs: int = field(default=3, metadata={"ge": 1, "help": "Passes over the training examples (paper: 3)."})
+    max_steps: int = field(default=0, metadata={"ge": 0,
         "help": "Stop after this many optimizer steps (0 = epochs decide). The schedule spans "
                 "min(max_steps, epochs * steps_per_epoch)."})
-    batch_size: int = field(default=4, metadata={"help": "Examples per micro-batch per process (paper: 4 for MARS, 8 for MarKG)."})
-    grad_accum: int = field(default=1, metadata={"help": "Micro-batches per optimizer step (gradient accumulation)."})
+    batch_size: int = field(default=4, metadata={"ge": 1, "help": "Examples per micro-batch per process (paper: 4 for MARS, 8 for MarKG)."})
+    grad_accum: int = field(default=1, metadata={"ge": 1, "help": "Micro-batches per optimizer step (gradient accumulation)."})
     precision: Literal["bf16", "fp32"] = field(default="bf16", metadata={
         "help": "bf16: forward under torch.autocast(bfloat16) (weights and optimizer stay fp32); fp32: none."})
     cpu: bool = field(default=True, metadata={"help": "Run on CPU even when a GPU is visible."})
     optim: OptimConfig = field(default_factory=OptimConfig, metadata={"help": "Optimizer and schedule."})
-    checkpoint_every: int = field(default=0, metadata={
+    checkpoint_every: int = field(default=0, metadata={"ge": 0,
         "help": "Write a resumable checkpoint every this many optimizer steps (0 = only at the end)."})
-    keep_checkpoints: int = field(default=2, metadata={"help": "Keep the newest this many step checkpoints (>= 1)."})
-    eval_every: int = field(default=0, metadata={"help": "Evaluate on the task's dev split every this many steps (0 = only at the end)."})
+    keep_checkpoints: int = field(default=2, metadata={"ge": 1, "help": "Keep the newest this many step checkpoints (>= 1)."})
+    eval_every: int = field(default=0, metadata={"ge": 0, "help": "Evaluate on the task's dev split every this many steps (0 = only at the end)."})
     eval_at_end: bool = field(default=True, metadata={"help": "Evaluate on the task's dev split after training."})
-    eval_batch_size: int = field(default=16, metadata={"help": "Examples per batch when evaluating."})
-    log_every: int = field(default=10, metadata={"help": "Record the mean training loss every this many steps."})
+    eval_batch_size: int = field(default=16, metadata={"ge": 1, "help": "Examples per batch when evaluating."})
+    log_every: int = field(default=10, metadata={"ge": 1, "help": "Record the mean training loss every this many steps."})
     progress: bool = field(default=True, metadata={"help": "Show a progress bar (main process only)."})
-    num_threads: int = field(default=0, metadata={"help": "torch threads per process (0 = leave as set by OMP_NUM_THREADS)."})
+    num_threads: int = field(default=0, metadata={"ge": 0, "help": "torch threads per process (0 = leave as set by OMP_NUM_THREADS)."})
     tune_malloc: bool = field(default=True, metadata={
         "help": "glibc only: keep freed memory in the process instead of faulting each step's buffers in anew "
                 "(mrmkg.malloc; ~40 ms of system time less per MARS step)."})
