@@ -62,14 +62,10 @@ def test_every_shipped_config_validates(name):
         from_dict(DemoConfig, *load_yaml(CONFIGS / name))
         return
     from mrmkg.model.config import MRMKGConfig
-    from mrmkg.tasks.kg_qa import Stage1TaskArgs
-    from mrmkg.tasks.mars import MarKGTaskConfig, MarsTaskConfig
-    from mrmkg.tasks.scienceqa import ScienceQATaskArgs
+    from mrmkg.tasks.registry import get_task
 
-    task_args = {"mars": MarsTaskConfig, "markg": MarKGTaskConfig, "scienceqa": ScienceQATaskArgs,
-                 "stage1": Stage1TaskArgs}
     cfg = load_train_config(CONFIGS / name)
-    from_dict(task_args[cfg.task], cfg.task_args, prefix="task_args.")
+    from_dict(get_task(cfg.task).config_class, cfg.task_args, prefix="task_args.")
     MRMKGConfig.from_dict(dict(cfg.model))
 
 
