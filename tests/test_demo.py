@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mrmkg.demo import RUNGS, DemoConfig, run_demo
+from mrmkg.demo import LADDER, RUNGS, STORY_RUNGS, DemoConfig, run_demo
 from mrmkg.errors import InputError
 
 TINY_WORLD = dict(n_creatures=20, n_distractors=4, n_places=4, n_foods=8, n_materials=4, n_clans=3)
@@ -73,7 +73,7 @@ def cache(tmp_path, monkeypatch):
 
 
 def _config(out: Path, llm_dir: str, **kw) -> DemoConfig:
-    base = dict(out=str(out), world=TINY_WORLD, llm=llm_dir, text_encoder="hash", vision_encoder="pixels",
+    base = dict(out=str(out), rungs=LADDER, world=TINY_WORLD, llm=llm_dir, text_encoder="hash", vision_encoder="pixels",
                 train_per_type=4, eval_per_type=3, stage1_per_type=4, steps=2, stage1_steps=2, batch_size=4,
                 model=TINY_MODEL, progress=False)
     return DemoConfig(**{**base, **kw})
@@ -333,7 +333,7 @@ def test_real_quick_demo(tmp_path):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out)]) == 0
     m = json.loads((out / "metrics.json").read_text())
-    assert set(m["rungs"]) == {r.name for r in RUNGS} | {"stage1"}
+    assert set(m["rungs"]) == set(STORY_RUNGS)  # by default the two rungs that tell the story
     assert (out / "subgraph.png").is_file() and (out / "table.md").is_file()
 
 

@@ -59,6 +59,10 @@ RUNGS = (
     Rung("pretrain", "(v) + stage-1 pretraining", facts=True, graph=True, align=True, pretrain=True),
 )
 
+#: the default rungs: (i) no knowledge and (iv) the full method (text facts, graph, alignment)
+STORY_RUNGS = ("no_kg", "align")
+LADDER = tuple(r.name for r in RUNGS)
+
 
 @dataclass
 class DemoConfig:
@@ -70,7 +74,9 @@ class DemoConfig:
     llm: str = field(default="smollm2-135m", metadata={"help": "frozen LLM (load_llm name, HF id or folder)"})
     text_encoder: str = field(default="minilm", metadata={"help": "text encoder of the index and text queries"})
     vision_encoder: str = field(default="efficientnet-lite0", metadata={"help": "vision encoder of image nodes and question pictures"})
-    rungs: tuple = field(default=tuple(r.name for r in RUNGS), metadata={"help": "rungs to run, by name"})
+    rungs: tuple = field(default=STORY_RUNGS, metadata={
+        "help": "rungs to run, by name: by default the two that tell the story (no KG, and the full method without "
+                "stage 1), so a first run stays short; the whole ladder: --set rungs=[no_kg,kg_text,mmkg,align,pretrain]"})
     eval_split: str = field(default="test", metadata={"help": "split the table reports (dev or test)"})
     train_per_type: int = field(default=300, metadata={"help": "training questions per type (seeded sample)"})
     eval_per_type: int = field(default=40, metadata={"help": "evaluated questions per type (the split's first ones)"})
