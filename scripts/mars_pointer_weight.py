@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 
 import torch
+from accelerate.utils import send_to_device
 
 from mrmkg.evaluate import open_mars_checkpoint
 from mrmkg.tasks.mars import gold_ranks, load_mars_split, ranking_metrics
-from mrmkg.train import to_device
 
 
 def main() -> None:
@@ -44,7 +44,7 @@ def main() -> None:
     examples = task.make_examples(records)
     for s in range(0, len(examples), 32):
         batch = model.collate(examples[s:s + 32], candidates=task.candidates)
-        total.append(model.rank(to_device(batch, model.device)).float())
+        total.append(model.rank(send_to_device(batch, model.device)).float())
     total, bonus = torch.cat(total), torch.cat(bonus)
     head = total - bonus
     col = {int(c): i for i, c in enumerate(task.candidates.tolist())}

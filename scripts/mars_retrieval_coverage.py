@@ -14,7 +14,7 @@ import sys
 from mrmkg.errors import InputError
 from mrmkg.explain import named_entities
 from mrmkg.tasks.mars import MarsTask, load_mars_split
-from mrmkg.train import load_train_config
+from mrmkg.engine import load_train_config
 
 
 def coverage(task: MarsTask, split: str) -> tuple[float, float]:

@@ -90,16 +90,16 @@ def _run(cfg, **kw):
 @pytest.fixture
 def count_training(monkeypatch):
     """Counts calls of the training engine (the demo imports it at call time)."""
-    import mrmkg.train
+    import mrmkg.engine
 
     calls = []
-    real = mrmkg.train.train
+    real = mrmkg.engine.train
 
     def counting(config, *a, **kw):
         calls.append(config.output_dir)
         return real(config, *a, **kw)
 
-    monkeypatch.setattr(mrmkg.train, "train", counting)
+    monkeypatch.setattr(mrmkg.engine, "train", counting)
     return calls
 
 

@@ -452,7 +452,7 @@ def _train_cfg(world, out: Path, prompt="kg_graph", memory=False, pointer=False,
 
 def test_train_then_eval_outputs_agree(world, tmp_path):
     from mrmkg.evaluate import metrics_from_predictions
-    from mrmkg.train import load_train_config, train
+    from mrmkg.engine import load_train_config, train
 
     cfg_path = _train_cfg(world, tmp_path / "run", memory=True, pointer=True)
     res = train(load_train_config(cfg_path))
@@ -498,7 +498,7 @@ def test_train_then_eval_outputs_agree(world, tmp_path):
 
 def test_training_is_seeded_and_learns(world, tmp_path):
     """Same seed, same metrics; and more training fits the training split (loss goes down)."""
-    from mrmkg.train import load_train_config, train
+    from mrmkg.engine import load_train_config, train
 
     a = train(load_train_config(_train_cfg(world, tmp_path / "a", prompt="question", log_every=1)))
     b = train(load_train_config(_train_cfg(world, tmp_path / "b", prompt="question", log_every=1)))
@@ -509,14 +509,14 @@ def test_training_is_seeded_and_learns(world, tmp_path):
 def test_kg_text_graph_trains_the_graph_encoder(world, tmp_path):
     from safetensors.torch import load_file
 
-    from mrmkg.train import load_train_config, train
+    from mrmkg.engine import load_train_config, train
 
     args = {"graph": world["graph"], "data_dir": world["mars"], "prompt": "kg_text_graph", "N": 3, "text_triples": 3,
             "fact_tokens": True}
     res = train(load_train_config(_train_cfg(world, tmp_path / "run", epochs=1, task_args=args)))
     assert res.metrics["n"] == len(DEV) and np.isfinite(res.final_loss)
-    w = load_file(str(tmp_path / "run" / "final" / "trainable.safetensors"))
-    assert any(k.startswith("mrmkg.graph_encoder.") for k in w) and any(k.startswith("mrmkg.knowledge_adapter.") for k in w)
+    w = load_file(str(tmp_path / "run" / "final" / "model" / "model.safetensors"))
+    assert any(k.startswith("graph_encoder.") for k in w) and any(k.startswith("knowledge_adapter.") for k in w)
 
 
 # each shipped config = configs/mars-smollm2-cpu.yaml + the overrides of the docs/results.md row it reproduces
@@ -536,7 +536,7 @@ _MEASURED_ROWS = {
 
 @pytest.mark.parametrize("name", sorted(_MEASURED_ROWS))
 def test_config_is_the_measured_row(name):
-    from mrmkg.train import load_train_config
+    from mrmkg.engine import load_train_config
 
     root = Path(__file__).resolve().parents[1] / "configs"
     row = load_train_config(root / "mars-smollm2-cpu.yaml", _MEASURED_ROWS[name])
@@ -598,7 +598,7 @@ def test_markg_more_facts_than_subgraph_triples_is_refused(world):
 
 
 def test_markg_pretrain_then_mars_init_from(world, tmp_path):
-    from mrmkg.train import load_train_config, train
+    from mrmkg.engine import load_train_config, train
 
     stage1 = {"task": "markg", "output_dir": str(tmp_path / "s1"), "epochs": 1, "batch_size": 4, "precision": "fp32",
               "progress": False, "optim": {"lr": 0.01},
@@ -613,10 +613,10 @@ def test_markg_pretrain_then_mars_init_from(world, tmp_path):
                               [f"init_from={tmp_path / 's1'}", "optim.lr=1e-12", "max_steps=1"]))
     from safetensors.torch import load_file
 
-    w1 = load_file(str(tmp_path / "s1" / "final" / "trainable.safetensors"))
-    w2 = load_file(str(tmp_path / "s2" / "final" / "trainable.safetensors"))
+    w1 = load_file(str(tmp_path / "s1" / "final" / "model" / "model.safetensors"))
+    w2 = load_file(str(tmp_path / "s2" / "final" / "model" / "model.safetensors"))
     shared = set(w1) & set(w2)
-    assert "mrmkg.entity_head.entity.weight" in shared
+    assert "entity_head.entity.weight" in shared
     for k in shared:
         torch.testing.assert_close(w1[k], w2[k], rtol=0, atol=1e-5)
 

@@ -171,7 +171,7 @@ class Demo:
                 "align_weight": cfg.align_weight if rung.align else 0.0}
 
     def _train_config(self, rung: Rung, out: Path, steps: int, init_from: str | None, stage1: bool):
-        from mrmkg.train import OptimConfig, TrainConfig
+        from mrmkg.engine import OptimConfig, TrainConfig
 
         cfg = self.config
         return TrainConfig(
@@ -194,7 +194,7 @@ class Demo:
     def _train(self, rung: Rung, stage1: bool, parent: Path | None, fresh: bool) -> tuple[Path, dict]:
         """Train one run (or reuse it). Returns (run folder, result dict)."""
         from mrmkg.tasks.demo_task import DemoStage1Task, DemoTask, DemoTaskConfig
-        from mrmkg.train import train
+        from mrmkg.engine import train
         from mrmkg.yamlconfig import Source, from_dict
 
         cfg = self.config

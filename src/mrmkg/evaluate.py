@@ -47,7 +47,7 @@ def open_mars_checkpoint(checkpoint: str | Path, graph: str | None = None):
     """``(task, model folder, task_args)`` of a MARS run: its ``MarsTask`` rebuilt from the run's
     ``train_config.yaml`` (``graph`` replaces the graph folder), not yet the model."""
     from mrmkg.tasks.mars import MarsTask
-    from mrmkg.train import load_train_config
+    from mrmkg.engine import load_train_config
 
     model_dir, cfg_path = resolve_checkpoint(checkpoint)
     cfg = load_train_config(cfg_path)

@@ -1,4 +1,4 @@
-"""The demo world's questions as a training-engine :class:`~mrmkg.train.Task` (stage 2), and a
+"""The demo world's questions as a training-engine :class:`~mrmkg.engine.Task` (stage 2), and a
 stage-1 task of QA generated from the world's graph.
 
 Every question is answered by ranking its **closed candidate set** (places, foods, creatures,
@@ -42,9 +42,9 @@ from typing import Literal, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from accelerate.utils import send_to_device
 
 from mrmkg.errors import InputError
-from mrmkg.train import to_device
 
 QUESTION_TYPES = ("image", "text", "analogy")
 _LLMS: dict = {}  # llm name -> LLMBundle, shared by the models one process builds (see build_model)
@@ -340,7 +340,7 @@ class DemoTask:
         for s in it:
             chunk = examples[s : s + batch_size]
             batch = mrmkg.collate(chunk, rank_over="entity")
-            scores = mrmkg.rank(to_device(batch, mrmkg.device)).float().cpu()
+            scores = mrmkg.rank(send_to_device(batch, mrmkg.device)).float().cpu()
             scores = scores.masked_fill(~self._allowed(chunk), float("-inf"))
             top = torch.topk(scores, k=3, dim=1)
             for i, ex in enumerate(chunk):

@@ -79,10 +79,10 @@ from typing import Literal, Sequence
 
 import numpy as np
 import torch
+from accelerate.utils import send_to_device
 
 from mrmkg.errors import InputError
 from mrmkg.fileio import read_jsonl
-from mrmkg.train import to_device
 
 MODES = (0, 1, 2)
 #: which of (example head, example tail, question) is shown as an image, per MarT mode
@@ -336,7 +336,7 @@ def _build_mrmkg(ctx: _GraphContext, model_args: dict, seed: int, default_use_kg
 
 # ---------------------------------------------------------------------------------- MARS
 class MarsTask:
-    """MARS as a :class:`mrmkg.train.Task`; also used by ``mrmkg eval`` (:meth:`predict`)."""
+    """MARS as a :class:`mrmkg.engine.Task`; also used by ``mrmkg eval`` (:meth:`predict`)."""
 
     def __init__(self, config: MarsTaskConfig, model_args: dict | None = None, seed: int = 0):
         from mrmkg.paths import shared_data_dir
@@ -570,7 +570,7 @@ class MarsTask:
         for s in it:
             chunk = examples[s : s + batch_size]
             batch = mrmkg.collate(chunk, candidates=self.candidates, rank_over="entity")
-            scores = mrmkg.rank(to_device(batch, mrmkg.device)).float().cpu()
+            scores = mrmkg.rank(send_to_device(batch, mrmkg.device)).float().cpu()
             gold = [pos_of[r.answer] for r in records[s : s + batch_size]]
             ranks = gold_ranks(scores, gold)
             top = torch.topk(scores, k=min(10, scores.shape[1]), dim=1)
@@ -711,7 +711,7 @@ class MarKGPretrainTask:
         ranks = {"entity": [], "relation": []}
         for s in range(0, len(examples), batch_size):
             for b in self.collate(examples[s : s + batch_size]):
-                scores = mrmkg.rank(to_device(b, mrmkg.device)).float().cpu()
+                scores = mrmkg.rank(send_to_device(b, mrmkg.device)).float().cpu()
                 ranks[b.rank_over] += gold_ranks(scores, b.answer_pos.tolist()).tolist()
         out = {}
         for kind, r in ranks.items():

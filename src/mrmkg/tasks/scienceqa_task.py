@@ -1,4 +1,4 @@
-"""ScienceQA as a :class:`mrmkg.train.Task`: Multimodal-CoT training and evaluation through the engine.
+"""ScienceQA as a :class:`mrmkg.engine.Task`: Multimodal-CoT training and evaluation through the engine.
 
 ``task: scienceqa`` in a training config (``task_args`` = :class:`~mrmkg.tasks.scienceqa.ScienceQATaskArgs`)
 trains MR-MKG on one stage of Multimodal-CoT, chosen by ``task_args.prompt.format``:
@@ -113,7 +113,7 @@ def _to_half(examples: list) -> list:
 
 # ------------------------------------------------------------------------------ the task
 class ScienceQATask:
-    """ScienceQA (one Multimodal-CoT stage) as a :class:`mrmkg.train.Task`; see the module docstring.
+    """ScienceQA (one Multimodal-CoT stage) as a :class:`mrmkg.engine.Task`; see the module docstring.
 
     Args:
         args: validated ``task_args``.
@@ -312,7 +312,7 @@ def evaluate_scienceqa(checkpoint: str | Path, out: str | Path, split: str | Non
 
     from mrmkg.evaluate import resolve_checkpoint
     from mrmkg.fileio import atomic_dir, atomic_write_json, atomic_write_text
-    from mrmkg.train import load_train_config
+    from mrmkg.engine import load_train_config
 
     model_dir, cfg_path = resolve_checkpoint(checkpoint)
     cfg = load_train_config(cfg_path)

@@ -1,4 +1,4 @@
-"""Stage-1 pretraining (paper A.3) as a :class:`mrmkg.train.Task`: question -> answer over an instance's MMKG.
+"""Stage-1 pretraining (paper A.3) as a :class:`mrmkg.engine.Task`: question -> answer over an instance's MMKG.
 
 ``task: stage1`` with ``task_args`` = :class:`~mrmkg.tasks.kg_qa.Stage1TaskArgs` trains MR-MKG's
 adapters on :class:`~mrmkg.tasks.kg_qa.Stage1Record` files:
@@ -54,7 +54,7 @@ def split_dev(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarra
 
 
 class Stage1Task:
-    """Stage-1 QA instances as a :class:`mrmkg.train.Task`; see the module docstring."""
+    """Stage-1 QA instances as a :class:`mrmkg.engine.Task`; see the module docstring."""
 
     def __init__(self, args: Stage1TaskArgs, model_args: dict | None = None, seed: int = 0):
         from mrmkg.kg.index import resolve_image_path
