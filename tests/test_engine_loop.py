@@ -4,6 +4,7 @@ loss, setups it refuses, and DDP with two CPU processes."""
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -56,6 +57,7 @@ def test_progress_periodic_eval_and_summary_table(tmp_path, capsys):
     ({"batch_size": 97}, "96 training examples are fewer than one optimizer step"),
     ({"grad_accum": 13}, "(batch_size 8 x processes 1 x grad_accum 13)"),
     ({"optim": {"scheduler": "sawtooth"}}, "field 'optim.scheduler'"),
+    ({"seed": -1}, "field 'seed': expected 0 <= seed < 2**32, got -1"),
 ])
 def test_engine_refuses_setups_it_cannot_run(tmp_path, over, needle):
     with pytest.raises(InputError) as e:
@@ -115,24 +117,29 @@ def test_a_task_may_define_its_loss(tmp_path):
     assert own.history == ref.history and own.metrics == ref.metrics  # the same loss, so the same run
 
 
-def test_ddp_two_cpu_processes_hold_identical_weights(tmp_path):
+def test_ddp_two_cpu_processes_hold_identical_weights_and_resume_exactly(tmp_path):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump({"task": "toy", "batch_size": 4, "epochs": 1, "max_steps": 4,
                                    "precision": "fp32", "progress": False, "output_dir": str(tmp_path / "ddp"),
                                    "checkpoint_every": 2, "keep_checkpoints": 5, "optim": {"lr": 0.05}}))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    # `--cpu` makes this accelerate version start a single process; `--multi_gpu` on a machine
-    # without GPUs starts K torchrun processes that join over gloo, and Accelerator(cpu=True) keeps
-    # them on the CPU. GPUs are hidden: on a one-GPU machine rank 1 would look for cuda:1 (seen on an H200).
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "--num_cpu_threads_per_process", "1", "--main_process_port", str(port),
-           "-m", "mrmkg", "train", "--config", str(cfg)]
-    res = subprocess.run(cmd, env=dict(cli_env(), CUDA_VISIBLE_DEVICES=""), capture_output=True, text=True,
-                         timeout=180, cwd=tmp_path)
-    assert res.returncode == 0, res.stderr[-3000:]
+
+    def launch(*args):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        # `--cpu` makes this accelerate version start a single process; `--multi_gpu` on a machine
+        # without GPUs starts K torchrun processes that join over gloo, and Accelerator(cpu=True) keeps
+        # them on the CPU. GPUs are hidden: on a one-GPU machine rank 1 would look for cuda:1 (seen on an H200).
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--num_cpu_threads_per_process", "1", "--main_process_port", str(port),
+               "-m", "mrmkg", "train", "--config", str(cfg), *args]
+        res = subprocess.run(cmd, env=dict(cli_env(), CUDA_VISIBLE_DEVICES=""), capture_output=True, text=True,
+                             timeout=180, cwd=tmp_path)
+        assert res.returncode == 0, res.stderr[-3000:]
+        return res
+
+    launch()
     summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
     assert summary["processes"] == 2 and summary["steps"] == 4
     digests = summary["weights_sha256"]
@@ -144,3 +151,8 @@ def test_ddp_two_cpu_processes_hold_identical_weights(tmp_path):
     for step in (2, 4):
         ck = tmp_path / "ddp" / "checkpoints" / f"step-{step:08d}"
         assert {"random_states_0.pkl", "random_states_1.pkl", "model.safetensors"} <= {p.name for p in ck.iterdir()}
+    # two processes resume from step 2 to the same weights and history
+    shutil.copytree(tmp_path / "ddp" / "checkpoints" / "step-00000002", tmp_path / "part" / "checkpoints" / "step-00000002")
+    assert "resumed from" in launch("-o", str(tmp_path / "part"), "--resume").stdout
+    assert json.loads((tmp_path / "part" / "summary.json").read_text())["weights_sha256"] == digests
+    assert json.loads((tmp_path / "part" / "final" / "trainer_state.json").read_text())["history"] == state["history"]

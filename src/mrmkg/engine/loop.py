@@ -50,6 +50,8 @@ def train(config: TrainConfig, task: Task | None = None, resume: bool = False, o
     """
     from accelerate.utils import gather_object, set_seed
 
+    if not 0 <= config.seed < 2**32:  # what numpy (seeded by accelerate's set_seed) accepts
+        raise InputError(f"field 'seed': expected 0 <= seed < 2**32, got {config.seed}")
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     if config.tune_malloc:
