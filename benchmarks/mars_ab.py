@@ -31,7 +31,7 @@ def _variant(config: str, sets: list[str], seed: int):
     task = make_task(cfg)
     model = task.build_model()
     if cfg.init_from:
-        load_init(model, cfg.init_from)
+        load_init(model, cfg.init_from, cfg.init_skip)  # as `mrmkg train` does
     model.train()
     torch.manual_seed(seed)
     return cfg, task, task.train_examples(), model, build_optimizer(model, cfg.optim)
