@@ -24,16 +24,17 @@ import torch
 
 
 def _variant(config: str, sets: list[str], seed: int):
-    from mrmkg.train import _build_optimizer, _load_init, load_train_config, make_task
+    from mrmkg.engine import build_optimizer, load_init, load_train_config
+    from mrmkg.tasks.registry import make_task
 
     cfg = load_train_config(config, sets)
     task = make_task(cfg)
     model = task.build_model()
     if cfg.init_from:
-        _load_init(model, cfg.init_from)
+        load_init(model, cfg.init_from, cfg.init_skip)  # as `mrmkg train` does
     model.train()
     torch.manual_seed(seed)
-    return cfg, task, task.train_examples(), model, _build_optimizer(model, cfg.optim)
+    return cfg, task, task.train_examples(), model, build_optimizer(model, cfg.optim)
 
 
 def main(argv=None) -> int:

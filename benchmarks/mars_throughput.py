@@ -1,6 +1,6 @@
 """MARS stage-2 training throughput and evaluation speed on real data (frozen SmolLM2-135M).
 
-Trains ``--steps`` optimizer steps of a config through the real engine (``mrmkg.train.train``,
+Trains ``--steps`` optimizer steps of a config through the real engine (``mrmkg.engine.train``,
 no checkpoints but the final one), then times ``MarsTask.predict`` on the first ``--eval-n`` dev
 examples. Prints samples/s of training (every step timed, the first included: a conservative
 figure), the one-off cost of building examples (retrieval) per 1,000, evaluation examples/s and the extrapolated time for 1,362 examples
@@ -33,7 +33,8 @@ def main(argv=None) -> int:
     import torch
 
     from mrmkg.tasks.mars.data import load_mars_split
-    from mrmkg.train import load_train_config, make_task, train
+    from mrmkg.engine import load_train_config, train
+    from mrmkg.tasks.registry import make_task
 
     if a.threads:
         torch.set_num_threads(a.threads)

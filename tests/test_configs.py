@@ -10,7 +10,7 @@ import yaml
 
 from mrmkg.cli import main as cli_main
 from mrmkg.errors import InputError
-from mrmkg.train import load_train_config
+from mrmkg.engine import load_train_config
 from mrmkg.yamlconfig import MAX_CONFIG_BYTES, from_dict, load_yaml
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

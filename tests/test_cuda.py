@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
+from engine_toy import ToyTask, final_weights as _weights, toy_config as _cfg
 from test_mars import DEV, _train_cfg, world  # noqa: F401 (world: the tiny MARS fixture)
 from test_model_mrmkg import build, examples
-from test_train import ToyTask, _cfg, _weights
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -30,11 +30,11 @@ def _full_fp32_matmuls():
 
 
 def _run(kind: str, device: str, **cfg):
-    from mrmkg.train import to_device
+    from accelerate.utils import send_to_device
 
     m, kg = build(kind, **cfg)
     m.to(device).train()
-    batch = to_device(m.collate(examples(kg)), torch.device(device))
+    batch = send_to_device(m.collate(examples(kg)), torch.device(device))
     out = m(batch)
     out.loss.backward()
     grads = {n: p.grad.detach().cpu() for n, p in m.named_parameters() if p.grad is not None}
@@ -90,7 +90,7 @@ class _DeviceProbe(ToyTask):
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_training_engine_runs_on_cuda_and_is_deterministic(tmp_path, precision):
-    from mrmkg.train import train
+    from mrmkg.engine import train
 
     _DeviceProbe.seen = set()
     runs = [train(_cfg(tmp_path / name, cpu=False, epochs=4, precision=precision,
@@ -104,7 +104,7 @@ def test_training_engine_runs_on_cuda_and_is_deterministic(tmp_path, precision):
 
 
 def test_resume_on_cuda_is_exact(tmp_path):
-    from mrmkg.train import train
+    from mrmkg.engine import train
 
     cfg = {"cpu": False, "checkpoint_every": 5, "keep_checkpoints": 100}     # dropout draws from the CUDA RNG
     full = train(_cfg(tmp_path / "full", **cfg), task=_DeviceProbe())
@@ -119,7 +119,7 @@ def test_resume_on_cuda_is_exact(tmp_path):
 
 def test_mars_trains_on_cuda_and_evaluates_anywhere(world, tmp_path):
     from mrmkg.evaluate import evaluate
-    from mrmkg.train import load_train_config, train
+    from mrmkg.engine import load_train_config, train
 
     res = train(load_train_config(_train_cfg(world, tmp_path / "run", memory=True, pointer=True, cpu=False)))
     assert res.metrics["n"] == len(DEV) and np.isfinite(res.final_loss)
@@ -135,7 +135,7 @@ def test_mars_trains_on_cuda_and_evaluates_anywhere(world, tmp_path):
 
 
 def test_one_process_switches_between_cpu_and_cuda(tmp_path):
-    from mrmkg.train import train
+    from mrmkg.engine import train
 
     for i, cpu in enumerate((True, False, True)):
         _DeviceProbe.seen = set()

@@ -279,7 +279,7 @@ CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("scienceqa-*.ya
 def test_configs_validate_against_every_schema(path):
     from mrmkg.model import MRMKGConfig
     from mrmkg.tasks.kgqa.data import Stage1TaskArgs
-    from mrmkg.train import load_train_config
+    from mrmkg.engine import load_train_config
     from mrmkg.yamlconfig import from_dict
 
     cfg = load_train_config(path)

@@ -1,5 +1,5 @@
 """ScienceQA and stage-1 training + evaluation end to end through the training engine
-(``mrmkg.train.train`` with ``task: scienceqa`` / ``task: stage1``), on the hand-written fixture, a
+(``mrmkg.engine.train`` with ``task: scienceqa`` / ``task: stage1``), on the hand-written fixture, a
 tiny science MMKG indexed with the real MiniLM, the real EfficientNet-Lite0 for question images, and
 tiny random LLaMA / T5 models saved as folders (loaded by name through ``load_llm``, as a config
 would). One slow test runs the real SmolLM2-135M."""
@@ -16,7 +16,8 @@ from mrmkg.tasks.scienceqa import data as sqa
 from mrmkg.tasks.scienceqa import score as S
 from mrmkg.tasks.kgqa.data import KGQAConfig, build_kg_qa, save_records
 from mrmkg.tasks.registry import builtin_tasks
-from mrmkg.train import TrainConfig, make_task, train
+from mrmkg.engine import TrainConfig, train
+from mrmkg.tasks.registry import make_task
 from sqa_fixture import scienceqa_root
 from test_model_common import tiny_llm
 
@@ -80,7 +81,7 @@ def _final_weights(run: Path) -> dict[str, bytes]:
     """The trained weights of a run, byte for byte."""
     from safetensors.torch import load_file
 
-    state = load_file(str(run / "final" / "trainable.safetensors"))
+    state = load_file(str(run / "final" / "model" / "model.safetensors"))
     return {k: v.numpy().tobytes() for k, v in state.items()}
 
 

@@ -16,7 +16,7 @@ import torch
 from mrmkg.evaluate import open_mars_checkpoint
 from mrmkg.metrics.ranking import gold_ranks, ranking_metrics
 from mrmkg.tasks.mars.data import load_mars_split
-from mrmkg.train import to_device
+from accelerate.utils import send_to_device as to_device
 
 
 def main() -> None:

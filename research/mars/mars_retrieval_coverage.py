@@ -15,7 +15,7 @@ from mrmkg.errors import InputError
 from mrmkg.explain import named_entities
 from mrmkg.tasks.mars.data import load_mars_split
 from mrmkg.tasks.mars.task import MarsTask
-from mrmkg.train import load_train_config
+from mrmkg.engine import load_train_config
 
 
 def coverage(task: MarsTask, split: str) -> tuple[float, float]:

@@ -33,7 +33,7 @@ from mrmkg.fileio import atomic_write_json, atomic_write_text
 from mrmkg.metrics.choice import accuracy_by_type
 from mrmkg.pipeline import Pipeline
 from mrmkg.tasks.demo.task import QUESTION_TYPES, DemoStage1Task, DemoTask, DemoTaskConfig
-from mrmkg.train import OptimConfig, TrainConfig, load_train_config, train
+from mrmkg.engine import OptimConfig, TrainConfig, load_train_config, train
 from mrmkg.yamlconfig import Source, from_dict, to_dict
 
 DEMO_FORMAT = 2  # bump when what a rung computes changes (it keys the rung folders)

@@ -59,7 +59,7 @@ def _graph_args(checkpoint, graph: str | None) -> dict | None:
         return None
     from mrmkg.pipeline import resolve_checkpoint
     from mrmkg.tasks.registry import get_task
-    from mrmkg.train import load_train_config
+    from mrmkg.engine import load_train_config
 
     task = get_task(load_train_config(resolve_checkpoint(checkpoint)[1]).task)
     return {task.graph_arg: graph}

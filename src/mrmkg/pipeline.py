@@ -135,7 +135,7 @@ def open_task(checkpoint: str | Path, task_args: dict | None = None):
     """``(task, model folder, training config)`` of a checkpoint: its task rebuilt from the run's
     ``train_config.yaml``, with ``task_args`` replacing recorded values (e.g. a moved graph folder)."""
     from mrmkg.tasks.registry import get_task
-    from mrmkg.train import load_train_config
+    from mrmkg.engine import load_train_config
 
     model_dir, cfg_path = resolve_checkpoint(checkpoint)
     cfg = load_train_config(cfg_path)

@@ -1,4 +1,4 @@
-"""`mrmkg train`: run the training engine from a YAML config (see :mod:`mrmkg.train`)."""
+"""`mrmkg train`: run the training engine from a YAML config (see :mod:`mrmkg.engine`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from mrmkg.train import TrainConfig, load_train_config
+from mrmkg.engine import TrainConfig, load_train_config
 from mrmkg.yamlconfig import field_help, to_dict
 
 
@@ -53,7 +53,7 @@ def train(
         raise typer.Exit(0)
     import torch.distributed as dist
 
-    from mrmkg.train import train as run
+    from mrmkg.engine import train as run
 
     try:
         run(cfg, resume=resume, overwrite=overwrite)

@@ -1,0 +1,209 @@
+"""The training loop, :func:`train`: one optimizer step after another over the task's examples, on
+accelerate; see :mod:`mrmkg.engine` for what it guarantees."""
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from mrmkg.engine.checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint, save_trainable_only, \
+    weights_digest, write_final
+from mrmkg.engine.config import TrainConfig
+from mrmkg.engine.data import DataPosition, EpochSampler
+from mrmkg.engine.evaluate import evaluate_into_history, make_summary, peak_rss_mb, print_summary
+from mrmkg.engine.init_from import load_init
+from mrmkg.engine.optim import build_optimizer, build_scheduler
+from mrmkg.engine.task import Objective, Task
+from mrmkg.errors import InputError
+from mrmkg.fileio import atomic_write_json
+from mrmkg.malloc import tune_malloc
+from mrmkg.tasks.registry import make_task
+
+__all__ = ["TrainResult", "train"]
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns (on every rank; ``metrics`` only filled on the main process)."""
+
+    output_dir: Path
+    global_step: int
+    samples: int
+    seconds: float
+    samples_per_s: float
+    peak_rss_mb: float
+    final_loss: float | None
+    metrics: dict
+    history: list
+    weights_sha256: list[str]
+
+
+def train(config: TrainConfig, task: Task | None = None, resume: bool = False, overwrite: bool = False) -> TrainResult:
+    """Train ``task`` (default: the registered task ``config.task``) as ``config`` says.
+
+    ``resume``: continue from the newest checkpoint in ``output_dir`` (start fresh if there is none).
+    ``overwrite``: allow starting fresh in an ``output_dir`` that already holds checkpoints.
+    """
+    from accelerate.utils import gather_object, set_seed
+
+    if not 0 <= config.seed < 2**32:  # what numpy (seeded by accelerate's set_seed) accepts
+        raise InputError(f"field 'seed': expected 0 <= seed < 2**32, got {config.seed}")
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    if config.tune_malloc:
+        tune_malloc()
+    out = Path(config.output_dir)
+    ck = _checkpoint_to_resume(out, resume, overwrite)
+    accelerator = _accelerator(config, clear_checkpoints=overwrite and not resume)
+    rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
+
+    task = task or make_task(config)
+    set_seed(config.seed)
+    model = task.build_model()
+    init = load_init(model, config.init_from, config.init_skip) if config.init_from and ck is None else None
+    if init and main:
+        print(init.line())
+    examples = task.train_examples()
+    sampler = EpochSampler(len(examples), config.seed, config.batch_size, config.grad_accum, rank, world)
+    position = DataPosition(sampler, _total_steps(config, sampler))
+    optimizer = build_optimizer(model, config.optim)
+    scheduler = build_scheduler(optimizer, config.optim, position.total_steps)
+    objective, optimizer, scheduler = accelerator.prepare(Objective(model, getattr(task, "loss", None)), optimizer,
+                                                          scheduler)
+    save_trainable_only(accelerator, model)
+    if ck is not None:
+        restore_checkpoint(accelerator, ck, position)
+        if main:
+            print(f"resumed from {ck} at step {position.global_step}")
+    else:
+        set_seed(config.seed, device_specific=True)  # seed + rank
+
+    bar = _progress_bar(config, position) if main else None
+    start_step, t0 = position.global_step, time.perf_counter()
+    objective.train()
+    while position.global_step < position.total_steps:
+        loss = _step(accelerator, objective, optimizer, scheduler, task, examples, position.micro_batches(), config)
+        position.step_done(loss, scheduler.get_last_lr()[0], config.log_every)
+        step, last = position.global_step, position.global_step == position.total_steps
+        if bar is not None:
+            bar.update(1)
+            rate = (step - start_step) * sampler.examples_per_step / max(time.perf_counter() - t0, 1e-9)
+            bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{rate:.1f}")
+        if config.eval_every and step % config.eval_every == 0 and not last:
+            evaluate_into_history(accelerator, task, model, objective, position, config)
+        if config.checkpoint_every and step % config.checkpoint_every == 0 and not last:
+            save_checkpoint(accelerator, out, position.state_dict(), config)
+    if bar is not None:
+        bar.close()
+    seconds = time.perf_counter() - t0
+    samples = (position.global_step - start_step) * sampler.examples_per_step
+
+    digests, rss = gather_object([weights_digest(model)]), gather_object([peak_rss_mb()])
+    state = {**position.state_dict(), "weights_sha256": digests}
+    save_checkpoint(accelerator, out, state, config)
+    metrics: dict = {}
+    if main:
+        if config.eval_at_end:
+            metrics = task.evaluate(model, config.eval_batch_size)
+        write_final(out / "final", model, config, state, metrics)
+        summary = make_summary(config, position, world, samples, seconds, rss, metrics, digests,
+                               init.summary() if init else None)
+        atomic_write_json(out / "metrics.json", metrics)
+        atomic_write_json(out / "summary.json", summary)
+        if config.progress:
+            print_summary(summary)
+    accelerator.wait_for_everyone()
+    return TrainResult(out, position.global_step, samples, seconds, samples / max(seconds, 1e-9), max(rss),
+                       position.last_loss, metrics, position.history, digests)
+
+
+def _step(accelerator, objective, optimizer, scheduler, task: Task, examples, micro_batches, config: TrainConfig) -> float:
+    """One optimizer step over ``micro_batches`` (this rank's example indices for each); returns the
+    step's loss, averaged over micro-batches and ranks."""
+    from accelerate.utils import send_to_device
+
+    step_loss = torch.zeros((), device=accelerator.device)
+    for m, idx in enumerate(micro_batches):
+        batch = send_to_device(task.collate([examples[int(i)] for i in idx]), accelerator.device)
+        sync = m == len(micro_batches) - 1  # DDP: all-reduce the gradients once, after the last micro-batch
+        with contextlib.nullcontext() if sync else accelerator.no_sync(objective):
+            with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+                loss = objective(batch)
+            accelerator.backward(loss / len(micro_batches))
+        step_loss += loss.detach().float() / len(micro_batches)
+    if config.optim.max_grad_norm > 0:
+        accelerator.clip_grad_norm_(objective.parameters(), config.optim.max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(accelerator.reduce(step_loss, "mean")) if accelerator.num_processes > 1 else float(step_loss)
+
+
+def _progress_bar(config: TrainConfig, position: DataPosition):
+    """A tqdm bar over the run's optimizer steps (None when ``progress`` is off)."""
+    if not config.progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=position.total_steps, initial=position.global_step, desc=f"train {config.task}", unit="step",
+                dynamic_ncols=True)
+
+
+def _checkpoint_to_resume(out: Path, resume: bool, overwrite: bool) -> Path | None:
+    """The checkpoint to continue from (``resume``), or None; refuses to start afresh over
+    checkpoints unless ``overwrite``."""
+    ck = latest_checkpoint(out)
+    if ck is not None and not resume and not overwrite:
+        raise InputError("output folder already holds checkpoints; pass --resume to continue or --overwrite "
+                         "to start again", path=out)
+    return ck if resume else None
+
+
+def _accelerator(config: TrainConfig, clear_checkpoints: bool):
+    """The run's Accelerator (and, with ``clear_checkpoints``, the output folder's old checkpoints
+    deleted by the main process before any rank goes on)."""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    # Mixed precision is our own torch.autocast rather than Accelerator(mixed_precision=...): the
+    # accelerate state is a process-wide singleton that refuses a second precision in one process
+    # (tests, notebooks), and autocast around forward is all bf16 needs (weights stay fp32).
+    # The schedule counts optimizer steps: accelerate's default would step it once per process.
+    _match_accelerator_device(config.cpu)
+    accelerator = Accelerator(
+        cpu=config.cpu, step_scheduler_with_optimizer=False,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=config.find_unused_parameters)],
+    )
+    checkpoints = Path(config.output_dir) / "checkpoints"
+    if accelerator.is_main_process and clear_checkpoints and checkpoints.is_dir():
+        shutil.rmtree(checkpoints)
+    accelerator.wait_for_everyone()
+    return accelerator
+
+
+def _match_accelerator_device(cpu: bool) -> None:
+    """accelerate keeps its device in a process-wide singleton: once one run chose the GPU, a ``cpu: true``
+    run in the same process (a notebook, a test session) is refused, and once one chose the CPU a GPU
+    run silently stays there. In a single process, start that state afresh when the device must change
+    (never under a launcher, whose processes share it)."""
+    from accelerate.state import AcceleratorState, PartialState
+
+    if not PartialState._shared_state:
+        return
+    state = PartialState()
+    on_cpu = state.device.type == "cpu"
+    if state.num_processes == 1 and on_cpu != (cpu or not torch.cuda.is_available()):
+        AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def _total_steps(config: TrainConfig, sampler: EpochSampler) -> int:
+    """Optimizer steps of the run: ``epochs`` epochs, capped by ``max_steps``."""
+    if sampler.steps_per_epoch == 0:
+        raise InputError(f"{sampler.n} training examples are fewer than one optimizer step (batch_size "
+                         f"{config.batch_size} x processes {sampler.world} x grad_accum {config.grad_accum})")
+    total = config.epochs * sampler.steps_per_epoch
+    return min(total, config.max_steps) if config.max_steps else total
