@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mrmkg.encoders.registry import load_llm
 from mrmkg.errors import InputError
 from mrmkg.fileio import atomic_write_bytes, atomic_write_json
 from mrmkg.model.alignment import triplet_alignment_loss
@@ -543,12 +544,10 @@ class MRMKG(nn.Module):
         config = MRMKGConfig.from_dict(meta["config"], path=d / META)
         dims = meta["dims"]
         if llm is None:
-            from mrmkg.encoders.registry import load_llm
-
             llm = load_llm(meta["frozen"]["llm"])
         if features is None:
             if config.kg:
-                from mrmkg.kg.index import KGIndex
+                from mrmkg.kg.index import KGIndex  # imports faiss: only when the features must be loaded
 
                 features = KGFeatures.from_index(KGIndex.load(config.kg))
             elif not config.use_kg and not config.entity_head:
