@@ -1,6 +1,7 @@
 """Parameter accounting: the report printed at model build (trainable / frozen / % of the LLM, per
-part of :data:`mrmkg.model.parts.PARTS`) and a weight-free count of the trainable parameters for any LLM config (e.g. FLAN-T5-XL/XXL built
-from a hand-written ``T5Config``), to compare with the paper's Table 1 (77M / 248M)."""
+part of :data:`mrmkg.model.parts.PARTS`) and a weight-free count of the trainable parameters for any
+LLM config (e.g. FLAN-T5-XL/XXL built from a hand-written ``T5Config``), to compare with the paper's
+Table 1 (77M / 248M)."""
 from __future__ import annotations
 
 import torch

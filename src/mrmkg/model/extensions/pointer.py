@@ -1,10 +1,10 @@
 """Graph pointer: a candidate that is a node of the retrieved subgraph gets a score from that node.
 
 Not in the paper; off by default, on when the model config has a ``pointer`` section
-(``MRMKGConfig.pointer``, a :class:`~mrmkg.model.extensions.pointer_config.PointerConfig`). It is the
-model's score hook (:mod:`mrmkg.model.score_hook`): the core scorer hands it the entity head's ranking. The paper's ranking head scores
-all candidates from the answer slot alone, so knowledge reaches the answer only through the soft
-prompt. The pointer adds, for every entity node ``j`` of example ``b``'s subgraph whose entity is
+(``MRMKGConfig.pointer``, a :class:`~mrmkg.model.extensions.pointer_config.PointerConfig`). It is
+the model's score hook (:mod:`mrmkg.model.score_hook`): the core scorer hands it the entity head's
+ranking. The paper's ranking head scores all candidates from the answer slot alone, so knowledge
+reaches the answer only through the soft prompt. The pointer adds, for every entity node ``j`` of example ``b``'s subgraph whose entity is
 candidate ``c``::
 
     score[b, c] += (W slot_b) . x_j + s * (u . phi_j + p_c)
@@ -12,8 +12,8 @@ candidate ``c``::
 * ``slot_b [d]``: the LLM hidden state at the answer slot; ``W``: Linear(d -> h);
 * ``x_j [h]``: the graph encoder's output for node j (so RGAT is trained by the pointer directly);
 * ``phi_j [F]``: structure the encoder cannot see from node features alone, the columns named by
-  ``PointerConfig.features`` (registry :data:`~mrmkg.model.extensions.pointer_features.FEATURES`): ``focus`` j is a focus entity (MARS:
-  the question entity; ``Subgraph.focus``), ``memory`` log(1 + how often a memory edge leads into
+  ``PointerConfig.features`` (registry :data:`~mrmkg.model.extensions.pointer_features.FEATURES`):
+  ``focus`` j is a focus entity (MARS: the question entity; ``Subgraph.focus``), ``memory`` log(1 + how often a memory edge leads into
   j), ``near`` j shares an MMKG edge with a focus entity, ``copy`` j is the example tail while the
   focus is the example head (``h : t :: h : ?`` is answered by ``t``; ``Subgraph.example``),
   ``node`` a constant 1, a learned preference of subgraph nodes over the rest of the candidates, and
@@ -119,7 +119,8 @@ class GraphPointer(ScoreHook):
             nn.init.constant_(self.relation_odds_weight, odds_init / scale)   # the term starts as odds_init x table
 
     @classmethod
-    def from_config(cls, config: PointerConfig, d: int, h: int, num_entities: int, num_relations: int) -> "GraphPointer":
+    def from_config(cls, config: PointerConfig, d: int, h: int, num_entities: int,
+                    num_relations: int) -> "GraphPointer":
         """The pointer of ``model.pointer`` for an LLM of width ``d`` and a graph encoder of width ``h``."""
         return cls(d, h, num_entities, config.features, config.scale, num_relations, prior=config.prior,
                    odds_init=config.relation_odds_init, relation_at_eval=config.relation_at_eval,
