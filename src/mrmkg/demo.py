@@ -29,7 +29,7 @@ from pathlib import Path
 from mrmkg.errors import InputError
 from mrmkg.fileio import atomic_write_json, atomic_write_text
 
-DEMO_FORMAT = 2  # bump when what a rung computes changes (it keys the rung folders)
+DEMO_FORMAT = 3  # bump when what a rung computes or stores changes (it keys the rung folders); 3: checkpoint format 2
 
 
 @dataclass(frozen=True)
