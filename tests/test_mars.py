@@ -311,7 +311,7 @@ def test_pointer_frequency_from_the_training_file(world, tmp_path):
     seen = Counter(e for ex, q, a, _, _ in TRAIN for e in (*ex, q, a))
     want = np.log1p([seen[e] for e in kg.entity_ids])
     args = {"llm": world["llm"], "gnn_hidden": 16, "gnn_heads": 2, "gnn_num_blocks": 2, "gnn_relation_dim": 8,
-            "graph_pointer": True, "pointer_mode": "first", "pointer_features": "focus,memory,frequency", "dtype": "fp32"}
+            "pointer": {"mode": "first", "features": ["focus", "memory", "frequency"]}, "dtype": "fp32"}
     task = MarsTask(MarsTaskConfig(graph=world["graph"], data_dir=world["mars"], N=3), args)
     np.testing.assert_allclose(task.train_frequency(), [seen[e] for e in kg.entity_ids])
     model = task.build_model()
@@ -330,7 +330,7 @@ def test_pointer_frequency_from_the_training_file(world, tmp_path):
     loaded = task.load_model(tmp_path / "freq")
     torch.testing.assert_close(loaded.graph_pointer.frequency, model.graph_pointer.frequency)
     assert loaded.graph_pointer.frequency_weight.item() == 0.5
-    plain = MarsTask(task.config, {**args, "pointer_features": "focus,memory"}).build_model()
+    plain = MarsTask(task.config, {**args, "pointer": {"mode": "first", "features": ["focus", "memory"]}}).build_model()
     assert plain.graph_pointer.frequency is None and plain.graph_pointer.frequency_weight is None
 
 
@@ -341,7 +341,7 @@ def test_pointer_relation_odds_from_the_training_file(world, tmp_path):
     from mrmkg.tasks.mars.task import MarsTask, MarsTaskConfig
 
     args = {"llm": world["llm"], "gnn_hidden": 16, "gnn_heads": 2, "gnn_num_blocks": 2, "gnn_relation_dim": 8,
-            "graph_pointer": True, "pointer_mode": "first", "pointer_features": "focus,relation_odds", "dtype": "fp32"}
+            "pointer": {"mode": "first", "features": ["focus", "relation_odds"]}, "dtype": "fp32"}
     task = MarsTask(MarsTaskConfig(graph=world["graph"], data_dir=world["mars"], N=3), args)
     kg = world["kg"]
     R = kg.num_relations
@@ -361,7 +361,8 @@ def test_pointer_relation_odds_from_the_training_file(world, tmp_path):
     model = task.build_model()
     torch.testing.assert_close(model.graph_pointer.relation_odds, torch.tensor(want, dtype=torch.float32))
     assert model.graph_pointer.relation_odds_weight.item() == 0.0
-    started = MarsTask(task.config, {**args, "relation_odds_init": 1.0, "pointer_scale": 4.0}).build_model()
+    started = MarsTask(task.config, {**args, "pointer": {**args["pointer"], "relation_odds_init": 1.0, "scale": 4.0}}
+                       ).build_model()
     assert started.graph_pointer.relation_odds_weight.item() == 0.25          # x scale 4 = weight 1 from the start
     model.graph_pointer.relation_odds_weight.data.fill_(0.5)
     model.save_pretrained(tmp_path / "odds")
@@ -372,13 +373,15 @@ def test_pointer_relation_odds_from_the_training_file(world, tmp_path):
     assert not any("relation_odds." in k or k.endswith("relation_odds") for k in load_file(
         tmp_path / "odds" / "model.safetensors"))
     # relation_at_eval=odds needs the same table without the feature, after building and after loading
-    at_eval = MarsTask(task.config, {**args, "pointer_features": "focus,relation", "relation_at_eval": "odds"})
+    at_eval = MarsTask(task.config, {**args, "pointer": {"mode": "first", "features": ["focus", "relation"],
+                                                         "relation_at_eval": "odds"}})
     m = at_eval.build_model()
     torch.testing.assert_close(m.graph_pointer.relation_odds, torch.tensor(want, dtype=torch.float32))
     m.save_pretrained(tmp_path / "at_eval")
     torch.testing.assert_close(at_eval.load_model(tmp_path / "at_eval").graph_pointer.relation_odds,
                                torch.tensor(want, dtype=torch.float32))
-    plain = MarsTask(task.config, {**args, "pointer_features": "focus,relation"}).build_model()
+    plain = MarsTask(task.config, {**args, "pointer": {"mode": "first", "features": ["focus", "relation"]}}
+                     ).build_model()
     assert plain.graph_pointer.relation_odds is None
 
 
@@ -445,7 +448,7 @@ def _train_cfg(world, out: Path, prompt="kg_graph", memory=False, pointer=False,
     cfg = {"task": "mars", "output_dir": str(out), "seed": 0, "epochs": 3, "batch_size": 4, "precision": "fp32",
            "progress": False, "eval_batch_size": 2, "optim": {"lr": 0.01, "warmup_steps": 1},
            "task_args": {"graph": world["graph"], "data_dir": world["mars"], "prompt": prompt, "N": 3, "memory": memory},
-           "model": {"llm": world["llm"], "gnn_hidden": 16, "gnn_heads": 2, "gnn_num_blocks": 2, "graph_pointer": pointer,
+           "model": {"llm": world["llm"], "gnn_hidden": 16, "gnn_heads": 2, "gnn_num_blocks": 2, "pointer": {} if pointer else None,
                      "gnn_relation_dim": 8, "dtype": "fp32", "max_prompt_tokens": 64}, **extra}
     p = out.parent / f"{out.name}.yaml"
     p.write_text(yaml.safe_dump(cfg))
@@ -542,11 +545,11 @@ def test_kg_text_graph_trains_the_graph_encoder(world, tmp_path):
 _MEASURED_ROWS = {
     "mars-smollm2-cpu-pointer.yaml": [  # row S, evaluated with relation odds
         "epochs=1", "task_args.memory=true", "task_args.memory_keep_gold=1.0", "task_args.copy_node=true",
-        "task_args.copy_augment=0.1", "model.graph_pointer=true", "model.pointer_mode=first",
-        "model.pointer_features=focus,memory,near,copy,relation", "model.pointer_scale=30",
-        "model.pack_sequences=true", "optim.fused=true", "task_args.copy_keep_gold=0.5", "model.pointer_prior=false",
-        "model.relation_at_eval=odds"],
-    "mars-smollm2-cpu-kg-text-graph.yaml": [  # research/mars/mars_epoch.sh arm II4 (cumulative rung iv)
+        "task_args.copy_augment=0.1", "model.pointer.mode=first",
+        "model.pointer.features=[focus,memory,near,copy,relation]", "model.pointer.scale=30",
+        "model.pack_sequences=true", "optim.fused=true", "task_args.copy_keep_gold=0.5", "model.pointer.prior=false",
+        "model.pointer.relation_at_eval=odds"],
+    "mars-smollm2-cpu-kg-text-graph.yaml": [  # scripts/mars_epoch.sh arm II4 (cumulative rung iv)
         "epochs=1", "task_args.graph=runs/graphs/markg-standin", "task_args.use_images=false",
         "task_args.prompt=kg_text_graph", "task_args.N=15", "task_args.text_triples=15", "task_args.fact_tokens=true",
         "model.max_prompt_tokens=256", "model.pack_sequences=true"],

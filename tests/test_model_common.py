@@ -87,16 +87,21 @@ def small_config(**kw) -> MRMKGConfig:
 
 
 # ---------------------------------------------------------------------------- config tests
-def test_config_json_round_trip(tmp_path):
-    cfg = small_config(adapter_length="nodes", knowledge_query="image", graph_encoder="gat", align_negatives="hardest")
+@pytest.mark.parametrize("pointer", [None, {}, {"mode": "first", "features": ["focus", "relation"], "scale": 30,
+                                               "prior": False, "relation_at_eval": "odds"}])
+def test_config_json_round_trip(tmp_path, pointer):
+    cfg = small_config(adapter_length="nodes", knowledge_query="image", graph_encoder="gat", align_negatives="hardest",
+                       pointer=pointer)
     cfg.save(tmp_path / "c.json")
     back = MRMKGConfig.load(tmp_path / "c.json")
     assert back == cfg
     assert MRMKGConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert (back.pointer is None) == (pointer is None)
 
 
 def test_every_config_field_has_help():
-    assert all(h for h in MRMKGConfig.help().values())
+    help = MRMKGConfig.help()
+    assert all(help.values()) and "pointer" in help and "pointer.mode" in help
 
 
 @pytest.mark.parametrize("bad, field", [({"graph_encoder": "gin"}, "graph_encoder"), ({"gnn_hidden": 30, "gnn_heads": 4}, "gnn_hidden"),
@@ -115,6 +120,10 @@ def test_config_load_names_file_and_field(tmp_path):
     p.write_text(json.dumps({"nope": 1}))
     with pytest.raises(InputError, match="nope"):
         MRMKGConfig.load(p)
+    p.write_text(json.dumps({"pointer": {"scale": "big"}}))
+    with pytest.raises(InputError, match=r"model\.pointer\.scale is 'big'; expected float") as e:
+        MRMKGConfig.load(p)
+    assert str(p) in str(e.value)
     p.write_text("{\n oops")
     with pytest.raises(InputError) as e:
         MRMKGConfig.load(p)

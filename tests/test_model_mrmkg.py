@@ -117,7 +117,7 @@ def test_tiny_overfit_drives_losses_down(kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_save_load_round_trip_is_bit_identical(kind, tmp_path):
-    m, kg = build(kind, adapter_projections=True, graph_pointer=True)
+    m, kg = build(kind, adapter_projections=True, pointer={"mode": "first", "loss_weight": 0.5})
     opt = torch.optim.SGD(m.trainable_parameters(), lr=0.1)
     m.train()
     batch = m.collate(examples(kg))
@@ -149,6 +149,21 @@ def test_from_pretrained_errors(tmp_path):
     other = toy_features(kg, text_dim=6)
     with pytest.raises(InputError, match="text_dim"):
         MRMKG.from_pretrained(tmp_path / "c", llm=m.llm, features=other)
+
+
+def test_older_checkpoint_format_is_refused_with_the_file_and_a_retrain_hint(tmp_path):
+    import json
+
+    m, kg = build("llama")
+    m.save_pretrained(tmp_path / "c")
+    meta = tmp_path / "c" / "mrmkg.json"
+    d = json.loads(meta.read_text())
+    assert d["format_version"] == 2 and d["config"]["pointer"] is None
+    d["format_version"] = 1
+    meta.write_text(json.dumps(d))
+    with pytest.raises(InputError, match=r"format 1 is older .*'pointer' section.*retrain") as e:
+        MRMKG.from_pretrained(tmp_path / "c", llm=m.llm, features=m.features)
+    assert str(meta) in str(e.value)
 
 
 def test_entity_tokens_start_at_mean_name_embedding():

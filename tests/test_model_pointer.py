@@ -1,4 +1,5 @@
-"""The graph pointer (mrmkg.model.pointer) and memory edges on the four-entity toy graph."""
+"""The graph pointer (mrmkg.model.extensions.pointer, the model's score hook) and memory edges on the
+four-entity toy graph."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +8,9 @@ import torch
 from torch_geometric.data import Batch
 
 from mrmkg.kg.subgraph import MEMORY, Subgraph
-from mrmkg.model import MRMKG, MRMKGExample
-from mrmkg.model.pointer import GraphPointer, node_features, pointer_loss
+from mrmkg.model import MRMKG, MRMKGExample, PointerConfig
+from mrmkg.model.extensions.pointer import GraphPointer, pointer_loss
+from mrmkg.model.extensions.pointer_features import node_features
 from test_model_common import small_config, tiny_llm, toy_features, toy_kg
 
 
@@ -69,7 +71,7 @@ def test_pointer_touches_only_candidates_that_are_nodes(per_example, encoder):
     cand = torch.tensor([4, 3, 1, 2])                         # red, pet, dog, fur
     if per_example:
         cand = torch.stack([cand, torch.tensor([2, 4, 0, 3])])
-    bonus, is_node = ptr(slot, x, g, cand)
+    bonus, is_node = ptr.bonus(slot, x, g, cand)
     nodes = [{0, 2, 1, 4}, {2, 4}]
     for b in range(2):
         row = cand if cand.dim() == 1 else cand[b]
@@ -84,12 +86,12 @@ def test_pointer_touches_only_candidates_that_are_nodes(per_example, encoder):
     scaled = GraphPointer(d=6, h=5, num_entities=kg.num_entities, scale=10.0)
     scaled.load_state_dict(ptr.state_dict())
     want10 = ptr.query(slot[0]) @ x[j] + 10 * (ptr.feature(node_features(g)[j])[0] + ptr.prior.weight[1, 0])
-    torch.testing.assert_close(scaled(slot, x, g, cand)[0][0, col], want10)
+    torch.testing.assert_close(scaled.bonus(slot, x, g, cand)[0][0, col], want10)
     # without the per-entity prior: the same bonus less the prior, and no prior table
     bare = GraphPointer(d=6, h=5, num_entities=kg.num_entities, prior=False)
     bare.load_state_dict({k: v for k, v in ptr.state_dict().items() if not k.startswith("prior.")})
     assert bare.prior is None
-    torch.testing.assert_close(bare(slot, x, g, cand)[0][0, col], want - ptr.prior.weight[1, 0])
+    torch.testing.assert_close(bare.bonus(slot, x, g, cand)[0][0, col], want - ptr.prior.weight[1, 0])
 
 
 def test_pointer_loss_only_over_node_candidates():
@@ -112,7 +114,7 @@ def _model(**cfg):
 
 
 def test_zero_init_ranks_exactly_as_without_pointer():
-    with_ptr, kg = _model(graph_pointer=True)
+    with_ptr, kg = _model(pointer={})
     plain, _ = _model()
     plain.load_state_dict({k: v for k, v in with_ptr.state_dict().items() if not k.startswith("graph_pointer")},
                           strict=False)
@@ -123,7 +125,7 @@ def test_zero_init_ranks_exactly_as_without_pointer():
 
 def test_pointer_learns_to_pick_the_memory_node():
     """The answer is the memory neighbour of the seed; a few steps on the pointer alone find it."""
-    m, kg = _model(graph_pointer=True, pointer_loss_weight=1.0)
+    m, kg = _model(pointer={"loss_weight": 1.0})
     exs = [MRMKGExample("the cat [E0] is a", answer=1, subgraph=memory_subgraph(kg)),
            MRMKGExample("the dog [E1] is a", answer=3,
                         subgraph=Subgraph.from_triples(kg, [1], [0.8], seeds=[1]).with_memory([(1, 1, 3, 2.0)]))]
@@ -136,7 +138,7 @@ def test_pointer_learns_to_pick_the_memory_node():
         loss.backward()
         opt.step()
     out = m(batch)
-    assert out.pointer_loss is not None and out.pointer_loss < 0.1
+    assert out.aux_losses["pointer"] < 0.1
     m.eval()
     assert m.rank(batch).argmax(1).tolist() == [1, 3]
     assert m.graph_pointer.feature.weight[0, 1] > 0             # "memory led here" is learnt as evidence
@@ -171,13 +173,20 @@ def test_named_node_features_and_their_validation():
     torch.testing.assert_close(phi, torch.tensor([[0, 1, 1], [0, 1, 0], [0, 1, 0], [1, 1, 0]], dtype=torch.float32))
     with pytest.raises(ValueError, match="unknown pointer features"):
         GraphPointer(d=4, h=4, num_entities=5, features=("focus", "colour"))
-    with pytest.raises(InputError, match="pointer_features"):
-        MRMKGConfig(pointer_features="focus,colour")
-    with pytest.raises(InputError, match="pointer_mode"):
-        MRMKGConfig(pointer_mode="last")
-    with pytest.raises(InputError, match="pointer_scale"):
-        MRMKGConfig(pointer_scale=0.0)
-    assert MRMKGConfig(pointer_features=" node , copy").pointer_feature_names == ("node", "copy")
+    with pytest.raises(InputError, match=r"model\.pointer\.features"):
+        MRMKGConfig(pointer={"features": ["focus", "colour"]})
+    with pytest.raises(InputError, match=r"model\.pointer\.features .*expected a list of names"):
+        MRMKGConfig.from_dict({"pointer": {"features": "focus,memory"}})
+    with pytest.raises(InputError, match=r"model\.pointer\.mode"):
+        MRMKGConfig(pointer={"mode": "last"})
+    with pytest.raises(InputError, match=r"model\.pointer\.scale"):
+        MRMKGConfig(pointer={"scale": 0.0})
+    with pytest.raises(InputError, match=r"unknown model\.pointer config field\(s\) \['pointer_mode'\]"):
+        MRMKGConfig.from_dict({"pointer": {"pointer_mode": "first"}})
+    with pytest.raises(InputError, match=r"unknown model config field\(s\) \['graph_pointer'\]"):
+        MRMKGConfig.from_dict({"graph_pointer": True})
+    assert MRMKGConfig(pointer={"features": ["node", "copy"]}).pointer.features == ("node", "copy")
+    assert MRMKGConfig().pointer is None and MRMKGConfig(pointer={}).pointer == PointerConfig()
 
 
 def test_frequency_feature_adds_a_learned_multiple_of_log_counts():
@@ -188,11 +197,11 @@ def test_frequency_feature_adds_a_learned_multiple_of_log_counts():
     cand = torch.arange(kg.num_entities)
     slot, x = torch.zeros(1, 3), torch.zeros(g.num_nodes, 2)
     with pytest.raises(ValueError, match="set_frequency"):
-        ptr(slot, x, g, cand)
+        ptr.bonus(slot, x, g, cand)
     counts = torch.tensor([0.0, 1.0, 3.0, 7.0, 2.0])
     ptr.set_frequency(counts)
     ptr.frequency_weight.data.fill_(2.0)
-    bonus, is_node = ptr(slot, x, g, cand)
+    bonus, is_node = ptr.bonus(slot, x, g, cand)
     want = torch.where(is_node[0], 3.0 * 2.0 * torch.log1p(counts), torch.zeros(5))
     torch.testing.assert_close(bonus[0], want)
     assert "frequency" not in ptr.state_dict()                           # task data, not a saved weight
@@ -229,11 +238,11 @@ def test_relation_odds_weighs_a_fixed_table_by_one_learned_weight():
     cand = torch.arange(5)
     slot, x = torch.zeros(1, 3), torch.zeros(g.num_nodes, 2)
     with pytest.raises(ValueError, match="set_relation_odds"):
-        ptr(slot, x, g, cand)
+        ptr.bonus(slot, x, g, cand)
     table = torch.tensor([0.5, -1.0, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0])   # has: 0.5, is a reversed: 2.0
     ptr.set_relation_odds(table)
     ptr.relation_odds_weight.data.fill_(0.25)
-    bonus, is_node = ptr(slot, x, g, cand)
+    bonus, is_node = ptr.bonus(slot, x, g, cand)
     # entities: cat 0 (node 0, reversed "is a": 2.0), fur 2 (no edge to dog), dog 1 (the focus), red 4 ("has": 0.5)
     torch.testing.assert_close(bonus[0], 3.0 * 0.25 * torch.tensor([2.0, 0.0, 0.0, 0.0, 0.5]))
     assert is_node[0].tolist() == [True, True, True, False, True]
@@ -248,7 +257,7 @@ def test_relation_odds_weighs_a_fixed_table_by_one_learned_weight():
     started = GraphPointer(d=3, h=2, num_entities=5, features=("relation_odds",), scale=3.0, num_relations=R,
                            odds_init=1.0)
     started.set_relation_odds(table)
-    torch.testing.assert_close(started(slot, x, g, cand)[0][0], torch.tensor([2.0, 0.0, 0.0, 0.0, 0.5]))
+    torch.testing.assert_close(started.bonus(slot, x, g, cand)[0][0], torch.tensor([2.0, 0.0, 0.0, 0.0, 0.5]))
     assert all(p.abs().sum() == 0 for n, p in started.named_parameters() if n != "relation_odds_weight")
 
 
@@ -265,24 +274,24 @@ def test_relation_at_eval_odds_replaces_the_learned_weights_only_in_evaluation()
                                                          num_relations=R).needs_relation_odds
     cand, slot, x = torch.arange(5), torch.zeros(1, 3), torch.zeros(g.num_nodes, 2)
     learned = 3.0 * torch.tensor([R + 2.0, 0.0, 0.0, 0.0, 1.0])            # cat: reversed "is a", red: "has"
-    torch.testing.assert_close(ptr(slot, x, g, cand)[0][0], learned)    # training: the learned weights
+    torch.testing.assert_close(ptr.bonus(slot, x, g, cand)[0][0], learned)    # training: the learned weights
     ptr.eval()
     with pytest.raises(ValueError, match="set_relation_odds"):
-        ptr(slot, x, g, cand)
+        ptr.bonus(slot, x, g, cand)
     ptr.set_relation_odds(torch.tensor([0.5, -1.0, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0]))
-    torch.testing.assert_close(ptr(slot, x, g, cand)[0][0], torch.tensor([2.0, 0.0, 0.0, 0.0, 0.5]))  # weight 1
+    torch.testing.assert_close(ptr.bonus(slot, x, g, cand)[0][0], torch.tensor([2.0, 0.0, 0.0, 0.0, 0.5]))  # weight 1
     ptr.train()
-    torch.testing.assert_close(ptr(slot, x, g, cand)[0][0], learned)
+    torch.testing.assert_close(ptr.bonus(slot, x, g, cand)[0][0], learned)
 
 
-@pytest.mark.parametrize("value,features,needle", [("mean", "relation", "expected learned or odds"),
-                                                   ("odds", "focus,memory", "has none")])
+@pytest.mark.parametrize("value,features,needle", [("mean", ["relation"], "expected learned or odds"),
+                                                   ("odds", ["focus", "memory"], "has none")])
 def test_relation_at_eval_validation(value, features, needle):
     from mrmkg.errors import InputError
     from mrmkg.model import MRMKGConfig
 
     with pytest.raises(InputError, match=needle):
-        MRMKGConfig(relation_at_eval=value, pointer_features=features)
+        MRMKGConfig(pointer={"relation_at_eval": value, "features": features})
 
 
 def _record(obj, name: str) -> list:
@@ -300,10 +309,10 @@ def _randomise(ptr, seed=0):
 
 @pytest.mark.parametrize("randomised", [False, True])
 def test_first_mode_puts_nodes_first_in_pointer_order(randomised):
-    m, kg = _model(graph_pointer=True, pointer_mode="first", pointer_features="focus,memory,near,copy,node")
+    m, kg = _model(pointer={"mode": "first", "features": ["focus", "memory", "near", "copy", "node"]})
     if randomised:
         _randomise(m.graph_pointer)
-    seen = _record(m.graph_pointer, "forward")
+    seen = _record(m.graph_pointer, "bonus")
     exs = [MRMKGExample("the cat [E0] is a", answer=1, subgraph=memory_subgraph(kg)),
            MRMKGExample("the red [E4] is a", answer=2, subgraph=Subgraph.from_triples(kg, [4], [0.5]))]
     m.eval()
@@ -320,9 +329,9 @@ def test_first_mode_puts_nodes_first_in_pointer_order(randomised):
 
 
 def test_first_mode_loss_is_the_head_and_the_pointer_cross_entropy():
-    m, kg = _model(graph_pointer=True, pointer_mode="first", align_weight=0.0)
+    m, kg = _model(pointer={"mode": "first"}, align_weight=0.0)
     _randomise(m.graph_pointer, seed=1)
-    seen, head_scores = _record(m.graph_pointer, "forward"), _record(m.entity_head, "score")
+    seen, head_scores = _record(m.graph_pointer, "bonus"), _record(m.entity_head, "score")
     batch = m.collate([MRMKGExample("the cat [E0] is a", answer=1, subgraph=memory_subgraph(kg)),
                        MRMKGExample("the red [E4] is a", answer=3, subgraph=Subgraph.from_triples(kg, [4], [0.5]))])
     m.eval()
@@ -335,12 +344,12 @@ def test_first_mode_loss_is_the_head_and_the_pointer_cross_entropy():
 
 
 def test_round_trip_keeps_pointer_mode_and_features(tmp_path):
-    m, kg = _model(graph_pointer=True, pointer_mode="first", pointer_features="memory,copy,relation,node",
-                   pointer_scale=3.0)
+    m, kg = _model(pointer={"mode": "first", "features": ["memory", "copy", "relation", "node"], "scale": 3.0})
     _randomise(m.graph_pointer)
     m.save_pretrained(tmp_path / "c")
     m2 = MRMKG.from_pretrained(tmp_path / "c", llm=m.llm, features=m.features)
-    assert m2.config.pointer_mode == "first" and m2.graph_pointer.features == ("memory", "copy", "node")
+    assert m2.config.pointer == m.config.pointer and m2.config.pointer.mode == "first"
+    assert m2.graph_pointer.mode == "first" and m2.graph_pointer.features == ("memory", "copy", "node")
     assert m2.graph_pointer.relation is not None and m2.graph_pointer.scale == 3.0
     batch = m.collate([MRMKGExample("the cat [E0] is a", answer=1, subgraph=memory_subgraph(kg))])
     m.eval(), m2.eval()

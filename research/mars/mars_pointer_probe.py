@@ -7,7 +7,7 @@ Edits (applied in this order, each optional):
 * ``--relation-scale K``: multiply the learned relation weights by K (0 removes them);
 * ``--relation-odds K``: give the ``relation_odds`` feature (the training file's relation log-odds,
   ``MarsTask.train_relation_odds``) the weight K: its learned weight if the checkpoint has the
-  feature, else in place of the learned relation weights (K x log-odds / ``pointer_scale``);
+  feature, else in place of the learned relation weights (K x log-odds / ``pointer.scale``);
 * ``--query-scale A``: multiply the bilinear term (slot x node encoding) by A (0 removes it).
 
 Groups (the same as research/log.md, sessions 4-8): ``copy`` the question is the example head; ``memory`` the
@@ -58,12 +58,12 @@ def main() -> None:
     model = task.load_model(model_dir)
     pointer = model.mrmkg.graph_pointer
     if pointer is None:
-        raise SystemExit("this checkpoint has no graph pointer (model.graph_pointer: false)")
+        raise SystemExit("this checkpoint has no graph pointer (no model.pointer section)")
     learned_edit = args.relation_from or args.relation_scale != 1.0
     if pointer.relation is None and (learned_edit or (args.relation_odds is not None
                                                       and pointer.relation_odds_weight is None)):
         raise SystemExit("this checkpoint's graph pointer has no learned relation weights "
-                         "(model.pointer_features without 'relation')")
+                         "(model.pointer.features without 'relation')")
     with torch.no_grad():
         if args.relation_from:
             other = load_file(resolve_checkpoint(args.relation_from)[0] / "model.safetensors")

@@ -30,18 +30,17 @@ def main() -> None:
     task, model_dir, _ = open_mars_checkpoint(args.checkpoint)
     records = load_mars_split(args.split_file, task.kg)
     model = task.load_model(model_dir).mrmkg.eval()
-    if model.graph_pointer is None or model.config.pointer_mode != "add":
-        raise SystemExit("this checkpoint has no graph pointer whose bonus is added (model.graph_pointer: true, "
-                         "model.pointer_mode: add)")
+    if model.graph_pointer is None or model.config.pointer.mode != "add":
+        raise SystemExit("this checkpoint has no graph pointer whose bonus is added (model.pointer.mode: add)")
     bonus, total = [], []
-    pointer = model.graph_pointer.forward
+    pointer = model.graph_pointer.bonus
 
     def keep(*a, **k):
         out = pointer(*a, **k)
         bonus.append(out[0].detach())
         return out
 
-    model.graph_pointer.forward = keep
+    model.graph_pointer.bonus = keep
     examples = task.make_examples(records)
     for s in range(0, len(examples), 32):
         batch = model.collate(examples[s:s + 32], candidates=task.candidates)

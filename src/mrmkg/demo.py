@@ -36,7 +36,7 @@ from mrmkg.tasks.demo.task import QUESTION_TYPES, DemoStage1Task, DemoTask, Demo
 from mrmkg.engine import OptimConfig, TrainConfig, load_train_config, train
 from mrmkg.yamlconfig import Source, from_dict, to_dict
 
-DEMO_FORMAT = 2  # bump when what a rung computes changes (it keys the rung folders)
+DEMO_FORMAT = 3  # bump when what a rung computes or stores changes (it keys the rung folders); 3: checkpoint format 2
 
 
 @dataclass(frozen=True)

@@ -11,18 +11,23 @@ result is packed without holes, so a padded batch computes exactly what each ite
 * seq2seq LMs: ``H'_K H'_I H_T`` (text ends with EOS) are the encoder's ``inputs_embeds``; the
   target (+EOS) is the decoder's labels; generation runs the encoder once and a cached decoder loop.
 
+One encoding step (``encode``) builds that packed prompt -- prefix, packing, and for seq2seq the
+encoder run -- for all three uses: ``forward`` (losses), ``rank`` (candidate scores) and ``generate``.
+
 Ranking (``rank``): the hidden state at the answer slot -- the last prompt token for causal LMs (the
 position that predicts the next token), the first decoder position for seq2seq -- is scored against
 entity/relation token embeddings (``EntityHead``); cross-entropy over the candidates is the task loss.
+An optional score hook (:mod:`mrmkg.model.score_hook`; the MARS graph pointer, ``config.pointer``)
+may re-rank those scores and define their loss.
 
-Loss: ``L = L_task + lambda * L_align`` (Eq. 8), ``L_task`` = token cross-entropy (mean over target
-tokens) plus ranking cross-entropy when the batch has answers.
+Loss: ``L = L_task + lambda * L_align (+ the score hook's weighted auxiliary losses)`` (Eq. 8),
+``L_task`` = token cross-entropy (mean over target tokens) plus the ranking loss when the batch has answers.
 """
 from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -30,36 +35,60 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mrmkg.encoders.registry import load_llm
 from mrmkg.errors import InputError
 from mrmkg.fileio import atomic_write_bytes, atomic_write_json
-from mrmkg.model.adapters import AttentionAdapter
 from mrmkg.model.alignment import triplet_alignment_loss
 from mrmkg.model.batch import ENTITY_TOKEN, RELATION_TOKEN, MRMKGBatch, MRMKGExample, collate
 from mrmkg.model.config import MRMKGConfig
-from mrmkg.model.entity_head import EntityHead
 from mrmkg.model.features import KGFeatures
-from mrmkg.model.graph_encoder import GraphEncoder
 from mrmkg.model.packing import packed_hidden, recompute_with_forward_attention
-from mrmkg.model.pointer import GraphPointer, pointer_loss
+from mrmkg.model.params import parameter_report, print_parameter_report
+from mrmkg.model.parts import build_trainable_parts
+from mrmkg.model.score_hook import Ranking, ScoreHook
 
-FORMAT_VERSION = 1
+#: version of the ``mrmkg.json`` layout; 2: the graph pointer's options are the ``config.pointer`` section
+FORMAT_VERSION = 2
 WEIGHTS = "model.safetensors"
 META = "mrmkg.json"
 
 
 @dataclass
 class MRMKGOutput:
-    """``loss`` = task + lambda * align. ``example_loss [B]``: per-example token-mean CE (gen tasks).
-    ``scores [B, C]`` for ranking batches. ``pointer_loss``: the graph pointer's own loss (weighted
-    by ``config.pointer_loss_weight`` inside ``loss``)."""
+    """``loss`` = task + lambda * align + the score hook's weighted auxiliary losses. ``example_loss [B]``:
+    per-example token-mean CE (gen tasks). ``scores [B, C]`` for ranking batches. ``aux_losses``: the
+    score hook's auxiliary losses by name, unweighted (the graph pointer's own loss: ``"pointer"``)."""
 
     loss: torch.Tensor
     gen_loss: torch.Tensor | None = None
     rank_loss: torch.Tensor | None = None
     align_loss: torch.Tensor | None = None
-    pointer_loss: torch.Tensor | None = None
+    aux_losses: dict[str, torch.Tensor] = field(default_factory=dict)
     example_loss: torch.Tensor | None = None
     scores: torch.Tensor | None = None
+
+
+@dataclass
+class Encoded:
+    """One batch's prompt, packed for the LLM (:meth:`MRMKG.encode`); what forward, rank and generate share.
+
+    ``inputs_embeds [B, L, d]``, ``attention_mask [B, L]`` bool: causal ``[BOS] H'_K H'_I H_T`` (then
+    the target ``Y`` when encoded with targets), seq2seq ``H'_K H'_I H_T``, each example's rows without
+    holes (right-aligned when encoded with ``left=True``). ``position_ids [B, L]`` (causal).
+    ``prompt_len [B]``: prompt rows per example (the causal answer slot is row ``prompt_len - 1``).
+    ``target_pos [B, n_Y]``: packed column of every target token (causal, with targets).
+    ``encoder_states [B, L, d]``: the seq2seq encoder's output. ``node_states [N, h]``: the graph
+    encoder's output ``X_K`` (None without a graph). ``align_loss``: Eq. 6 (training only, else None).
+    """
+
+    inputs_embeds: torch.Tensor
+    attention_mask: torch.Tensor
+    prompt_len: torch.Tensor
+    position_ids: torch.Tensor | None = None
+    target_pos: torch.Tensor | None = None
+    encoder_states: torch.Tensor | None = None
+    node_states: torch.Tensor | None = None
+    align_loss: torch.Tensor | None = None
 
 
 def pack(segments: Sequence[tuple[torch.Tensor, torch.Tensor]], left: bool = False):
@@ -83,30 +112,6 @@ def pack(segments: Sequence[tuple[torch.Tensor, torch.Tensor]], left: bool = Fal
     mask = torch.zeros(x.shape[0], width, dtype=torch.bool, device=x.device)
     mask[b, dest[b, t]] = True
     return out, mask, dest
-
-
-def build_trainable_parts(config: MRMKGConfig, d: int, text_dim: int, vision_dim: int, num_relations: int,
-                          num_entities: int, image_token_dim: int, entity_init_std: float = 0.02) -> dict:
-    """The trainable modules (theta_a) for an LLM of width ``d``; absent parts are None.
-    Shared by ``MRMKG`` and the weight-free parameter counter (``params.count_trainable_parameters``)."""
-    parts = {"graph_encoder": None, "knowledge_adapter": None, "visual_adapter": None, "entity_head": None,
-             "graph_pointer": None}
-    if config.use_kg:
-        parts["graph_encoder"] = GraphEncoder(config, text_dim, vision_dim, num_relations)
-        parts["knowledge_adapter"] = AttentionAdapter(config.gnn_hidden, d, config.adapter_length,
-                                                      config.adapter_projections, gate=config.knowledge_gate)
-    if config.use_image and image_token_dim > 0:
-        parts["visual_adapter"] = AttentionAdapter(image_token_dim, d, config.adapter_length,
-                                                   config.adapter_projections)
-    if config.entity_head:
-        parts["entity_head"] = EntityHead(config.num_entity_tokens or num_entities,
-                                          config.num_relation_tokens or num_relations, d, init_std=entity_init_std)
-        if config.graph_pointer and config.use_kg:
-            parts["graph_pointer"] = GraphPointer(d, config.gnn_hidden, config.num_entity_tokens or num_entities,
-                                                   config.pointer_feature_names, config.pointer_scale, num_relations,
-                                                   prior=config.pointer_prior, odds_init=config.relation_odds_init,
-                                                   relation_at_eval=config.relation_at_eval)
-    return parts
 
 
 class MRMKG(nn.Module):
@@ -157,8 +162,6 @@ class MRMKG(nn.Module):
                 self.lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         self.train(False)
         if report:
-            from mrmkg.model.params import print_parameter_report
-
             print_parameter_report(self)
 
     # ------------------------------------------------------------------ helpers
@@ -194,9 +197,13 @@ class MRMKG(nn.Module):
         return [p for p in self.parameters() if p.requires_grad]
 
     def parameter_report(self) -> dict:
-        from mrmkg.model.params import parameter_report
-
         return parameter_report(self)
+
+    @property
+    def score_hook(self) -> ScoreHook | None:
+        """The module that may re-rank the entity head's scores (:mod:`mrmkg.model.score_hook`): the graph
+        pointer when ``config.pointer`` is set (its attribute name is its weights' checkpoint prefix)."""
+        return self.graph_pointer
 
     def collate(self, examples: Sequence[MRMKGExample], candidates=None, rank_over: str = "entity") -> MRMKGBatch:
         """``mrmkg.model.batch.collate`` with this model's tokenizer, kind and length limits."""
@@ -301,18 +308,55 @@ class MRMKG(nn.Module):
         ids = torch.full((B, 1), bos, dtype=torch.long, device=self.device)
         return [(self.embed_tokens(ids).to(dtype), torch.ones(B, 1, dtype=torch.bool, device=self.device))]
 
+    # ------------------------------------------------------------------ encode (shared by forward, rank, generate)
+    def encode(self, batch: MRMKGBatch, with_targets: bool = False, left: bool = False) -> Encoded:
+        """The batch's prompt segments (``prefix``), cast to the text's dtype and packed without holes.
+
+        Causal: ``[BOS] H'_K H'_I H_T``, plus the embedded target ``Y`` when ``with_targets`` and the
+        batch has targets (training); ``left=True`` right-aligns each example (causal greedy generation
+        with a KV cache). Seq2seq: ``H'_K H'_I H_T``, and the encoder is run on it (``encoder_states``).
+        """
+        segments, align, x_k = self.prefix(batch)
+        dtype = segments[-1][0].dtype
+        segments = self._bos_segment(len(batch), dtype) + [(x.to(dtype), m) for x, m in segments]
+        prompt_len = sum(m.sum(1) for _, m in segments)
+        targets = self.kind == "causal" and with_targets and batch.target_ids is not None
+        if targets:
+            segments = segments + [(self.embed_tokens(batch.target_ids).to(dtype), batch.target_mask)]
+        x, mask, dest = pack(segments, left=left)
+        enc = Encoded(x, mask, prompt_len, node_states=x_k, align_loss=align)
+        if self.kind == "causal":
+            enc.position_ids = (torch.cumsum(mask.long(), 1) - 1).clamp_min(0)
+            if targets:
+                enc.target_pos = dest[:, -batch.target_ids.shape[1]:]
+        else:
+            enc.encoder_states = self.lm.get_encoder()(inputs_embeds=x, attention_mask=mask.long()).last_hidden_state
+        return enc
+
     @property
     def _base(self) -> nn.Module:
         return getattr(self.lm, self.lm.base_model_prefix)
 
-    def _causal_hidden(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Last hidden states ``[B, L, d]`` of the causal LLM on ``x [B, L, d]``; rows where ``mask`` is
+    def _causal_hidden(self, enc: Encoded) -> torch.Tensor:
+        """Last hidden states ``[B, L, d]`` of the causal LLM on the packed prompt; rows where the mask is
         False are padding (zero outputs when ``config.pack_sequences``, see mrmkg.model.packing)."""
         if self.config.pack_sequences:
-            return packed_hidden(self._base, self.lm.config, x, mask)
-        pos = (torch.cumsum(mask.long(), 1) - 1).clamp_min(0)
-        return self._base(inputs_embeds=x, attention_mask=mask.long(), position_ids=pos,
-                          use_cache=False).last_hidden_state
+            return packed_hidden(self._base, self.lm.config, enc.inputs_embeds, enc.attention_mask)
+        return self._base(inputs_embeds=enc.inputs_embeds, attention_mask=enc.attention_mask.long(),
+                          position_ids=enc.position_ids, use_cache=False).last_hidden_state
+
+    def answer_slot(self, enc: Encoded, hidden: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, d]``: the hidden state that ranks candidates. Causal: the last prompt row of ``hidden``
+        (``_causal_hidden(enc)`` when not given); seq2seq: the first decoder position."""
+        if self.kind == "causal":
+            hidden = self._causal_hidden(enc) if hidden is None else hidden
+            return hidden[torch.arange(hidden.shape[0], device=hidden.device), enc.prompt_len - 1]
+        start = self.lm.config.decoder_start_token_id or 0
+        states = enc.encoder_states
+        dec_ids = torch.full((states.shape[0], 1), start, dtype=torch.long, device=states.device)
+        out = self.lm.get_decoder()(input_ids=dec_ids, encoder_hidden_states=states,
+                                    encoder_attention_mask=enc.attention_mask.long(), use_cache=False)
+        return out.last_hidden_state[:, 0]
 
     def _lm_logits(self, h: torch.Tensor) -> torch.Tensor:
         logits = self.lm.get_output_embeddings()(h)
@@ -321,66 +365,39 @@ class MRMKG(nn.Module):
             logits = torch.tanh(logits / cap) * cap
         return logits.float()
 
-    # ------------------------------------------------------------------ forward
-    def forward(self, batch: MRMKGBatch) -> MRMKGOutput:
-        """Losses of one batch (targets and/or answers). Gradients reach only trainable modules."""
-        with self._autocast():
-            segments, align, x_k = self.prefix(batch)
-            dtype = segments[-1][0].dtype
-            segments = [(x.to(dtype), m) for x, m in segments]
-            B = len(batch)
-            gen_loss = example_loss = rank_loss = scores = ptr_loss = None
-            want_rank = batch.answer_pos is not None and self.entity_head is not None
-            if self.kind == "causal":
-                segs = self._bos_segment(B, dtype) + segments
-                n_prompt = sum(m.sum(1) for _, m in segs)
-                if batch.target_ids is not None:
-                    y = self.embed_tokens(batch.target_ids).to(dtype)
-                    segs = segs + [(y, batch.target_mask)]
-                x, mask, dest = pack(segs)
-                hidden = self._causal_hidden(x, mask)
-                if batch.target_ids is not None:
-                    L = batch.target_ids.shape[1]
-                    labels = torch.full(mask.shape, -100, dtype=torch.long, device=x.device)
-                    b, t = batch.target_mask.nonzero(as_tuple=True)
-                    labels[b, dest[:, -L:][b, t]] = batch.target_ids[b, t]
-                    sel = labels[:, 1:] != -100                       # rows that predict a target token
-                    logits = self._lm_logits(hidden[:, :-1][sel])     # [n_tgt, V] only
-                    gen_loss, example_loss = self._token_ce(logits, labels[:, 1:][sel], sel.nonzero()[:, 0], B)
-                if want_rank:
-                    slot = hidden[torch.arange(B, device=x.device), n_prompt - 1]
-            else:
-                x, mask, _ = pack(segments)
-                enc = self.lm.get_encoder()(inputs_embeds=x, attention_mask=mask.long()).last_hidden_state
-                if batch.target_ids is not None:
-                    labels = batch.target_ids.masked_fill(~batch.target_mask, -100)
-                    dec_in = self.lm._shift_right(labels)
-                    logits = self.lm(encoder_outputs=(enc,), attention_mask=mask.long(), decoder_input_ids=dec_in,
-                                     use_cache=False).logits.float()
-                    sel = batch.target_mask
-                    gen_loss, example_loss = self._token_ce(logits[sel], batch.target_ids[sel], sel.nonzero()[:, 0], B)
-                if want_rank:
-                    slot = self._seq2seq_slot(enc, mask)
-            if want_rank:
-                scores, pointed = self._scores(slot, batch, x_k)
-                if pointed is not None and self.config.pointer_mode == "first":
-                    # two separate rankings: the head over all candidates, the pointer over the nodes
-                    rank_loss = (F.cross_entropy(pointed[2], batch.answer_pos, ignore_index=-100)
-                                 + pointer_loss(pointed[0], pointed[1], batch.answer_pos))
-                else:
-                    rank_loss = F.cross_entropy(scores, batch.answer_pos, ignore_index=-100)
-                if pointed is not None and self.config.pointer_loss_weight > 0:
-                    ptr_loss = pointer_loss(pointed[0], pointed[1], batch.answer_pos)
-        parts = [p for p in (gen_loss, rank_loss) if p is not None]
-        if not parts:
-            raise InputError("batch has neither targets nor answers (or answers without config.entity_head)")
-        loss = sum(parts)
-        if align is not None:
-            loss = loss + self.config.align_weight * align
-        if ptr_loss is not None:
-            loss = loss + self.config.pointer_loss_weight * ptr_loss
-        return MRMKGOutput(loss=loss, gen_loss=gen_loss, rank_loss=rank_loss, align_loss=align,
-                           pointer_loss=ptr_loss, example_loss=example_loss, scores=scores)
+    # ------------------------------------------------------------------ scores and losses
+    def rank_scores(self, slot: torch.Tensor, batch: MRMKGBatch, enc: Encoded) -> Ranking:
+        """The entity head's scores of the candidates (``batch.candidates``, else every entity / relation
+        token) from ``slot [B, d]``, re-ranked by the score hook when the model has one."""
+        cand = batch.candidates
+        if cand is None:
+            cand = torch.arange(self.entity_head.table(batch.rank_over).shape[0], device=slot.device)
+        head = self.entity_head.score(slot, cand, batch.rank_over).float()
+        ranking = Ranking(head, head, cand)
+        return ranking if self.score_hook is None else self.score_hook(ranking, slot, batch, enc)
+
+    def rank_loss(self, ranking: Ranking, answer_pos: torch.Tensor):
+        """``(loss, {name: (weight, aux loss)})``: the score hook's, when it changed the ranking; else the
+        cross-entropy of the scores over the candidates (``answer_pos`` -100 = no answer)."""
+        if ranking.state is None:
+            return F.cross_entropy(ranking.scores, answer_pos, ignore_index=-100), {}
+        return self.score_hook.loss(ranking, answer_pos)
+
+    def _causal_target_loss(self, hidden: torch.Tensor, enc: Encoded, batch: MRMKGBatch):
+        """Token cross-entropy of the target rows; LM-head logits only on the rows that predict them."""
+        labels = torch.full(enc.attention_mask.shape, -100, dtype=torch.long, device=hidden.device)
+        b, t = batch.target_mask.nonzero(as_tuple=True)
+        labels[b, enc.target_pos[b, t]] = batch.target_ids[b, t]
+        sel = labels[:, 1:] != -100                       # rows that predict a target token
+        logits = self._lm_logits(hidden[:, :-1][sel])     # [n_tgt, V] only
+        return self._token_ce(logits, labels[:, 1:][sel], sel.nonzero()[:, 0], len(batch))
+
+    def _seq2seq_target_loss(self, enc: Encoded, batch: MRMKGBatch):
+        labels = batch.target_ids.masked_fill(~batch.target_mask, -100)
+        logits = self.lm(encoder_outputs=(enc.encoder_states,), attention_mask=enc.attention_mask.long(),
+                         decoder_input_ids=self.lm._shift_right(labels), use_cache=False).logits.float()
+        sel = batch.target_mask
+        return self._token_ce(logits[sel], batch.target_ids[sel], sel.nonzero()[:, 0], len(batch))
 
     @staticmethod
     def _token_ce(logits, targets, rows, B):
@@ -389,34 +406,33 @@ class MRMKG(nn.Module):
         cnt = torch.zeros(B, device=logits.device).index_add(0, rows, torch.ones_like(tok))
         return tok.mean(), per / cnt.clamp_min(1)
 
-    def _seq2seq_slot(self, enc, mask):
-        start = self.lm.config.decoder_start_token_id or 0
-        dec_ids = torch.full((enc.shape[0], 1), start, dtype=torch.long, device=enc.device)
-        out = self.lm.get_decoder()(input_ids=dec_ids, encoder_hidden_states=enc,
-                                    encoder_attention_mask=mask.long(), use_cache=False)
-        return out.last_hidden_state[:, 0]
-
-    def _scores(self, slot: torch.Tensor, batch: MRMKGBatch, x_k: torch.Tensor | None = None):
-        """``(scores [B, C], pointed)``: the ranking scores, and ``pointed = (bonus, is_node, head)``
-        when the pointer ran (else None). ``pointer_mode`` add: scores = entity head + bonus;
-        first: node candidates get their bonus shifted above the row's best head score, the others
-        their head score (``head``, the head's own scores, is kept for its loss)."""
-        table = self.entity_head.table(batch.rank_over)
-        cand = batch.candidates
-        if cand is None:
-            cand = torch.arange(table.shape[0], device=slot.device)
-        scores = self.entity_head.score(slot, cand, batch.rank_over).float()
-        if self.graph_pointer is None or x_k is None or batch.rank_over != "entity":
-            return scores, None
-        bonus, is_node = self.graph_pointer(slot, x_k, batch.graphs, cand)
-        if self.config.pointer_mode == "add":
-            return scores + bonus, (bonus, is_node, None)
-        lowest = bonus.masked_fill(~is_node, float("inf")).amin(1, keepdim=True)
-        shift = (scores.amax(1, keepdim=True) - lowest.clamp(max=0.0) + 1.0).detach()
-        # equal bonuses (a fresh, zero-initialised pointer) are ordered by the head, not tied
-        lo, hi = scores.amin(1, keepdim=True), scores.amax(1, keepdim=True)
-        tie = 1e-3 * ((scores - lo) / (hi - lo).clamp_min(1e-6)).detach()
-        return torch.where(is_node, bonus + shift + tie, scores), (bonus, is_node, scores)
+    # ------------------------------------------------------------------ forward
+    def forward(self, batch: MRMKGBatch) -> MRMKGOutput:
+        """Losses of one batch (targets and/or answers). Gradients reach only trainable modules."""
+        with self._autocast():
+            enc = self.encode(batch, with_targets=True)
+            gen_loss = example_loss = rank_loss = ranking = hidden = None
+            aux = {}
+            if self.kind == "causal":
+                hidden = self._causal_hidden(enc)
+                if batch.target_ids is not None:
+                    gen_loss, example_loss = self._causal_target_loss(hidden, enc, batch)
+            elif batch.target_ids is not None:
+                gen_loss, example_loss = self._seq2seq_target_loss(enc, batch)
+            if batch.answer_pos is not None and self.entity_head is not None:
+                ranking = self.rank_scores(self.answer_slot(enc, hidden), batch, enc)
+                rank_loss, aux = self.rank_loss(ranking, batch.answer_pos)
+        parts = [p for p in (gen_loss, rank_loss) if p is not None]
+        if not parts:
+            raise InputError("batch has neither targets nor answers (or answers without config.entity_head)")
+        loss = sum(parts)
+        if enc.align_loss is not None:
+            loss = loss + self.config.align_weight * enc.align_loss
+        for weight, term in aux.values():
+            loss = loss + weight * term
+        return MRMKGOutput(loss=loss, gen_loss=gen_loss, rank_loss=rank_loss, align_loss=enc.align_loss,
+                           aux_losses={name: term for name, (_, term) in aux.items()}, example_loss=example_loss,
+                           scores=None if ranking is None else ranking.scores)
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
@@ -425,19 +441,8 @@ class MRMKG(nn.Module):
         if self.entity_head is None:
             raise InputError("rank() needs config.entity_head = true")
         with self._autocast():
-            segments, _, x_k = self.prefix(batch)
-            dtype = segments[-1][0].dtype
-            segments = [(x.to(dtype), m) for x, m in segments]
-            B = len(batch)
-            if self.kind == "causal":
-                x, mask, _ = pack(self._bos_segment(B, dtype) + segments)
-                hidden = self._causal_hidden(x, mask)
-                slot = hidden[torch.arange(B, device=x.device), mask.sum(1) - 1]
-            else:
-                x, mask, _ = pack(segments)
-                enc = self.lm.get_encoder()(inputs_embeds=x, attention_mask=mask.long()).last_hidden_state
-                slot = self._seq2seq_slot(enc, mask)
-            return self._scores(slot, batch, x_k)[0]
+            enc = self.encode(batch)
+            return self.rank_scores(self.answer_slot(enc), batch, enc).scores
 
     @torch.no_grad()
     def generate(self, batch: MRMKGBatch, max_new_tokens: int = 32) -> list[str]:
@@ -445,19 +450,17 @@ class MRMKG(nn.Module):
         tok = self.llm.tokenizer
         eos = tok.eos_token_id
         with self._autocast():
-            segments, _, _ = self.prefix(batch)
-            dtype = segments[-1][0].dtype
-            segments = [(x.to(dtype), m) for x, m in segments]
+            enc = self.encode(batch, left=self.kind == "causal")
+            dtype = enc.inputs_embeds.dtype
             B = len(batch)
             out_ids = torch.zeros(B, 0, dtype=torch.long, device=self.device)
             done = torch.zeros(B, dtype=torch.bool, device=self.device)
+            mask = enc.attention_mask.long()
             if self.kind == "causal":
-                x, mask, _ = pack(self._bos_segment(B, dtype) + segments, left=True)
-                mask = mask.long()
-                pos = (torch.cumsum(mask, 1) - 1).clamp_min(0)
-                o = self._base(inputs_embeds=x, attention_mask=mask, position_ids=pos, use_cache=True)
+                o = self._base(inputs_embeds=enc.inputs_embeds, attention_mask=mask, position_ids=enc.position_ids,
+                               use_cache=True)
                 cache, last = o.past_key_values, o.last_hidden_state[:, -1]
-                nxt_pos = pos[:, -1:] + 1
+                nxt_pos = enc.position_ids[:, -1:] + 1
                 for _ in range(max_new_tokens):
                     nxt = self._lm_logits(last).argmax(-1)
                     out_ids, done = self._append(out_ids, nxt, done, eos)
@@ -468,14 +471,12 @@ class MRMKG(nn.Module):
                                    position_ids=nxt_pos, past_key_values=cache, use_cache=True)
                     cache, last, nxt_pos = o.past_key_values, o.last_hidden_state[:, -1], nxt_pos + 1
             else:
-                x, mask, _ = pack(segments)
-                enc = self.lm.get_encoder()(inputs_embeds=x, attention_mask=mask.long()).last_hidden_state
                 start = self.lm.config.decoder_start_token_id or 0
                 nxt = torch.full((B,), start, dtype=torch.long, device=self.device)
                 cache = None
                 for _ in range(max_new_tokens):
-                    o = self.lm(encoder_outputs=(enc,), attention_mask=mask.long(), decoder_input_ids=nxt[:, None],
-                                past_key_values=cache, use_cache=True)
+                    o = self.lm(encoder_outputs=(enc.encoder_states,), attention_mask=mask,
+                                decoder_input_ids=nxt[:, None], past_key_values=cache, use_cache=True)
                     cache = o.past_key_values
                     nxt = o.logits[:, -1].float().argmax(-1)
                     out_ids, done = self._append(out_ids, nxt, done, eos)
@@ -533,17 +534,20 @@ class MRMKG(nn.Module):
                 meta = json.load(f)
             except json.JSONDecodeError as e:
                 raise InputError(f"not valid JSON: {e.msg}", path=d / META, line=e.lineno) from None
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise InputError(f"checkpoint format {meta.get('format_version')} is not {FORMAT_VERSION}", path=d / META)
+        version = meta.get("format_version")
+        if isinstance(version, int) and version < FORMAT_VERSION:
+            raise InputError(f"checkpoint format {version} is older than this mrmkg's format {FORMAT_VERSION} (format 2 "
+                             "moved the graph pointer's options into the model config's 'pointer' section); retrain "
+                             "it with this version (mrmkg train)", path=d / META)
+        if version != FORMAT_VERSION:
+            raise InputError(f"checkpoint format {version} is not {FORMAT_VERSION}", path=d / META)
         config = MRMKGConfig.from_dict(meta["config"], path=d / META)
         dims = meta["dims"]
         if llm is None:
-            from mrmkg.encoders.registry import load_llm
-
             llm = load_llm(meta["frozen"]["llm"])
         if features is None:
             if config.kg:
-                from mrmkg.kg.index import KGIndex
+                from mrmkg.kg.index import KGIndex  # imports faiss: only when the features must be loaded
 
                 features = KGFeatures.from_index(KGIndex.load(config.kg))
             elif not config.use_kg and not config.entity_head:

@@ -1,14 +1,14 @@
-"""Parameter accounting: the report printed at model build (trainable / frozen / % of the LLM)
-and a weight-free count of the trainable parameters for any LLM config (e.g. FLAN-T5-XL/XXL built
-from a hand-written ``T5Config``), to compare with the paper's Table 1 (77M / 248M)."""
+"""Parameter accounting: the report printed at model build (trainable / frozen / % of the LLM, per
+part of :data:`mrmkg.model.parts.PARTS`) and a weight-free count of the trainable parameters for any
+LLM config (e.g. FLAN-T5-XL/XXL built from a hand-written ``T5Config``), to compare with the paper's
+Table 1 (77M / 248M)."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
 from mrmkg.model.config import MRMKGConfig
-
-PARTS = ("graph_encoder", "knowledge_adapter", "visual_adapter", "entity_head", "graph_pointer")
+from mrmkg.model.parts import PARTS, build_trainable_parts
 
 
 def _count(m: nn.Module | None) -> int:
@@ -57,8 +57,6 @@ def count_trainable_parameters(config: MRMKGConfig, llm_config, text_dim: int = 
     """Trainable-parameter count of MR-MKG for an LLM *config* (no weights are created: the
     modules are built on the meta device). ``llm_config`` is any HF config with ``hidden_size`` or
     ``d_model``. Returns ``{"total": n, "d": d, "parts": {name: n}}``."""
-    from mrmkg.model.mrmkg import build_trainable_parts
-
     cfg = getattr(llm_config, "get_text_config", lambda: llm_config)()
     d = int(getattr(cfg, "hidden_size", None) or getattr(cfg, "d_model"))
     with torch.device("meta"):

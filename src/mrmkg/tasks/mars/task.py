@@ -33,22 +33,22 @@ ranking of the 2,063 analogy entities. The gold ``relation`` is **never** an inp
   the memory is keyed by the entity, which the image alone does not name. A training example's own answer
   is always in its memory, while on dev it is for 37.6 % of examples; ``memory_keep_gold`` < 1
   drops it (seeded per example) to match: worse when the pointer's bonus is added to the entity
-  head; with ``model.pointer_mode=first`` 1.0 and 0.4 measured within noise (docs/results.md).
+  head; with ``model.pointer.mode=first`` 1.0 and 0.4 measured within noise (docs/results.md).
 * Example copy (``copy_node``; not in the paper, off by default): every MARS subgraph knows its
   example pair (``Subgraph.example``). When the question is the example head (``h : t :: h : ?``,
   4.8 % of dev), the answer is the example tail; ``copy_node`` adds it as a node so the graph
   pointer's ``copy`` feature can pick it (a question image of the same entity is its same first
   picture, so this holds in every mode). MARS train has almost no such examples (5 of 10,641), so
   ``copy_augment`` turns a fraction of training examples into their copy form.
-* Frequency (``model.pointer_features`` with ``frequency``; not in the paper): the task gives the
+* Frequency (``model.pointer.features`` with ``frequency``; not in the paper): the task gives the
   graph pointer how often each entity occurs in the training file (recomputed from ``train_file``
   when a model is built or loaded, like the memory), a prior whose strength the pointer learns
   (measured worse on MARS dev at one epoch, docs/results.md).
-* Relation odds (``model.pointer_features`` with ``relation_odds``; not in the paper): for every
+* Relation odds (``model.pointer.features`` with ``relation_odds``; not in the paper): for every
   relation type and direction, the smoothed log-odds that a MarKG neighbour of a training question
   reached through it is that question's answer (:meth:`MarsTask.train_relation_odds`), a fixed
   table the pointer weighs with one learned weight instead of learning ~2 x 193 relation weights;
-  or, with ``model.relation_at_eval=odds``, that evaluation uses in place of the learned relation
+  or, with ``model.pointer.relation_at_eval=odds``, that evaluation uses in place of the learned relation
   weights (weight 1; measured better in every seed, docs/results.md session 8).
 * Retrieval (paper A.7: "retrieved from the question entity"): the query vector is the question
   entity's frozen embedding from the index (the same vector its text would get), or its image
@@ -112,8 +112,8 @@ class MarsTaskConfig:
                 "memory edges (graph prompts only; see the module docstring)."})
     memory_keep_gold: float = field(default=1.0, metadata={
         "help": "Training examples keep their own (question, answer) memory edges with this probability. Measured on MARS "
-                "dev at one epoch with model.pointer_mode=add: 1.0 gives Hits@1 0.343 / MRR 0.421, 0.4 (matching dev's "
-                "37.6% memory coverage) 0.288 / 0.348; with pointer_mode=first 1.0 gave 0.396 / 0.485, 0.4 0.392 / 0.478."})
+                "dev at one epoch with model.pointer.mode=add: 1.0 gives Hits@1 0.343 / MRR 0.421, 0.4 (matching dev's "
+                "37.6% memory coverage) 0.288 / 0.348; with pointer.mode=first 1.0 gave 0.396 / 0.485, 0.4 0.392 / 0.478."})
     copy_keep_gold: float = field(default=1.0, metadata={
         "help": "memory_keep_gold for training examples in copy form (h : t :: h : ?, copy_augment): the probability "
                 "that they keep the memory edge to their answer t. At 1.0 a trained copy is always also a memory "
@@ -122,7 +122,7 @@ class MarsTaskConfig:
                 "3 seeds, docs/results.md session 6)."})
     copy_node: bool = field(default=False, metadata={
         "help": "When the question is the example head (h : t :: h : ?, 4.8% of MARS dev), add the example tail to the "
-                "subgraph as a node the graph pointer can pick (feature 'copy' of model.pointer_features)."})
+                "subgraph as a node the graph pointer can pick (feature 'copy' of model.pointer.features)."})
     copy_augment: float = field(default=0.0, metadata={
         "help": "Probability that a training example is replaced by its copy form h : t :: h : ? -> t (seeded). MARS "
                 "train has 5 such examples (0.05%), dev 4.8%, so the pointer's 'copy' weight cannot be learnt without. Dev, "

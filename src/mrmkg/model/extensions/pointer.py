@@ -1,8 +1,10 @@
 """Graph pointer: a candidate that is a node of the retrieved subgraph gets a score from that node.
 
-Not in the paper (``MRMKGConfig.graph_pointer``, off by default). The paper's ranking head scores
-all candidates from the answer slot alone, so knowledge reaches the answer only through the soft
-prompt. The pointer adds, for every entity node ``j`` of example ``b``'s subgraph whose entity is
+Not in the paper; off by default, on when the model config has a ``pointer`` section
+(``MRMKGConfig.pointer``, a :class:`~mrmkg.model.extensions.pointer_config.PointerConfig`). It is
+the model's score hook (:mod:`mrmkg.model.score_hook`): the core scorer hands it the entity head's
+ranking. The paper's ranking head scores all candidates from the answer slot alone, so knowledge
+reaches the answer only through the soft prompt. The pointer adds, for every entity node ``j`` of example ``b``'s subgraph whose entity is
 candidate ``c``::
 
     score[b, c] += (W slot_b) . x_j + s * (u . phi_j + p_c)
@@ -10,8 +12,8 @@ candidate ``c``::
 * ``slot_b [d]``: the LLM hidden state at the answer slot; ``W``: Linear(d -> h);
 * ``x_j [h]``: the graph encoder's output for node j (so RGAT is trained by the pointer directly);
 * ``phi_j [F]``: structure the encoder cannot see from node features alone, the columns named by
-  ``MRMKGConfig.pointer_features`` (registry :data:`FEATURES`): ``focus`` j is a focus entity (MARS:
-  the question entity; ``Subgraph.focus``), ``memory`` log(1 + how often a memory edge leads into
+  ``PointerConfig.features`` (registry :data:`~mrmkg.model.extensions.pointer_features.FEATURES`):
+  ``focus`` j is a focus entity (MARS: the question entity; ``Subgraph.focus``), ``memory`` log(1 + how often a memory edge leads into
   j), ``near`` j shares an MMKG edge with a focus entity, ``copy`` j is the example tail while the
   focus is the example head (``h : t :: h : ?`` is answered by ``t``; ``Subgraph.example``),
   ``node`` a constant 1, a learned preference of subgraph nodes over the rest of the candidates, and
@@ -26,32 +28,32 @@ candidate ``c``::
   ``relation_odds``, the same sum over a node's edges to a focus entity but of fixed per-relation
   values the task supplies (:meth:`GraphPointer.set_relation_odds`; MARS: smoothed log-odds, from
   the training file, that a question's neighbour through that relation is its answer), with one
-  learned weight (starting at ``MRMKGConfig.relation_odds_init``, 0 like every other pointer weight
+  learned weight (starting at ``PointerConfig.relation_odds_init``, 0 like every other pointer weight
   by default) -- the ``relation`` term estimates ~2 x 193 weights from the few training
   examples each relation appears in, so on MARS its values differed from seed to seed. Trained
   as a feature, its weight stayed small (training pairs recur ~8.6 times and the bilinear term
   fits them without it); used in evaluation *in place of* the learned ``relation`` weights
-  (``MRMKGConfig.relation_at_eval="odds"``: weight 1, training unchanged) it lifted MARS dev
+  (``PointerConfig.relation_at_eval="odds"``: weight 1, training unchanged) it lifted MARS dev
   Hits@1 in every seed (docs/results.md, session 8); and
   ``frequency``, ``log(1 + f_c)`` for a per-entity count the task supplies
   (:meth:`GraphPointer.set_frequency`; MARS: occurrences in the training file), with one learned
   weight -- a data prior whose strength is learned, where ``p_c`` must learn every entity alone
   (on MARS dev it measured worse, 0.389 vs 0.406 Hits@1: docs/results.md, session 5);
 * ``p_c``: a learned prior per entity (how often it is the answer when it is a node); optional
-  (``MRMKGConfig.pointer_prior``): with ``pointer_scale`` 30 it moves 30x faster than the other
+  (``PointerConfig.prior``): with ``scale`` 30 it moves 30x faster than the other
   weights and can learn the training answers by heart;
-* ``s``: ``MRMKGConfig.pointer_scale``, fixed. Adam moves a weight by about the learning rate per
+* ``s``: ``PointerConfig.scale``, fixed. Adam moves a weight by about the learning rate per
   step whatever its gradient, so after one MARS epoch at lr 1e-3 a flag's weight is at most ~1.3
   (measured: |u| <= 0.2, prior std 0.008) -- too little to order nodes the way the memory / neighbour
   / popularity rule does; ``s`` lets these few weights move ``s`` times faster (an lr multiplier).
 
-Optionally (``MRMKGConfig.pointer_loss_weight`` > 0) training adds ``pointer_loss``: cross-entropy
+Optionally (``PointerConfig.loss_weight`` > 0) training adds ``pointer_loss``: cross-entropy
 of the pointer's scores alone over the candidates that are nodes, for examples whose answer is one.
 It was meant to keep the pointer strong although the entity head memorises the training pairs (each
 MARS pair recurs ~8 times, while most dev pairs are new); measured on MARS dev it did not help, so
 it is off by default (docs/results.md).
 
-How the bonus meets the entity head is ``MRMKGConfig.pointer_mode`` (mrmkg.model.mrmkg): ``add``
+How the bonus meets the entity head is ``PointerConfig.mode`` (:meth:`GraphPointer.forward`): ``add``
 sums them; ``first`` ranks every node above every other candidate, nodes by the bonus alone, the
 rest by the head, and trains the head and the pointer by separate cross-entropies -- the head
 memorises training pairs, which would otherwise outvote the graph on new pairs.
@@ -64,75 +66,31 @@ candidate is a node with provenance (the triple or memory edge that brought it i
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mrmkg.kg.subgraph import ENTITY
+from mrmkg.model.extensions.pointer_config import MODES, PointerConfig
+from mrmkg.model.extensions.pointer_features import ALL_FEATURES, DEFAULT_FEATURES, FEATURES, node_features
+from mrmkg.model.score_hook import Ranking, ScoreHook
 
 
-def _focus(graph) -> torch.Tensor:
-    return graph.node_focus.float()
+class GraphPointer(ScoreHook):
+    """The graph pointer as the model's score hook.
 
-
-def _memory(graph) -> torch.Tensor:
-    mem = graph.edge_memory.bool()
-    counts = torch.zeros(graph.node_kind.shape[0], device=mem.device)
-    return torch.log1p(counts.index_add(0, graph.edge_index[1][mem], graph.edge_score[mem].float()))
-
-
-def _near(graph) -> torch.Tensor:
-    src, dst = graph.edge_index
-    focus = graph.node_focus
-    kg_edge = ~graph.edge_memory.bool() & (graph.node_kind[src] == ENTITY) & (graph.node_kind[dst] == ENTITY)
-    near = torch.zeros(graph.node_kind.shape[0], device=focus.device)
-    s, t = src[kg_edge], dst[kg_edge]
-    near[t[focus[s] > 0]] = 1.0
-    near[s[focus[t] > 0]] = 1.0
-    return near
-
-
-def _copy(graph) -> torch.Tensor:
-    copy = getattr(graph, "node_copy", None)  # graphs built before ``Subgraph.example`` existed have none
-    return torch.zeros(graph.node_kind.shape[0], device=graph.node_kind.device) if copy is None else copy.float()
-
-
-def _node(graph) -> torch.Tensor:
-    return torch.ones(graph.node_kind.shape[0], device=graph.node_kind.device)
-
-
-def _retrieval(graph) -> torch.Tensor:
-    # the best retrieval score among the MMKG triples that brought j in (memory edges carry counts, not
-    # scores; a node only memory edges reach gets 0, as does one whose triples all scored below 0)
-    src, dst = graph.edge_index
-    kg_edge = ~graph.edge_memory.bool()
-    score = graph.edge_score.float()[kg_edge]
-    out = torch.zeros(graph.node_kind.shape[0], device=src.device)
-    out = out.scatter_reduce(0, src[kg_edge], score, reduce="amax")
-    return out.scatter_reduce(0, dst[kg_edge], score, reduce="amax")
-
-
-#: pointer feature name -> ``fn(graph) -> [N]``; ``MRMKGConfig.pointer_features`` picks the columns
-FEATURES = {"focus": _focus, "memory": _memory, "near": _near, "copy": _copy, "node": _node,
-            "retrieval": _retrieval}
-DEFAULT_FEATURES = ("focus", "memory", "near")
-#: every name ``MRMKGConfig.pointer_features`` accepts: the graph's columns, the learned ``relation``
-#: term and the task-supplied ``relation_odds`` and ``frequency`` terms
-ALL_FEATURES = (*FEATURES, "relation", "relation_odds", "frequency")
-
-
-def node_features(graph, names=DEFAULT_FEATURES) -> torch.Tensor:
-    """``phi [N, len(names)]`` for a PyG batch with ``node_focus``, ``edge_memory``, ``edge_score``
-    (and ``node_copy`` for ``copy``), one column per name of :data:`FEATURES`."""
-    return torch.stack([FEATURES[n](graph) for n in names], dim=1)
-
-
-class GraphPointer(nn.Module):
-    """``forward(slot [B, d], x [N, h], graph, candidates [C] | [B, C])`` -> ``(bonus [B, C],
-    is_node [B, C] bool)``: the score bonus (0 off the subgraph) and which candidates are nodes."""
+    ``bonus(slot [B, d], x [N, h], graph, candidates [C] | [B, C])`` -> ``(bonus [B, C], is_node [B, C]
+    bool)``: the score bonus (0 off the subgraph) and which candidates are nodes; ``forward`` combines it
+    with the entity head per ``mode``, ``loss`` gives the ranking loss of that combination.
+    """
 
     def __init__(self, d: int, h: int, num_entities: int, features=DEFAULT_FEATURES, scale: float = 1.0,
                  num_relations: int = 0, prior: bool = True, odds_init: float = 0.0,
-                 relation_at_eval: str = "learned"):
+                 relation_at_eval: str = "learned", mode: str = "add", loss_weight: float = 0.0):
         super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"pointer mode must be one of {list(MODES)}, not {mode!r}")
+        self.mode = mode
+        self.loss_weight = loss_weight
         self.scale = scale
         self.relation_at_eval = relation_at_eval
         self.num_entities = num_entities
@@ -160,7 +118,50 @@ class GraphPointer(nn.Module):
         if self.relation_odds_weight is not None:
             nn.init.constant_(self.relation_odds_weight, odds_init / scale)   # the term starts as odds_init x table
 
-    def forward(self, slot: torch.Tensor, x: torch.Tensor, graph, candidates: torch.Tensor):
+    @classmethod
+    def from_config(cls, config: PointerConfig, d: int, h: int, num_entities: int,
+                    num_relations: int) -> "GraphPointer":
+        """The pointer of ``model.pointer`` for an LLM of width ``d`` and a graph encoder of width ``h``."""
+        return cls(d, h, num_entities, config.features, config.scale, num_relations, prior=config.prior,
+                   odds_init=config.relation_odds_init, relation_at_eval=config.relation_at_eval,
+                   mode=config.mode, loss_weight=config.loss_weight)
+
+    # ------------------------------------------------------------------ the score hook
+    def forward(self, ranking: Ranking, slot: torch.Tensor, batch, encoded) -> Ranking:
+        """Re-rank ``ranking.head [B, C]`` (entity candidates only, and only with a graph encoding).
+        ``mode`` add: scores = head + bonus; first: node candidates get their bonus shifted above the
+        row's best head score, the others their head score. ``state = (bonus, is_node)``."""
+        x_k = encoded.node_states
+        if x_k is None or batch.rank_over != "entity":
+            return ranking
+        scores = ranking.head
+        bonus, is_node = self.bonus(slot, x_k, batch.graphs, ranking.candidates)
+        if self.mode == "add":
+            return Ranking(scores + bonus, scores, ranking.candidates, state=(bonus, is_node))
+        lowest = bonus.masked_fill(~is_node, float("inf")).amin(1, keepdim=True)
+        shift = (scores.amax(1, keepdim=True) - lowest.clamp(max=0.0) + 1.0).detach()
+        # equal bonuses (a fresh, zero-initialised pointer) are ordered by the head, not tied
+        lo, hi = scores.amin(1, keepdim=True), scores.amax(1, keepdim=True)
+        tie = 1e-3 * ((scores - lo) / (hi - lo).clamp_min(1e-6)).detach()
+        return Ranking(torch.where(is_node, bonus + shift + tie, scores), scores, ranking.candidates, state=(bonus, is_node))
+
+    def loss(self, ranking: Ranking, answer_pos: torch.Tensor):
+        """add: cross-entropy of the summed scores; first: two separate rankings, the head's over all
+        candidates plus the pointer's over the nodes. With ``loss_weight`` > 0 also ``pointer``, the
+        pointer's own cross-entropy over the nodes."""
+        bonus, is_node = ranking.state
+        if self.mode == "first":
+            rank_loss = (F.cross_entropy(ranking.head, answer_pos, ignore_index=-100)
+                         + pointer_loss(bonus, is_node, answer_pos))
+        else:
+            rank_loss = F.cross_entropy(ranking.scores, answer_pos, ignore_index=-100)
+        aux = {}
+        if self.loss_weight > 0:
+            aux["pointer"] = (self.loss_weight, pointer_loss(bonus, is_node, answer_pos))
+        return rank_loss, aux
+
+    # ------------------------------------------------------------------ the pointer's scores
+    def bonus(self, slot: torch.Tensor, x: torch.Tensor, graph, candidates: torch.Tensor):
         B, C = slot.shape[0], candidates.shape[-1]
         bonus = torch.zeros(B, C, device=slot.device)
         is_node = torch.zeros(B, C, dtype=torch.bool, device=slot.device)
@@ -197,7 +198,6 @@ class GraphPointer(nn.Module):
             logit = (w[b] * x[ent].float()).sum(-1) + self.scale * flags
             is_node[b, pos] = True
             return bonus.index_put((b, pos), logit, accumulate=True), is_node
-
     def set_frequency(self, counts) -> None:
         """``counts [num_entities]`` (>= 0) for the ``frequency`` feature, used as ``log(1 + counts)``."""
         counts = torch.as_tensor(counts, dtype=torch.float32).reshape(-1)
