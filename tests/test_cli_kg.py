@@ -53,7 +53,7 @@ class ColourEncoder(VisionEncoder):
 
 register_text_encoder("test-bow", lambda arg: BowEncoder())
 register_vision_encoder("test-colour", lambda arg: ColourEncoder())
-FAKE = ["--text-encoder", "test-bow", "--vision-encoder", "test-colour", "--no-progress"]
+FAKE = ["--text-encoder", "test-bow", "--vision-encoder", "test-colour"]
 
 
 def solid(path: Path, rgb) -> Path:
@@ -116,7 +116,7 @@ def test_build_writes_graph_and_index_and_second_build_is_cached(graph_src, tmp_
 def test_build_with_vision_none_ignores_images(graph_src, tmp_path, cache, capsys):
     out = tmp_path / "g"
     rc, so, _ = run(["kg", "build", str(graph_src), "--out", str(out), "--text-encoder", "test-bow",
-                     "--vision-encoder", "none", "--no-progress"], capsys)
+                     "--vision-encoder", "none"], capsys)
     assert rc == 0
     m = json.loads((out / "index" / "manifest.json").read_text())
     assert m["counts"]["images"] == 0 and m["vision_encoder_id"] is None
@@ -268,7 +268,7 @@ def test_python_m_mrmkg_bad_input_exit_2_without_traceback(tmp_path):
 def test_retrieve_with_real_minilm(graph_src, tmp_path, cache, capsys):
     out = tmp_path / "g"
     rc, _, se = run(["kg", "build", str(graph_src), "--out", str(out), "--text-encoder", "minilm",
-                     "--vision-encoder", "none", "--no-progress"], capsys)
+                     "--vision-encoder", "none"], capsys)
     assert rc == 0, se
     rc, so, _ = run(["kg", "retrieve", str(out), "Which city is the capital of Germany?", "-n", "2", "-N", "3",
                      "--json"], capsys)
@@ -283,7 +283,7 @@ def test_build_and_retrieve_real_markg(data_dir, tmp_path, capsys):
     """The issue's acceptance path on MarKG (uses the user's embedding cache; minutes when cold)."""
     out = tmp_path / "markg"
     argv = ["kg", "build", str(data_dir / "markg"), "--format", "markg", "--out", str(out),
-            "--images", str(data_dir / "mars" / "images"), "--no-progress"]
+            "--images", str(data_dir / "mars" / "images")]
     rc, so, se = run(argv, capsys)
     assert rc == 0, se
     assert "33301 triples" in so and "dropped 6 duplicate" in so
