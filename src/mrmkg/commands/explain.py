@@ -11,9 +11,9 @@ from mrmkg.commands.options import GraphOverride, Json
 from mrmkg.errors import InputError
 
 
-def _refuse_scienceqa(eval_dir: Path) -> None:
-    """A `mrmkg scienceqa eval` folder (a split name, no split file) is not one explain reads yet: say so,
-    instead of asking for a graph and a split file it does not need."""
+def _refuse_other_tasks(eval_dir: Path) -> None:
+    """An evaluation of a ScienceQA, demo or stage-1 checkpoint (it records a split name, not a MARS split
+    file) is not one explain reads yet: say so, instead of asking for a graph and a split file."""
     from mrmkg.yamlconfig import load_yaml
 
     cfg_path = eval_dir / "eval_config.yaml"
@@ -21,8 +21,9 @@ def _refuse_scienceqa(eval_dir: Path) -> None:
         return
     cfg, _ = load_yaml(cfg_path)
     if "split_file" not in cfg and "split" in cfg:
-        raise InputError("a `mrmkg scienceqa eval` folder: `mrmkg explain` reads `mrmkg eval` (MARS) folders for "
-                         "now; its predictions.jsonl holds each problem's output and parsed answer", path=eval_dir)
+        raise InputError(f"this evaluation records a split name ({cfg['split']!r}), not a MARS split file: "
+                         "`mrmkg explain` reads evaluations of MARS checkpoints for now (ScienceQA, demo and "
+                         "stage-1 evaluations: read their predictions.jsonl)", path=eval_dir)
 
 
 def explain_command(
@@ -50,7 +51,7 @@ def explain_command(
     from mrmkg.evaluate import read_predictions
     from mrmkg.explain import coverage_summary, explain, open_eval, print_coverage, print_explanation, select, subgraph_of
 
-    _refuse_scienceqa(eval_dir)
+    _refuse_other_tasks(eval_dir)
     folder = open_eval(eval_dir, graph=None if graph is None else str(graph), split_file=split_file)
     if summary:
         cov = coverage_summary(folder)

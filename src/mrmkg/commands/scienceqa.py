@@ -10,7 +10,6 @@ import typer
 
 from mrmkg.commands.options import (Checkpoint, Device, GraphOverride, Json, Out, Quiet, check_out_dir,
                                     human_output)
-from mrmkg.errors import InputError
 
 app = typer.Typer(help="ScienceQA: validate the official files, show Multimodal-CoT prompts, evaluate checkpoints, "
                        "score predictions.",
@@ -129,16 +128,13 @@ def eval_(checkpoint: Checkpoint,
 
     Writes OUT (replaced atomically): predictions.jsonl, metrics.json, eval_config.yaml.
     The rationale stage (QCM-LE) writes the generated rationales the answer stage (QCMG-A) reads."""
-    if device != "cpu":
-        raise InputError(f"--device {device!r}: `mrmkg scienceqa eval` runs on cpu for now (the model is placed "
-                         "by evaluate_scienceqa, which takes no device yet)")
     check_out_dir(out, marker="eval_config.yaml", what="an evaluation folder")
     from mrmkg.tasks.scienceqa.task import evaluate_scienceqa
 
     with human_output(as_json):
         m = evaluate_scienceqa(checkpoint, out, split=split, batch_size=batch_size,
                                kg=None if graph is None else str(graph), rationales=rationales, limit=limit,
-                               root=root, progress=not quiet)
+                               root=root, progress=not quiet, device=device)
     if as_json:
         typer.echo(json.dumps(m, ensure_ascii=False))
         return

@@ -32,8 +32,8 @@ def fields_text(task: str | None = None) -> str:
 
     names = task_names() if task is None else [task]
     classes = {name: get_task(name) for name in names}  # an unknown --task: InputError listing the names
-    lines = _section("train config (TrainConfig):", [r for r in field_help(TrainConfig)
-                                                       if r[0] not in ("model", "task_args")])
+    own = [r for r in field_help(TrainConfig) if r[0].split(".")[0] not in ("model", "task_args")]  # own sections below
+    lines = _section("train config (TrainConfig):", own)
     lines += [""] + _section("model (MRMKGConfig; --set model.FIELD=VALUE):", field_help(MRMKGConfig, "model."))
     for name, cls in classes.items():
         config_class = getattr(cls, "config_class", None)
