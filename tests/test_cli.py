@@ -256,3 +256,43 @@ def test_explain_says_it_reads_only_mars_evaluations_yet(tmp_path, capsys):
     (tmp_path / "predictions.jsonl").write_text(json.dumps({"pid": "1", "prediction": 0}) + "\n")
     rc, _, err = run(["explain", str(tmp_path)], capsys)
     assert rc == 2 and "split name ('test')" in err and "MARS" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------ --json and --quiet around a library call
+def test_scienceqa_eval_json_and_quiet_around_the_evaluation(monkeypatch, tmp_path, capsys):
+    import mrmkg.tasks.scienceqa.task as sqa_task
+
+    calls = []
+
+    def evaluate(checkpoint, out, **kw):
+        calls.append(kw)
+        print("the scores table")  # what evaluate_scienceqa prints for people
+        return {"accuracy": {"Average": 50.0}, "total": {"Average": 2}, "unparsed": 0}
+
+    monkeypatch.setattr(sqa_task, "evaluate_scienceqa", evaluate)
+    rc, out, err = run(["scienceqa", "eval", str(tmp_path / "run"), "-o", str(tmp_path / "e"), "--json",
+                        "--graph", str(tmp_path / "g")], capsys)
+    assert rc == 0 and json.loads(out)["accuracy"] == {"Average": 50.0} and "the scores table" in err
+    assert calls[-1]["kg"] == str(tmp_path / "g") and calls[-1]["device"] == "cpu" and calls[-1]["progress"] is True
+    rc, out, err = run(["scienceqa", "eval", str(tmp_path / "run"), "-o", str(tmp_path / "e"), "-q"], capsys)
+    assert rc == 0 and calls[-1]["progress"] is False
+    assert out.splitlines()[-1] == "Average=50.0 n=2 unparsed=0" and "wrote" not in out
+
+
+def test_demo_json_and_quiet(monkeypatch, tmp_path, capsys):
+    import mrmkg.demo
+
+    seen = []
+
+    def run_demo(cfg, fresh=False, **kw):
+        seen.append(cfg)
+        print("the ladder table")  # what the demo prints for people
+        return {"rungs": {"no_kg": {"metrics": {"overall": 0.25}}, "full": {"metrics": {"overall": 0.5}}}}
+
+    monkeypatch.setattr(mrmkg.demo, "run_demo", run_demo)
+    rc, out, err = run(["demo", "--quick", "-o", str(tmp_path / "d"), "--json"], capsys)
+    assert rc == 0 and json.loads(out)["rungs"]["full"]["metrics"]["overall"] == 0.5 and "the ladder table" in err
+    assert seen[-1].out == str(tmp_path / "d")
+    rc, out, err = run(["demo", "--quick", "-o", str(tmp_path / "d"), "-q"], capsys)
+    assert rc == 0 and seen[-1].progress is False and err == ""
+    assert out == f"wrote {tmp_path / 'd'}/metrics.json (test accuracy: no_kg 25.0%, full 50.0%)\n"
