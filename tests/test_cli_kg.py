@@ -163,7 +163,7 @@ def test_build_quiet_prints_one_line(graph_src, tmp_path, cache, capsys):
     assert so.startswith(f"wrote {out}: 6 entities, 6 triples, 2 images in ") and len(so.splitlines()) == 1
 
 
-@pytest.mark.parametrize("where", ["file", "file/sub", "/dev/null/g"])
+@pytest.mark.parametrize("where", ["file", "file/sub", "/dev/null/g", "/proc/g"])
 def test_build_output_that_cannot_be_a_folder_exits_2_naming_it(where, graph_src, tmp_path, cache, capsys):
     (tmp_path / "file").write_text("keep me")
     out = Path(where) if where.startswith("/") else tmp_path / where

@@ -29,6 +29,7 @@ import contextlib
 import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated, Iterator, Optional
 
@@ -91,7 +92,8 @@ Quiet = Annotated[bool, typer.Option(
 def check_out_dir(out: Path, marker: str | None = None, what: str = "an output of this command") -> Path:
     """Refuse, before any work, an ``-o/--out`` that cannot become the output folder.
 
-    ``out`` must be a folder or not exist, and its first existing ancestor a writable folder. With
+    ``out`` must be a folder or not exist, and its first existing ancestor a folder where a (removed at
+    once) temporary folder can be made. With
     ``marker`` (a file every output of the command holds), a non-empty folder without it is refused:
     the command replaces the whole folder, and this one is not ``what`` (an earlier output of it).
     """
@@ -106,8 +108,11 @@ def check_out_dir(out: Path, marker: str | None = None, what: str = "an output o
         parent = parent.parent
     if not parent.is_dir():
         raise InputError(f"-o/--out cannot be created: {parent} is not a folder", path=out)
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"-o/--out cannot be created: no permission to write in {parent}", path=out)
+    try:  # really write there: permission bits do not tell (root, read-only mounts, /proc)
+        probe = tempfile.mkdtemp(dir=parent, prefix=".mrmkg-probe-")
+    except OSError as e:
+        raise InputError(f"-o/--out cannot be created: cannot write in {parent} ({e.strerror or e})", path=out) from None
+    os.rmdir(probe)
     return out
 
 
