@@ -15,6 +15,8 @@ where commands/train.py imported mrmkg.train (hence torch and numpy) at import, 
     loaded host (~6 jobs on 2 cores), this script, --runs 5, before and after alternated twice:
                                   before median 4.99 / 6.57 s (ratio 170x / 150x)
                                   after  median 0.85 / 0.80 s (ratio 20x / 18x)
+    load ~4, --runs 5, on the tasks/Pipeline layout:
+                                  before median 5.57 s (ratio 170x)   after median 0.38 s (ratio 21x)
 
 What is left is typer itself (~0.2 s of imports: it vendors click) and rich rendering the help.
 """
