@@ -53,7 +53,7 @@ class ColourEncoder(VisionEncoder):
 
 register_text_encoder("test-bow", lambda arg: BowEncoder())
 register_vision_encoder("test-colour", lambda arg: ColourEncoder())
-FAKE = ["--text-encoder", "test-bow", "--vision-encoder", "test-colour", "--no-progress"]
+FAKE = ["--text-encoder", "test-bow", "--vision-encoder", "test-colour"]
 
 
 def solid(path: Path, rgb) -> Path:
@@ -116,7 +116,7 @@ def test_build_writes_graph_and_index_and_second_build_is_cached(graph_src, tmp_
 def test_build_with_vision_none_ignores_images(graph_src, tmp_path, cache, capsys):
     out = tmp_path / "g"
     rc, so, _ = run(["kg", "build", str(graph_src), "--out", str(out), "--text-encoder", "test-bow",
-                     "--vision-encoder", "none", "--no-progress"], capsys)
+                     "--vision-encoder", "none"], capsys)
     assert rc == 0
     m = json.loads((out / "index" / "manifest.json").read_text())
     assert m["counts"]["images"] == 0 and m["vision_encoder_id"] is None
@@ -154,6 +154,22 @@ def test_build_refuses_to_replace_a_folder_that_is_not_a_graph(graph_src, tmp_pa
     (out / "precious.txt").write_text("keep me")
     rc, _, se = run(["kg", "build", str(graph_src), "--out", str(out), *FAKE], capsys)
     assert rc == 2 and "not a built graph" in se and (out / "precious.txt").read_text() == "keep me"
+
+
+def test_build_quiet_prints_one_line(graph_src, tmp_path, cache, capsys):
+    out = tmp_path / "g"
+    rc, so, _ = run(["kg", "build", str(graph_src), "-o", str(out), *FAKE, "-q"], capsys)
+    assert rc == 0 and (out / "index" / "manifest.json").is_file()
+    assert so.startswith(f"wrote {out}: 6 entities, 6 triples, 2 images in ") and len(so.splitlines()) == 1
+
+
+@pytest.mark.parametrize("where", ["file", "file/sub", "/dev/null/g", "/proc/g"])
+def test_build_output_that_cannot_be_a_folder_exits_2_naming_it(where, graph_src, tmp_path, cache, capsys):
+    (tmp_path / "file").write_text("keep me")
+    out = Path(where) if where.startswith("/") else tmp_path / where
+    rc, _, se = run(["kg", "build", str(graph_src), "-o", str(out), *FAKE], capsys)
+    assert rc == 2 and str(out) in se and "Traceback" not in se and ".tmp" not in se
+    assert (tmp_path / "file").read_text() == "keep me"
 
 
 def test_build_unknown_ids_skip_is_reported(graph_src, tmp_path, cache, capsys):
@@ -226,6 +242,11 @@ def test_retrieve_empty_query(built, capsys):
     assert rc == 2 and "empty query" in se and "Traceback" not in se
 
 
+def test_retrieve_question_that_is_not_utf8(built, capsys):
+    rc, _, se = run(["kg", "retrieve", str(built), b"caf\xe9\xff".decode("utf-8", "surrogateescape")], capsys)
+    assert rc == 2 and "not valid UTF-8" in se and "Traceback" not in se
+
+
 def test_retrieve_query_that_matches_nothing(built, capsys):
     rc, _, se = run(["kg", "retrieve", str(built), "zebra xylophone", "--min-score", "0.5"], capsys)
     assert rc == 2 and "matched no triple" in se and "0.5" in se
@@ -240,17 +261,17 @@ def test_retrieve_with_a_bad_image(built, tmp_path, capsys):
 
 
 def test_help_texts_on_every_option(capsys):
-    import click
     import typer.main
 
     from mrmkg.commands.kg import app
 
     group = typer.main.get_command(app)
     for name, cmd in group.commands.items():
-        for p in cmd.params:
-            if isinstance(p, click.Option) and p.name != "help":
+        assert cmd.params
+        for p in cmd.params:  # typer vendors its own click: isinstance(p, click.Option) is never true
+            if p.param_type_name == "option" and p.name != "help":
                 assert p.help, f"kg {name} {p.opts} has no help text"
-            if isinstance(p, click.Argument):
+            if p.param_type_name == "argument":
                 assert getattr(p, "help", None), f"kg {name} argument {p.name} has no help text"
 
 
@@ -268,7 +289,7 @@ def test_python_m_mrmkg_bad_input_exit_2_without_traceback(tmp_path):
 def test_retrieve_with_real_minilm(graph_src, tmp_path, cache, capsys):
     out = tmp_path / "g"
     rc, _, se = run(["kg", "build", str(graph_src), "--out", str(out), "--text-encoder", "minilm",
-                     "--vision-encoder", "none", "--no-progress"], capsys)
+                     "--vision-encoder", "none"], capsys)
     assert rc == 0, se
     rc, so, _ = run(["kg", "retrieve", str(out), "Which city is the capital of Germany?", "-n", "2", "-N", "3",
                      "--json"], capsys)
@@ -283,7 +304,7 @@ def test_build_and_retrieve_real_markg(data_dir, tmp_path, capsys):
     """The issue's acceptance path on MarKG (uses the user's embedding cache; minutes when cold)."""
     out = tmp_path / "markg"
     argv = ["kg", "build", str(data_dir / "markg"), "--format", "markg", "--out", str(out),
-            "--images", str(data_dir / "mars" / "images"), "--no-progress"]
+            "--images", str(data_dir / "mars" / "images")]
     rc, so, se = run(argv, capsys)
     assert rc == 0, se
     assert "33301 triples" in so and "dropped 6 duplicate" in so

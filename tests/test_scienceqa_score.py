@@ -119,11 +119,11 @@ def test_cli_check_prompts_score(tmp_path, capsys):
     assert main(["scienceqa", "check", str(FIX)]) == 0
     out = capsys.readouterr().out
     assert "test" in out and "12" in out
-    assert main(["scienceqa", "prompts", str(FIX), "--split", "test", "--limit", "1", "--format", "QCM-A"]) == 0
+    assert main(["scienceqa", "prompts", str(FIX), "--split", "test", "--limit", "1", "--prompt-format", "QCM-A"]) == 0
     assert "Context: Look at the picture of the two objects.\nOptions: (A) iron nail (B) glass cup\nAnswer:" \
         in capsys.readouterr().out
-    m = tmp_path / "metrics.json"
-    assert main(["scienceqa", "score", str(FIX), str(FIX / "predictions_test.jsonl"), "--out", str(m)]) == 0
+    m = tmp_path / "scored" / "metrics.json"
+    assert main(["scienceqa", "score", str(FIX), str(FIX / "predictions_test.jsonl"), "--out", str(m.parent)]) == 0
     out = capsys.readouterr().out
     assert "58.33" in out and "83.33" in out
     assert json.loads(m.read_text())["accuracy"] == ROUNDED

@@ -156,7 +156,7 @@ def test_rationale_then_answer_stage_uses_generated_rationales(tmp_path, graph_d
     assert set(m) == {"rouge_l", "exact_match", "n"} and m["n"] == 4
     for split in ("val", "test"):
         assert cli_main(["scienceqa", "eval", str(tmp_path / "rationale"), "--split", split,
-                         "--out", str(tmp_path / f"rat-{split}"), "--no-progress"]) == 0
+                         "--out", str(tmp_path / f"rat-{split}"), "--quiet"]) == 0
         m = json.loads((tmp_path / f"rat-{split}" / "metrics.json").read_text())
         assert m["format"] == "QCM-LE" and m["n"] == 4 and m["split"] == split
     rat_file = str(tmp_path / "rat-{split}" / "predictions.jsonl")

@@ -216,7 +216,7 @@ def test_cli_stage1_vg_and_kg_qa(tmp_path, capsys, toy):
     assert main(["stage1", "vg", str(FIX), "--out", str(out), "--images", str(FIX / "images")]) == 0
     assert "instances: 3" in capsys.readouterr().out and (out / "records.jsonl").is_file()
     toy.save(tmp_path / "g")
-    assert main(["stage1", "kg-qa", str(tmp_path / "g"), "--out", str(tmp_path / "r.jsonl")]) == 0
-    assert len(kg_qa.load_records(tmp_path / "r.jsonl")) == 5
+    assert main(["stage1", "kg-qa", str(tmp_path / "g"), "--out", str(tmp_path / "r")]) == 0
+    assert len(kg_qa.load_records(tmp_path / "r" / "records.jsonl")) == 5
     assert main(["stage1", "vg", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2
     assert "qa_to_region_mapping.json not found" in capsys.readouterr().err

@@ -1,9 +1,21 @@
 """The ``mrmkg`` command line. Each command group lives in ``mrmkg.commands.<name>`` and exposes
-a typer app (a group) or a function (a single command); this file only wires them together and
-turns user errors into one line on stderr and exit status 2, never a traceback."""
+a typer app (a group) or a function (a single command); the words they share (checkpoint, graph,
+``-o/--out``, ``--device``, ``--json``, ``--quiet``) come from :mod:`mrmkg.commands.options`.
+
+This file only wires them together and turns failures into one line on stderr:
+
+* bad input (:class:`~mrmkg.errors.InputError`, a usage error, a missing file or a path that cannot be
+  read or written): the cause, exit status 2, no traceback;
+* anything else (a bug, a library failure): ``error: mrmkg <command>: <type>: <message>`` and where to
+  get the traceback (``--debug`` or ``MRMKG_DEBUG=1``, which re-raise it), exit status 1.
+
+Importing this module (and so ``mrmkg --help``) loads no torch, transformers or FAISS: command
+modules import them inside the command bodies.
+"""
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import typer
@@ -33,7 +45,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print the installed mrmkg version and exit.")) -> None:
+                                       help="Print the installed mrmkg version and exit."),
+          debug: bool = typer.Option(False, "--debug", help="Show the traceback of an unexpected error instead "
+                                                            "of one line (same as MRMKG_DEBUG=1).")) -> None:
     """Multimodal reasoning with a multimodal knowledge graph (MR-MKG) on a frozen language model."""
 
 
@@ -56,16 +70,45 @@ for _mod, _attr, _name, _group in COMMANDS:
     else:
         app.command(_name)(_obj)
 
+_GROUPS = {name for _, _, name, group in COMMANDS if group}
+
+#: OSErrors about a path the user gave (or one derived from it): bad input, not a bug
+_PATH_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
+
+
+def _command_of(argv: list[str]) -> tuple[str, bool]:
+    """(``"kg build"``-style command name, whether ``--debug`` was given) from the arguments."""
+    words, debug = [], False
+    for a in argv:
+        if a.startswith("-"):
+            if not words:
+                debug = debug or a == "--debug"
+            continue
+        words.append(a)
+        if len(words) == 2 or words[0] not in _GROUPS:
+            break
+    return " ".join(words) or "(no command)", debug
+
+
+def _path_error(e: OSError) -> str:
+    what = "file not found" if isinstance(e, FileNotFoundError) else (e.strerror or type(e).__name__).lower()
+    paths = [str(p) for p in (e.filename, e.filename2) if p is not None]
+    return f"{' -> '.join(paths)}: {what}" if paths else f"{what}: {e}"
+
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: runs the app; user errors (bad input, bad usage) exit 2 with one line, no traceback."""
+    """Entry point: runs the app; user errors (bad input, bad usage) exit 2 with one line, no traceback;
+    unexpected errors exit 1 with one line naming the command (``--debug`` / MRMKG_DEBUG=1 re-raise)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    command, debug = _command_of(args)
+    debug = debug or os.environ.get("MRMKG_DEBUG", "").strip() not in ("", "0")
     try:
-        rc = app(args=argv, prog_name="mrmkg", standalone_mode=False)
+        rc = app(args=args, prog_name="mrmkg", standalone_mode=False)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except FileNotFoundError as e:
-        print(f"error: {e.filename or e}: file not found", file=sys.stderr)
+    except _PATH_ERRORS as e:
+        print(f"error: {_path_error(e)}", file=sys.stderr)
         return 2
     except typer.Exit as e:
         return int(getattr(e, "exit_code", 0) or 0)
@@ -83,6 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # the last resort: a bug or a library failure, in one line unless asked
+        if debug:
+            raise
+        message = " ".join(str(e).split()) or "(no message)"
+        print(f"error: mrmkg {command}: {type(e).__name__}: {message} "
+              "(run again with --debug or MRMKG_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
     return rc if isinstance(rc, int) else 0
 
 

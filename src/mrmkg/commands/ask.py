@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from mrmkg.commands.options import Checkpoint, Device, Json, Quiet
 from mrmkg.errors import InputError
 
 
@@ -30,21 +31,20 @@ def parse_choices(text: str) -> list[str]:
 
 
 def ask_command(
-    checkpoint: Path = typer.Argument(..., help="Run folder of `mrmkg train` (uses its final/), its final/ folder, "
-                                                 "or a model folder."),
-    question: str = typer.Argument("", help="The question (for analogy checkpoints it may be empty: use --analogy)."),
-    image: Optional[Path] = typer.Option(None, "--image", help="A picture the question is about (PNG, JPEG...)."),
-    choices: Optional[str] = typer.Option(None, "--choices", help="Multiple-choice options separated by '|', "
-                                                                  "e.g. 'iron|wood|glass' (ScienceQA checkpoints)."),
-    analogy: Optional[str] = typer.Option(None, "--analogy", help="An analogy 'head : tail :: question : ?' with "
-                                                                  "entity names or ids of the graph (MARS, demo)."),
-    context: str = typer.Option("", "--context", help="Extra context text (ScienceQA's hint)."),
-    top_k: int = typer.Option(5, "--top-k", min=1, max=1000, help="How many scored candidates to show."),
-    device: str = typer.Option("cpu", "--device", help="Where the model runs: cpu, cuda or cuda:N."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object: answer, candidates, subgraph, timings."),
-    picture: Optional[Path] = typer.Option(None, "--picture", help="Also draw the retrieved subgraph to this .png "
-                                                                   "or .svg file."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the answer."),
+    checkpoint: Checkpoint,
+    question: str = typer.Argument("", help="the question (analogy checkpoints: may be empty, give --analogy)"),
+    image: Optional[Path] = typer.Option(None, "--image", help="a picture the question is about (PNG, JPEG...)"),
+    choices: Optional[str] = typer.Option(None, "--choices", help="multiple-choice options separated by '|', "
+                                                                  "e.g. 'iron|wood|glass' (ScienceQA checkpoints)"),
+    analogy: Optional[str] = typer.Option(None, "--analogy", help="an analogy 'head : tail :: question : ?' with "
+                                                                  "entity names or ids of the graph (MARS, demo)"),
+    context: str = typer.Option("", "--context", help="extra context text (ScienceQA's hint)"),
+    top_k: int = typer.Option(5, "--top-k", min=1, max=1000, help="how many scored candidates to show"),
+    picture: Optional[Path] = typer.Option(None, "--picture", help="also draw the retrieved subgraph to this .png "
+                                                                   "or .svg file"),
+    device: Device = "cpu",
+    as_json: Json = False,
+    quiet: Quiet = False,
 ) -> None:
     """Answer a question with a trained checkpoint: the answer, the top candidates with their scores
     (or the generated text), the retrieved triples with their ids and retrieval scores, and the time

@@ -7,6 +7,24 @@ from typing import List, Optional
 
 import typer
 
+from mrmkg.commands.options import GraphOverride, Json
+from mrmkg.errors import InputError
+
+
+def _refuse_other_tasks(eval_dir: Path) -> None:
+    """An evaluation of a ScienceQA, demo or stage-1 checkpoint (it records a split name, not a MARS split
+    file) is not one explain reads yet: say so, instead of asking for a graph and a split file."""
+    from mrmkg.yamlconfig import load_yaml
+
+    cfg_path = eval_dir / "eval_config.yaml"
+    if not cfg_path.is_file():
+        return
+    cfg, _ = load_yaml(cfg_path)
+    if "split_file" not in cfg and "split" in cfg:
+        raise InputError(f"this evaluation records a split name ({cfg['split']!r}), not a MARS split file: "
+                         "`mrmkg explain` reads evaluations of MARS checkpoints for now (ScienceQA, demo and "
+                         "stage-1 evaluations: read their predictions.jsonl)", path=eval_dir)
+
 
 def explain_command(
     eval_dir: Path = typer.Argument(..., help="Output folder of `mrmkg eval` (predictions.jsonl, eval_config.yaml)."),
@@ -20,21 +38,21 @@ def explain_command(
     summary: bool = typer.Option(False, "--summary", help="Instead of examples: how often the retrieved knowledge names "
                                                           "the gold answer, and the metrics with and without it "
                                                           "(is retrieval or ranking the bottleneck?)."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per example instead of tables."),
+    as_json: Json = False,
     picture: Optional[Path] = typer.Option(None, "--picture", help="Also draw the first shown example's subgraph "
                                                                    "(retrieved triples and memory edges) to this "
                                                                    ".png or .svg file."),
-    graph: Optional[str] = typer.Option(None, "--graph", help="Graph folder to use instead of the one recorded "
-                                                              "in eval_config.yaml."),
+    graph: GraphOverride = None,
     split_file: Optional[str] = typer.Option(None, "--split-file", help="Split file to use instead of the one "
                                                                         "recorded in eval_config.yaml."),
 ) -> None:
     """Show, per example of an evaluation: the analogy, the gold answer's rank, the top 10 and the knowledge
-    the model saw (retrieved triples with scores, analogy memory, copy node)."""
+    the model saw (retrieved triples with scores, analogy memory, copy node). Reads the folder only: runs no model."""
     from mrmkg.evaluate import read_predictions
     from mrmkg.explain import coverage_summary, explain, open_eval, print_coverage, print_explanation, select, subgraph_of
 
-    folder = open_eval(eval_dir, graph=graph, split_file=split_file)
+    _refuse_other_tasks(eval_dir)
+    folder = open_eval(eval_dir, graph=None if graph is None else str(graph), split_file=split_file)
     if summary:
         cov = coverage_summary(folder)
         typer.echo(json.dumps(cov)) if as_json else print_coverage(cov)

@@ -1,13 +1,13 @@
 """`mrmkg kg ...`: build, inspect and query a multimodal knowledge graph.
 
-* ``mrmkg kg build SRC --format markg|tsv|jsonl --out DIR`` loads and validates a graph
+* ``mrmkg kg build SRC --format markg|tsv|jsonl -o DIR`` loads and validates a graph
   (:mod:`mrmkg.kg.io`), saves it and builds its index (:class:`mrmkg.kg.index.KGIndex`) into DIR.
   The whole folder is built under a temporary name and renamed at the end, so a failure
   (bad input: exit status 2) never leaves a half-written DIR. Embeddings go through the on-disk
   cache, so a second build of the same graph with the same encoders re-encodes nothing and says so.
-* ``mrmkg kg stats DIR`` prints the graph's statistics, what loading did (duplicates dropped,
-  records skipped) and the index's encoders.
-* ``mrmkg kg retrieve DIR "question" [--image PATH]`` prints the retrieved subgraph's triples,
+* ``mrmkg kg stats GRAPH`` prints the graph's statistics, what loading did (duplicates dropped,
+  records skipped) and the index's encoders (``--json`` for one machine-readable object).
+* ``mrmkg kg retrieve GRAPH "question" [--image PATH]`` prints the retrieved subgraph's triples,
   best first (``--json`` for one machine-readable object).
 
 Heavy imports (torch, FAISS, encoders) happen inside the commands, so ``mrmkg --help`` stays fast.
@@ -21,6 +21,7 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
+from mrmkg.commands.options import Graph, Json, Out, Quiet, check_out_dir
 from mrmkg.errors import InputError
 
 app = typer.Typer(help="Build, inspect and query a multimodal knowledge graph.", no_args_is_help=True)
@@ -55,22 +56,11 @@ def _console():
     return Console(markup=False, highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
-def _check_out_dir(out: Path) -> None:
-    """Refuse to replace a folder that is not a built graph (``build`` swaps the whole folder)."""
-    if out.exists():
-        if not out.is_dir():
-            raise InputError("--out exists and is not a folder", path=out)
-        if any(out.iterdir()) and not (out / "graph.json").is_file():
-            raise InputError("--out is a non-empty folder that is not a built graph; refusing to replace it "
-                             "(choose a new or empty folder)", path=out)
-
-
 @app.command()
 def build(
     src: Annotated[Path, typer.Argument(help="graph source: a MarKG folder, a TSV triple file or folder, "
                                              "or a .jsonl file")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="output folder for the graph and its index "
-                                                          "(replaced atomically when the build succeeds)")],
+    out: Out,
     format: Annotated[Literal["auto", "markg", "tsv", "jsonl"], typer.Option(
         "--format", "-f", help="input format; 'auto' = markg for a folder with wiki_tuple_ids.txt, "
                                "jsonl for *.jsonl, else tsv")] = "auto",
@@ -107,16 +97,19 @@ def build(
                                                  "with its list file and line before any encoding starts")] = True,
     exact_max: Annotated[int, typer.Option(
         "--exact-max", help="index exactly (flat) up to this many vectors, approximately above (HNSW up to 2M vectors, IVF beyond)")] = 20_000,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show encoding progress")] = True,
+    quiet: Quiet = False,
 ) -> None:
-    """Load and validate a graph, then save it with its embedding index into OUT."""
+    """Load and validate a graph, then save it with its embedding index into OUT.
+
+    Writes OUT (replaced atomically): graph.json, graph.npz, index/ (manifest, FAISS indexes, embeddings).
+    A non-empty OUT that is not a built graph is refused."""
     from mrmkg.encoders.registry import get_text_encoder, get_vision_encoder
     from mrmkg.fileio import atomic_dir
     from mrmkg.kg.index import IndexConfig, KGIndex
     from mrmkg.kg.io import LoadOptions, load_graph
 
     t0 = time.perf_counter()
-    _check_out_dir(out)
+    check_out_dir(out, marker="graph.json", what="a built graph")
     vision = None if vision_encoder.strip().lower() == "none" else vision_encoder
     options = LoadOptions(unknown_ids=unknown_ids, duplicate_triples=duplicate_triples, bad_images=bad_images,
                           check_images=check_images)
@@ -131,14 +124,17 @@ def build(
     vis_enc = _CountingEncoder(get_vision_encoder(vision)) if (vision and kg.num_images and not kg.image_standin) else None
     with atomic_dir(out) as tmp:
         kg.save(tmp)
-        index = KGIndex.build(kg, config, tmp, text_encoder=text_enc, vision_encoder=vis_enc, progress=progress)
+        index = KGIndex.build(kg, config, tmp, text_encoder=text_enc, vision_encoder=vis_enc, progress=not quiet)
     elapsed = time.perf_counter() - t0
 
+    image_nodes = f"{kg.num_images} {'image stand-ins (' + kg.image_standin + ')' if kg.image_standin else 'images'}"
+    if quiet:
+        typer.echo(f"wrote {out}: {kg.num_entities} entities, {kg.num_triples} triples, {image_nodes} in {elapsed:.1f} s")
+        return
     con = _console()
     rep = kg.meta["load"]
     con.print(f"loaded {kg.num_entities} entities, {kg.num_relations - 1} relations, {kg.num_triples} triples, "
-              f"{kg.num_images} {'image stand-ins (' + kg.image_standin + ')' if kg.image_standin else 'images'} "
-              f"from {src} ({rep['format']}) in {t_load:.2f} s")
+              f"{image_nodes} from {src} ({rep['format']}) in {t_load:.2f} s")
     for line in _report_lines(rep):
         con.print(f"  {line}")
     if kg.meta.get("real_images_replaced"):
@@ -176,17 +172,14 @@ def _report_lines(rep: dict) -> list[str]:
 
 
 @app.command()
-def stats(
-    directory: Annotated[Path, typer.Argument(help="a folder written by `mrmkg kg build`")],
-    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object instead of tables")] = False,
-) -> None:
+def stats(graph: Graph, as_json: Json = False) -> None:
     """Print statistics of a built graph: sizes, degrees, load report and index."""
     from mrmkg.kg.graph import MMKG
 
-    kg = MMKG.load(directory)
+    kg = MMKG.load(graph)
     s = kg.stats()
     rep = kg.meta.get("load", {})
-    manifest_path = directory / "index" / "manifest.json"
+    manifest_path = graph / "index" / "manifest.json"
     manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else None
     if as_json:
         index = None if manifest is None else {k: manifest.get(k) for k in (
@@ -196,7 +189,7 @@ def stats(
         return
     from rich.table import Table
 
-    table = Table(title=f"graph {directory}", show_header=True)
+    table = Table(title=f"graph {graph}", show_header=True)
     table.add_column("statistic")
     table.add_column("value", justify="right")
     for k, v in s.items():
@@ -221,7 +214,7 @@ def stats(
 
 @app.command()
 def retrieve(
-    directory: Annotated[Path, typer.Argument(help="a folder written by `mrmkg kg build`")],
+    graph: Graph,
     question: Annotated[Optional[str], typer.Argument(help="the question text (may be omitted with --image)")] = None,
     image: Annotated[Optional[Path], typer.Option("--image", help="an image to query with (alone or with the text)")] = None,
     n: Annotated[int, typer.Option("-n", help="first stage: triples nearest to the query whose entities seed the subgraph")] = 10,
@@ -229,9 +222,15 @@ def retrieve(
     hops: Annotated[int, typer.Option("--hops", help="expansion hops from the seed entities (paper: 1)")] = 1,
     min_score: Annotated[Optional[float], typer.Option(
         "--min-score", help="drop triples whose cosine to the query is below this")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object (query, seeds, nodes, triples)")] = False,
+    as_json: Json = False,
 ) -> None:
-    """Retrieve the subgraph for a question (and/or image) and print its triples, best first."""
+    """Retrieve the subgraph for a question (and/or image) and print its triples, best first
+    (``--json``: one object with the query, seeds, nodes and triples)."""
+    if question is not None:
+        try:
+            question.encode("utf-8")
+        except UnicodeEncodeError:  # bytes that are not UTF-8 reach Python as lone surrogates
+            raise InputError(f"the question is not valid UTF-8 text: {question.encode('utf-8', 'replace')!r}") from None
     text = question if (question is not None and question.strip()) else None
     if text is None and image is None:
         raise InputError('empty query: give a question (e.g. "what is the capital of France") or --image PATH')
@@ -241,7 +240,7 @@ def retrieve(
         load_image(image)  # fail on a bad file before loading any model
     from mrmkg.kg.retrieve import RetrievalConfig, Retriever, open_graph
 
-    kg, index = open_graph(directory)
+    kg, index = open_graph(graph)
     config = RetrievalConfig(n=n, N=N, hops=hops, min_score=min_score)
     sub = Retriever(kg, index, config).retrieve(text=text, image=str(image) if image is not None else None)
     if sub.triple_ids.size == 0:

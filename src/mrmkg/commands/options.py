@@ -1,0 +1,127 @@
+"""The command line's grammar: one word and one help text per concept, shared by every command.
+
+============  ====================================================================================
+concept       form
+============  ====================================================================================
+checkpoint    ``CHECKPOINT``, the first positional argument of a command that loads a trained model
+              (``mrmkg eval CHECKPOINT``, ``mrmkg ask CHECKPOINT``, ``mrmkg scienceqa eval CHECKPOINT``)
+graph         ``GRAPH`` positional when the command is about the graph itself (``kg stats GRAPH``,
+              ``kg retrieve GRAPH QUERY``, ``stage1 kg-qa GRAPH``); ``--graph DIR`` when it only
+              chooses or overrides the graph a checkpoint or evaluation recorded
+output        ``-o/--out DIR``: always a folder, never a file; each command's description names the
+              files inside. A command that replaces the folder builds it under a temporary name and
+              renames it when complete (:func:`mrmkg.fileio.atomic_dir`), after
+              :func:`check_out_dir` has refused a folder that is not an earlier output of it.
+input format  ``--format`` (``kg build``); the prompt format of ScienceQA is ``--prompt-format``
+device        ``--device cpu|cuda|cuda:N`` on every command that runs a trained model
+JSON          ``--json`` on every command that prints a result: one JSON object per line on
+              stdout, everything else on stderr
+quiet         ``--quiet/-q`` on every long command: no progress bars, no tables, only the
+              essential result line
+============  ====================================================================================
+
+Commands import the aliases below (``def cmd(checkpoint: Checkpoint, out: Out, ...)``) so a word
+cannot drift between commands. Nothing heavy is imported here: ``mrmkg --help`` must not load torch.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Iterator, Optional
+
+import typer
+
+from mrmkg.errors import InputError
+
+__all__ = ["Checkpoint", "Graph", "GraphOverride", "Out", "Device", "Json", "Quiet",
+           "check_device", "check_out_dir", "human_output"]
+
+
+def check_device(value: Optional[str]) -> Optional[str]:
+    """``cpu``, ``cuda`` or ``cuda:N``, and CUDA only where a GPU is visible; InputError otherwise.
+    Imports torch only when CUDA is asked for (the default ``cpu`` costs nothing)."""
+    if value is None:
+        return None
+    m = re.fullmatch(r"cpu|cuda(?::(\d+))?", value.strip())
+    if m is None:
+        raise InputError(f"--device {value!r}: expected cpu, cuda or cuda:N")
+    value = value.strip()
+    if value != "cpu":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {value!r}: no CUDA GPU is visible (use --device cpu)")
+        if m.group(1) is not None and int(m.group(1)) >= torch.cuda.device_count():
+            raise InputError(f"--device {value!r}: only {torch.cuda.device_count()} CUDA GPU(s) are visible "
+                             f"(cuda:0 .. cuda:{torch.cuda.device_count() - 1})")
+    return value
+
+
+Checkpoint = Annotated[Path, typer.Argument(
+    metavar="CHECKPOINT", show_default=False,
+    help="trained checkpoint: a run folder of `mrmkg train`, its final/ folder, or a model folder")]
+
+Graph = Annotated[Path, typer.Argument(
+    metavar="GRAPH", show_default=False, help="a graph folder written by `mrmkg kg build`")]
+
+GraphOverride = Annotated[Optional[Path], typer.Option(
+    "--graph", metavar="DIR", show_default=False,
+    help="graph folder to use instead of the one the checkpoint or evaluation recorded "
+         "(e.g. when it was made on another machine)")]
+
+Out = Annotated[Path, typer.Option(
+    "--out", "-o", metavar="DIR", show_default=False,
+    help="output folder (never a file); the command's description lists what it writes there")]
+
+Device = Annotated[Optional[str], typer.Option(
+    "--device", metavar="DEVICE", callback=check_device,
+    help="where the model runs: cpu, cuda or cuda:N (results agree up to float rounding)")]
+
+Json = Annotated[bool, typer.Option(
+    "--json", help="print the result as JSON on stdout (one object per line) instead of text and tables; "
+                   "everything else goes to stderr")]
+
+Quiet = Annotated[bool, typer.Option(
+    "--quiet", "-q", help="no progress bars and no tables: print only the essential result line")]
+
+
+def check_out_dir(out: Path, marker: str | None = None, what: str = "an output of this command") -> Path:
+    """Refuse, before any work, an ``-o/--out`` that cannot become the output folder.
+
+    ``out`` must be a folder or not exist, and its first existing ancestor a folder where a (removed at
+    once) temporary folder can be made. With
+    ``marker`` (a file every output of the command holds), a non-empty folder without it is refused:
+    the command replaces the whole folder, and this one is not ``what`` (an earlier output of it).
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError("-o/--out must be a folder, and a file of that name exists", path=out)
+    if marker is not None and out.is_dir() and any(out.iterdir()) and not (out / marker).exists():
+        raise InputError(f"-o/--out is a non-empty folder that is not {what} (it has no {marker}); refusing to "
+                         "replace it (choose a new or empty folder)", path=out)
+    parent = out.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"-o/--out cannot be created: {parent} is not a folder", path=out)
+    try:  # really write there: permission bits do not tell (root, read-only mounts, /proc)
+        probe = tempfile.mkdtemp(dir=parent, prefix=".mrmkg-probe-")
+    except OSError as e:
+        raise InputError(f"-o/--out cannot be created: cannot write in {parent} ({e.strerror or e})", path=out) from None
+    os.rmdir(probe)
+    return out
+
+
+@contextlib.contextmanager
+def human_output(as_json: bool) -> Iterator[None]:
+    """With ``--json``, send what the library prints for people (tables, summaries) to stderr, so that
+    stdout carries only the JSON printed after this block."""
+    if not as_json:
+        yield
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
