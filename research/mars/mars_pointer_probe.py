@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from mrmkg.evaluate import open_mars_checkpoint, resolve_checkpoint
+from mrmkg.pipeline import open_task, resolve_checkpoint
 from mrmkg.metrics.ranking import ranking_metrics
 from mrmkg.tasks.mars.data import load_mars_split
 from mrmkg.tasks.mars.task import MarsTask
@@ -53,10 +53,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    task, model_dir, _ = open_mars_checkpoint(args.checkpoint)
+    task, model_dir, _ = open_task(args.checkpoint)
     records = load_mars_split(args.split_file, task.kg)
     model = task.load_model(model_dir)
-    pointer = model.mrmkg.graph_pointer
+    pointer = model.graph_pointer
     if pointer is None:
         raise SystemExit("this checkpoint has no graph pointer (no model.pointer section)")
     learned_edit = args.relation_from or args.relation_scale != 1.0

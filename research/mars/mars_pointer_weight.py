@@ -13,7 +13,7 @@ import argparse
 
 import torch
 
-from mrmkg.evaluate import open_mars_checkpoint
+from mrmkg.pipeline import open_task
 from mrmkg.metrics.ranking import gold_ranks, ranking_metrics
 from mrmkg.tasks.mars.data import load_mars_split
 from accelerate.utils import send_to_device as to_device
@@ -27,9 +27,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    task, model_dir, _ = open_mars_checkpoint(args.checkpoint)
+    task, model_dir, _ = open_task(args.checkpoint)
     records = load_mars_split(args.split_file, task.kg)
-    model = task.load_model(model_dir).mrmkg.eval()
+    model = task.load_model(model_dir).eval()
     if model.graph_pointer is None or model.config.pointer.mode != "add":
         raise SystemExit("this checkpoint has no graph pointer whose bonus is added (model.pointer.mode: add)")
     bonus, total = [], []

@@ -2,10 +2,10 @@
 
 Steps (each cached, so a second run only prints):
 
-1. generate the world (:func:`mrmkg.tasks.demo_world.build_world`, cached by its config key);
+1. generate the world (:func:`mrmkg.tasks.demo.world.build_world`, cached by its config key);
 2. build its index (:meth:`mrmkg.kg.index.KGIndex.build`, beside the graph, cached by key);
-3. train and evaluate the ablation ladder (:data:`RUNGS`), each rung a :class:`~mrmkg.tasks.demo_task.DemoTask`
-   run through the training engine; rung (v) first trains stage 1 (:class:`~mrmkg.tasks.demo_task.DemoStage1Task`)
+3. train and evaluate the ablation ladder (:data:`RUNGS`), each rung a :class:`~mrmkg.tasks.demo.task.DemoTask`
+   run through the training engine; rung (v) first trains stage 1 (:class:`~mrmkg.tasks.demo.task.DemoStage1Task`)
    and starts stage 2 from it (``init_from``). A rung's folder is named by a hash of everything that
    determines it (world, index, model, task and training config, and for (v) the stage-1 hash),
    and holds ``final/`` weights, ``predictions.jsonl`` and ``result.json``; a complete folder is

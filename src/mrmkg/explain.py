@@ -49,7 +49,7 @@ def open_eval(eval_dir: str | Path, graph: str | None = None, split_file: str | 
     cfg, _ = load_yaml(cfg_path)
     graph = graph or (cfg.get("task_args") or {}).get("graph")
     split_file = split_file or cfg.get("split_file")
-    for what, value, option in (("graph folder", graph, "--graph"), ("split file", split_file, "--split-file")):
+    for what, value, option in (("graph folder", graph, "--graph"), ("split file", split_file, "--split")):
         if not value or not Path(value).exists():
             raise InputError(f"the {what} this evaluation used, {value!r}, is not here; give it with {option}",
                              path=cfg_path)

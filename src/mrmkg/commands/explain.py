@@ -43,7 +43,7 @@ def explain_command(
                                                                    "(retrieved triples and memory edges) to this "
                                                                    ".png or .svg file."),
     graph: GraphOverride = None,
-    split_file: Optional[str] = typer.Option(None, "--split-file", help="Split file to use instead of the one "
+    split_file: Optional[str] = typer.Option(None, "--split", help="Split file to use instead of the one "
                                                                         "recorded in eval_config.yaml."),
 ) -> None:
     """Show, per example of an evaluation: the analogy, the gold answer's rank, the top 10 and the knowledge

@@ -45,7 +45,7 @@ class TrainConfig:
         "help": "Start from the trainable weights of this checkpoint or run folder (e.g. stage 1's output "
                 "for stage 2). Parameters are matched by name and shape; the rest keep their init."})
     init_skip: list[str] = field(default_factory=list, metadata={
-        "help": "Name prefixes of init_from's tensors NOT to load (e.g. 'mrmkg.entity_head.' to carry stage 1's "
+        "help": "Name prefixes of init_from's tensors NOT to load (e.g. 'entity_head.' to carry stage 1's "
                 "graph encoder and adapters into stage 2 but keep the entity table's name-token init)."})
     output_dir: str = field(default="runs/default", metadata={"help": "Run folder: checkpoints/, final/, metrics.json."})
     seed: int = field(default=0, metadata={"ge": 0, "lt": 2**32, "help": "Seed of model init, data order and training RNGs."})

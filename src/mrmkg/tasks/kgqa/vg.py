@@ -34,7 +34,7 @@ objects as seeds, their crops), and :meth:`VGStage1.instance_graph` returns it a
 ``MMKG`` (``MMKG.from_records``) when wanted.
 
 Output folder (written atomically): ``graph/`` (the MMKG), ``crops/<image_id>/<object_id>.png``,
-``records.jsonl`` (:class:`~mrmkg.tasks.kg_qa.Stage1Record`), ``manifest.json`` (counts, config).
+``records.jsonl`` (:class:`~mrmkg.tasks.kgqa.data.Stage1Record`), ``manifest.json`` (counts, config).
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ query, paper A.6/A.7) and, for problems with an image, the frozen vision encoder
 
 **Evaluation** (:meth:`ScienceQATask.evaluate`, called by the engine on ``eval_split``, and
 :func:`evaluate_scienceqa`, the entry point of ``mrmkg scienceqa eval`` that writes files): greedy
-generation -> strict answer parsing (:func:`~mrmkg.tasks.scienceqa.resolve_predictions`, unparseable =
+generation -> strict answer parsing (:func:`~mrmkg.tasks.scienceqa.data.resolve_predictions`, unparseable =
 wrong and counted, MM-CoT's random fallback only with ``answer_fallback: random``) -> the official
 scorer's columns (NAT SOC LAN TXT IMG NO G1-6 G7-12 Average). The rationale stage has no answer to
 parse; it is monitored with ROUGE-L F1 and exact match of the generated rationale against the gold
@@ -176,7 +176,7 @@ class ScienceQATask(Task):
 
     def make_examples(self, problems: Sequence[sqa.ScienceQAProblem], with_target: bool = True,
                       rationales: dict[str, str] | None = None) -> list:
-        """``MRMKGExample`` per problem (:func:`mrmkg.tasks.scienceqa.make_examples`)."""
+        """``MRMKGExample`` per problem (:func:`mrmkg.tasks.scienceqa.data.make_examples`)."""
         return sqa.make_examples(problems, self.args.prompt, retriever=self.retriever,
                                  vision_encoder=self.vision_encoder if self.uses_images else None,
                                  rationales=rationales, with_target=with_target)
