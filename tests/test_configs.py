@@ -3,6 +3,7 @@ its errors (with the file and line of the value at fault), ``--set`` precedence,
 before anything is built (aliases, size, encoding, bad numbers)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -286,3 +287,19 @@ def test_bad_numbers_in_a_file_name_its_line(tmp_path):
     with pytest.raises(InputError, match="field 'optim.lr': expected a finite number") as e:
         load_train_config(p)
     assert (e.value.path, e.value.line) == (str(p), 3)
+
+
+@pytest.mark.parametrize("section,needle", [
+    ("model:\n  align_weight: .nan\n", "field 'model.align_weight': expected a finite number, got nan"),
+    ("model:\n  pointer:\n    scale: big\n", "field 'model.pointer.scale': expected a float, got 'big'"),
+    ("model:\n  graph_encoder: transformer\n", "graph_encoder"),
+    ("task_args:\n  memory_keep_gold: .inf\n", "field 'task_args.memory_keep_gold': expected a finite number"),
+    ("task_args:\n  prompt: kg_video\n", "field 'task_args.prompt': expected one of"),
+])
+def test_model_and_task_sections_are_checked_when_the_config_is_read(tmp_path, section, needle):
+    """`mrmkg train` checks the model and task sections, with file and line, before any model loads."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"base: {CONFIGS / 'mars-smollm2-cpu.yaml'}\n" + section)
+    with pytest.raises(InputError, match=re.escape(needle)) as e:
+        load_train_config(cfg, sections=True)
+    assert e.value.path is not None

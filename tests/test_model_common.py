@@ -121,7 +121,7 @@ def test_config_load_names_file_and_field(tmp_path):
     with pytest.raises(InputError, match="nope"):
         MRMKGConfig.load(p)
     p.write_text(json.dumps({"pointer": {"scale": "big"}}))
-    with pytest.raises(InputError, match=r"model\.pointer\.scale is 'big'; expected float") as e:
+    with pytest.raises(InputError, match=r"field 'model\.pointer\.scale': expected a float, got 'big'") as e:
         MRMKGConfig.load(p)
     assert str(p) in str(e.value)
     p.write_text("{\n oops")

@@ -296,6 +296,8 @@ def _coerce(value, tp, key: str, src: Source, meta):
         for a in args:
             if a is type(None):
                 continue
+            if dataclasses.is_dataclass(a) and isinstance(value, dict):  # a section: report its own field's error
+                return _coerce(value, a, key, src, meta)
             try:
                 return _coerce(value, a, key, src, meta)
             except InputError as e:
@@ -397,8 +399,10 @@ def from_dict(cls, data: dict | None, source: Source | None = None, prefix: str 
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as e:  # __post_init__ validation
-        if isinstance(e, InputError):
+        if isinstance(e, InputError) and (e.path is not None or src.path is None):
             raise
+        if isinstance(e, InputError):  # the dataclass knows the field, the source knows the file and line
+            raise src.error(prefix.rstrip(".") or cls.__name__, e.reason) from None
         if prefix:
             raise src.error(prefix.rstrip("."), str(e)) from None
         raise InputError(f"{cls.__name__}: {e}", path=src.path) from None

@@ -104,7 +104,7 @@ def train(
     fields = {"output_dir": None if out is None else str(out), "seed": seed, **_device_fields(device)}
     if quiet:
         fields["progress"] = False
-    cfg = load_train_config(config, set_ or [], **fields)
+    cfg = load_train_config(config, set_ or [], sections=True, **fields)
     if print_config:
         import yaml
 

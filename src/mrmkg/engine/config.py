@@ -84,9 +84,15 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
 
-def load_train_config(path: str | Path | None = None, overrides: Sequence[str] = (), **fields) -> TrainConfig:
+def load_train_config(path: str | Path | None = None, overrides: Sequence[str] = (), sections: bool = False,
+                      **fields) -> TrainConfig:
     """A :class:`TrainConfig` from a YAML file (optional), then ``--set key=value`` overrides, then
-    keyword fields (typer options). Unknown or ill-typed fields raise InputError with file:line."""
+    keyword fields (typer options). Unknown or ill-typed fields raise InputError with file:line.
+
+    ``sections``: also check the ``model`` section against :class:`~mrmkg.model.config.MRMKGConfig`
+    and ``task_args`` against the task's ``config_class``, with file:line (names, types, finite
+    numbers, bounds, choices). That imports the task (and torch): ``mrmkg train`` asks for it before
+    anything loads; training checks the same when the task and model are built."""
     if path is not None:
         data, src = load_yaml(path)
     else:
@@ -96,5 +102,21 @@ def load_train_config(path: str | Path | None = None, overrides: Sequence[str] =
         if v is not None:
             data[k] = v
             src.overridden.add(k)
-    return from_dict(TrainConfig, data, src)
+    cfg = from_dict(TrainConfig, data, src)
+    if sections:
+        check_sections(cfg, src)
+    return cfg
+
+
+def check_sections(cfg: TrainConfig, src: Source | None = None) -> None:
+    """The ``model`` and ``task_args`` sections of ``cfg`` as the model and the task will read them (see
+    :func:`load_train_config`); a task without a ``config_class`` keeps its own checks."""
+    from mrmkg.model.config import MRMKGConfig
+    from mrmkg.tasks.registry import get_task
+
+    src = src or Source()
+    from_dict(MRMKGConfig, cfg.model, src, prefix="model.").validate(src.path)
+    config_class = getattr(get_task(cfg.task), "config_class", None)
+    if config_class is not None:
+        from_dict(config_class, cfg.task_args, src, prefix="task_args.")
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from mrmkg.errors import InputError
 from mrmkg.fileio import atomic_write_json
 from mrmkg.model.extensions.pointer_config import PointerConfig
-from mrmkg.model.fields import field_help, fields_from_dict
 from mrmkg.model.graph_encoders import graph_encoder_names
+from mrmkg.yamlconfig import Source, from_dict
 
 CHOICES = {
     "entity_init": ("mean", "first"),
@@ -26,6 +26,12 @@ CHOICES = {
     "dtype": ("bf16", "fp32"),
     "rank_over": ("entity", "relation"),
 }
+
+#: the flat pointer fields of mrmkg before the ``pointer`` section (session 17), and where they went
+_FLAT_POINTER = {"graph_pointer": "pointer: {} (present = on)", "pointer_mode": "pointer.mode",
+                 "pointer_features": "pointer.features (a list)", "pointer_scale": "pointer.scale",
+                 "pointer_prior": "pointer.prior", "pointer_loss_weight": "pointer.loss_weight",
+                 "relation_at_eval": "pointer.relation_at_eval", "relation_odds_init": "pointer.relation_odds_init"}
 
 
 @dataclass
@@ -123,10 +129,15 @@ class MRMKGConfig:
 
     @classmethod
     def from_dict(cls, d: dict, path: str | Path | None = None) -> "MRMKGConfig":
-        def pointer(value, path):
-            return None if value is None else PointerConfig.from_dict(value, path)
-
-        cfg = fields_from_dict(cls, d, "model", path, nested={"pointer": pointer})
+        """From a config's ``model`` section or a checkpoint's ``mrmkg.json`` (``path``: its file, for errors):
+        names, types, finite numbers and bounds (:func:`mrmkg.yamlconfig.from_dict`), then the choices."""
+        if not isinstance(d, dict):
+            raise InputError(f"the model section must be a mapping of fields, not {d!r}", path=path)
+        old = sorted(k for k in d if k in _FLAT_POINTER)
+        if old:
+            raise InputError(f"model.{old[0]}: the graph pointer's options are one section now, model.pointer "
+                             f"({', '.join(f'{k} -> {_FLAT_POINTER[k]}' for k in old)})", path=path)
+        cfg = from_dict(cls, d, Source(path), prefix="model.")
         cfg.validate(path)
         return cfg
 
@@ -147,4 +158,4 @@ class MRMKGConfig:
     @staticmethod
     def help() -> dict[str, str]:
         """Field name -> help text (for CLIs and docs); the pointer section's fields as ``pointer.<name>``."""
-        return {**field_help(MRMKGConfig), **{f"pointer.{k}": v for k, v in PointerConfig.help().items()}}
+        return {**{f.name: f.metadata.get("help", "") for f in dataclasses.fields(MRMKGConfig)}, **{f"pointer.{k}": v for k, v in PointerConfig.help().items()}}

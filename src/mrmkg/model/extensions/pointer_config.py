@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mrmkg.errors import InputError
 from mrmkg.model.extensions.pointer_features import ALL_FEATURES, DEFAULT_FEATURES
-from mrmkg.model.fields import field_help, fields_from_dict
+from mrmkg.yamlconfig import Source, from_dict
 
 MODES = ("add", "first")
 RELATION_AT_EVAL = ("learned", "odds")
@@ -81,11 +81,13 @@ class PointerConfig:
 
     @classmethod
     def from_dict(cls, d: dict, path: str | Path | None = None) -> "PointerConfig":
-        cfg = fields_from_dict(cls, d, "model.pointer", path)
+        if not isinstance(d, dict):
+            raise InputError(f"model.pointer must be a mapping of fields, not {d!r}", path=path)
+        cfg = from_dict(cls, d, Source(path), prefix="model.pointer.")
         cfg.validate(path)
         return cfg
 
     @staticmethod
     def help() -> dict[str, str]:
         """Field name -> help text."""
-        return field_help(PointerConfig)
+        return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(PointerConfig)}
