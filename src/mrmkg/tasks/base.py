@@ -25,6 +25,7 @@ import torch
 from mrmkg.encoders.registry import load_llm
 from mrmkg.errors import InputError
 from mrmkg.model import MRMKG, KGFeatures, MRMKGConfig
+from mrmkg.tasks.knowledge import GraphContext
 from mrmkg.yamlconfig import Source, from_dict
 
 _LLMS: dict = {}  # (llm name, gradient checkpointing) -> the frozen LLM this process loaded
@@ -151,6 +152,11 @@ class Task:
         """Ranking tasks: the gold answer's column for example ``i`` of ``batch`` (None: unknown)."""
         return int(batch.answer_pos[i]) if batch.answer_pos is not None and int(batch.answer_pos[i]) >= 0 else None
 
+    @property
+    def max_new_tokens(self) -> int:
+        """Generative tasks: how many tokens an answer may take (their config's ``max_new_tokens``)."""
+        return self.config.max_new_tokens
+
     def read_output(self, text: str, example) -> dict:
         """Generative tasks: the answer read from generated ``text``: at least ``answer`` (a string)."""
         return {"answer": text.strip()}
@@ -160,3 +166,27 @@ class Task:
         context manager that times ``"encode"`` (frozen encoders) and ``"retrieve"``."""
         raise InputError(f"a {self.name!r} checkpoint does not answer questions of one's own (its task has no "
                          "query form); evaluate it with `mrmkg eval` instead")
+
+
+class GraphRankingTask(Task):
+    """A task over one built graph (``self.ctx``: :class:`~mrmkg.tasks.knowledge.GraphContext`) that
+    ranks the graph's entities or relations with the entity head: MARS and MarKG pretraining. The
+    subgraph goes through the graph encoder when ``uses_graph``."""
+
+    ctx: GraphContext
+    uses_graph: bool = True
+
+    def model_defaults(self) -> dict:
+        return {"use_kg": self.uses_graph, "use_image": True}
+
+    def model_fixed(self) -> dict:
+        return {"kg": self.ctx.graph, "entity_head": True}
+
+    def features(self) -> KGFeatures:
+        return KGFeatures.from_index(self.ctx.index)
+
+    def image_token_dim(self) -> int | None:
+        return self.ctx.image_vec.shape[1] or None
+
+    def vocabulary(self):
+        return self.ctx.kg.entity_names, self.ctx.kg.relation_names

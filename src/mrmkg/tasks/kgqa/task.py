@@ -109,10 +109,6 @@ class Stage1Task(Task):
         return self.vision_encoder.dim if self.uses_images else 0
 
     @property
-    def max_new_tokens(self) -> int:
-        return self.args.max_new_tokens
-
-    @property
     def uses_images(self) -> bool:
         return self.args.with_image and self.mcfg.use_image
 

@@ -20,8 +20,8 @@ import numpy as np
 from mrmkg.errors import InputError
 from mrmkg.kg.subgraph import Subgraph
 from mrmkg.metrics.ranking import ranking_metrics
-from mrmkg.model import KGFeatures, MRMKGExample
-from mrmkg.tasks.base import Task
+from mrmkg.model import MRMKGExample
+from mrmkg.tasks.base import GraphRankingTask
 from mrmkg.tasks.knowledge import GraphContext, facts_prefix
 from mrmkg.tasks.mars.task import GRAPH_PROMPTS
 
@@ -43,7 +43,7 @@ class MarKGTaskConfig:
 
 
 
-class MarKGPretrainTask(Task):
+class MarKGPretrainTask(GraphRankingTask):
     """Stage 1: MarKG entity and relation prediction (see the module docstring)."""
 
     name = "markg"
@@ -96,20 +96,9 @@ class MarKGPretrainTask(Task):
             return ""
         return facts_prefix(self.kg, sg.triple_ids[: self.config.text_triples], entity_tokens=True)
 
-    def model_defaults(self) -> dict:
-        return {"use_kg": self.config.prompt in GRAPH_PROMPTS, "use_image": True}
-
-    def model_fixed(self) -> dict:
-        return {"kg": self.ctx.graph, "entity_head": True}
-
-    def features(self) -> KGFeatures:
-        return KGFeatures.from_index(self.ctx.index)
-
-    def image_token_dim(self) -> int | None:
-        return self.ctx.image_vec.shape[1] or None
-
-    def vocabulary(self):
-        return self.kg.entity_names, self.kg.relation_names
+    @property
+    def uses_graph(self) -> bool:
+        return self.config.prompt in GRAPH_PROMPTS
 
     def make_train_examples(self) -> list:
         return self.make_examples(self.train_ids)

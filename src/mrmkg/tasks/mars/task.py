@@ -71,8 +71,8 @@ import numpy as np
 
 from mrmkg.errors import InputError
 from mrmkg.metrics.ranking import TIE_RULE, ranking_metrics
-from mrmkg.model import KGFeatures, MRMKGExample
-from mrmkg.tasks.base import Task
+from mrmkg.model import MRMKGExample
+from mrmkg.tasks.base import GraphRankingTask
 from mrmkg.tasks.knowledge import GraphContext, facts_prefix, resolve_entity, top_triples, unit_vector
 from mrmkg.tasks.mars.data import IMAGE_SIDES, MarsRecord, load_candidates, load_mars_split, resolve_path
 
@@ -133,7 +133,7 @@ class MarsTaskConfig:
 
 
 
-class MarsTask(Task):
+class MarsTask(GraphRankingTask):
     """MARS: rank the candidate entities for ``h : t :: q : ?`` (see the module docstring)."""
 
     name = "mars"
@@ -268,20 +268,9 @@ class MarsTask(Task):
         return ctx.retriever.retrieve_vectors_batch(text_vecs, image_vecs, queries)
 
     # -- the model
-    def model_defaults(self) -> dict:
-        return {"use_kg": self.config.prompt in GRAPH_PROMPTS, "use_image": True}
-
-    def model_fixed(self) -> dict:
-        return {"kg": self.ctx.graph, "entity_head": True}
-
-    def features(self) -> KGFeatures:
-        return KGFeatures.from_index(self.ctx.index)
-
-    def image_token_dim(self) -> int | None:
-        return self.ctx.image_vec.shape[1] or None
-
-    def vocabulary(self):
-        return self.kg.entity_names, self.kg.relation_names
+    @property
+    def uses_graph(self) -> bool:
+        return self.config.prompt in GRAPH_PROMPTS
 
     def attach(self, model):
         self._give_train_statistics(model)

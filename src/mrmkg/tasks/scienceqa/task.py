@@ -132,10 +132,6 @@ class ScienceQATask(Task):
         return self.vision_encoder.dim if self.uses_images else 0
 
     @property
-    def max_new_tokens(self) -> int:
-        return self.args.max_new_tokens
-
-    @property
     def uses_images(self) -> bool:
         return self.args.prompt.with_image and self.mcfg.use_image
 
