@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
+from mrmkg.devices import check_device
 from mrmkg.errors import InputError
 
 
@@ -145,19 +146,6 @@ def open_task(checkpoint: str | Path, task_args: dict | None = None):
     return get_task(cfg.task).from_config(args, cfg), model_dir, cfg
 
 
-def check_device(device: str):
-    """``device`` as a torch device; InputError for a malformed name or a GPU that is not there."""
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise InputError(f"--device {device!r}: expected cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"--device {device!r}: no CUDA GPU is visible")
-    return dev
-
-
 class Pipeline:
     """A task and its trained model, ready to answer (see the module docstring)."""
 
@@ -173,7 +161,9 @@ class Pipeline:
         onto ``device``; ``task_args`` replace values recorded in its training config."""
         from mrmkg.malloc import tune_malloc
 
-        dev = check_device(device)
+        import torch
+
+        dev = torch.device(check_device(device))
         task, model_dir, cfg = open_task(checkpoint, task_args)
         model = task.load_model(model_dir).to(dev)
         tune_malloc()  # keep freed buffers in the process between batches, as training does
