@@ -48,7 +48,7 @@ def write_evaluation(pipe: Pipeline, split, out: str | Path, batch_size: int = 1
         atomic_write_text(tmp / "predictions.jsonl", "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in preds))
         atomic_write_json(tmp / "metrics.json", metrics)
         atomic_write_text(tmp / "eval_config.yaml", yaml.safe_dump(
-            {"checkpoint": str(checkpoint), **recorded, "batch_size": batch_size,
+            {"checkpoint": str(checkpoint), "task": pipe.task.name, **recorded, "batch_size": batch_size,
              "task_args": dict(pipe.train_config.task_args)}, sort_keys=False))
     return metrics
 

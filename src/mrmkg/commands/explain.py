@@ -20,10 +20,11 @@ def _refuse_other_tasks(eval_dir: Path) -> None:
     if not cfg_path.is_file():
         return
     cfg, _ = load_yaml(cfg_path)
-    if "split_file" not in cfg and "split" in cfg:
-        raise InputError(f"this evaluation records a split name ({cfg['split']!r}), not a MARS split file: "
-                         "`mrmkg explain` reads evaluations of MARS checkpoints for now (ScienceQA, demo and "
-                         "stage-1 evaluations: read their predictions.jsonl)", path=eval_dir)
+    task = cfg.get("task", "mars" if "split_file" in cfg else None)
+    if task != "mars":
+        raise InputError(f"this is an evaluation of a {task or 'non-MARS'!r} checkpoint: `mrmkg explain` reads "
+                         "evaluations of MARS checkpoints for now (others: read their predictions.jsonl, or ask "
+                         "one question with `mrmkg ask CHECKPOINT ... --json`, which shows the subgraph)", path=eval_dir)
 
 
 def explain_command(
