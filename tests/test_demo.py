@@ -186,6 +186,10 @@ def test_pipeline_answers_as_eval_predicted(tmp_path, cache, llm_dir):
         assert len(shown) == min(demo.config.N, len(p["retrieved"]))
         assert set(ans.timings) == {"encode", "retrieve", "model"} and all(v >= 0 for v in ans.timings.values())
         assert json.loads(json.dumps(ans.to_dict()))["answer"] == ans.answer  # JSON-ready
+    # a question's answers come from its candidate set only, however many are asked for
+    q = next(q for q in qs if q.type == "image")
+    ans = pipe(q.text, image=q.image, top_k=1000)
+    assert sorted(c.id for c in ans.candidates) == sorted(demo.world.candidates[q.candidates])
 
 
 def test_same_seed_same_result(tmp_path, cache, llm_dir):

@@ -159,9 +159,9 @@ class Pipeline:
     def from_pretrained(cls, checkpoint: str | Path, device: str = "cpu", task_args: dict | None = None) -> "Pipeline":
         """Load ``checkpoint`` (a run folder of ``mrmkg train``, its ``final/`` or its model folder)
         onto ``device``; ``task_args`` replace values recorded in its training config."""
-        from mrmkg.malloc import tune_malloc
-
         import torch
+
+        from mrmkg.malloc import tune_malloc
 
         dev = torch.device(check_device(device))
         task, model_dir, cfg = open_task(checkpoint, task_args)
@@ -244,8 +244,8 @@ class Pipeline:
         ranks = dict(zip(known, gold_ranks(scores[known], [gold[i] for i in known]).tolist())) if known else {}
         answers = []
         for i in range(len(chunk)):
-            cands = [Candidate(*task.candidate(batch, j), float(v))
-                     for v, j in zip(top.values[i].tolist(), top.indices[i].tolist())]
+            cands = [Candidate(*task.candidate(batch, j), float(v))  # masked (-inf) candidates are not answers
+                     for v, j in zip(top.values[i].tolist(), top.indices[i].tolist()) if v != float("-inf")]
             a = Answer(answer=cands[0].name, answer_id=cands[0].id, candidates=cands)
             if gold[i] is not None:
                 a.gold = task.candidate(batch, gold[i])[0]
