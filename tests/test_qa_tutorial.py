@@ -119,6 +119,36 @@ def test_tutorial_end_to_end(tmp_path, monkeypatch, capsys, llm_dir):
     assert {p["gold"] for p in preds if p["kind"] == "entity"} == {"E6", "E7"}  # Brix: Kelp (by name), Oru (by id)
 
     ans = json.loads(outputs[-1])
-    assert isinstance(ans["answer"], str) and isinstance(ans["text"], str)
+    assert isinstance(ans["answer"], str) and isinstance(ans["text"], str) and ans["meta"]["kind"] == "text"
+    assert ans["subgraph"]["query"] == "What does this creature eat?"
     assert ans["subgraph"]["triples"], "the answer names the triples it was retrieved from"
-    assert any(n.get("kind") == "image" or "image" in json.dumps(n) for n in ans["subgraph"]["nodes"])
+    assert any(n["kind"] == "image" for n in ans["subgraph"]["nodes"])
+
+
+def test_entity_questions_are_ranked(tmp_path, monkeypatch, capsys, llm_dir):
+    """The same folder with only its entity questions: mode auto ranks the graph's entities, eval
+    reports Hits@k and MRR, and ask returns scored entities."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MRMKG_CACHE", str(tmp_path / "cache"))
+    make_folder(tmp_path)
+    qs = [json.loads(x) for x in Path("mydata/questions.jsonl").read_text().splitlines()]
+    Path("mydata/entity.jsonl").write_text("".join(json.dumps(q) + "\n" for q in qs if "choices" not in q
+                                                   and "twice" not in q["question"]), encoding="utf-8")
+    cfg = {"task": "qa", "output_dir": "runs/rank", "task_args": {"data": "mydata/entity.jsonl", "graph": "graph"},
+           "model": {**TINY_MODEL, "llm": llm_dir}, "epochs": 2, "batch_size": 2, "progress": False}
+    Path("rank.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    for argv in (["kg", "build", "mydata", "--format", "tsv", "-o", "graph", "--quiet"], ["train", "-c", "rank.yaml"],
+                 ["eval", "runs/rank", "--split", "test", "-o", "runs/rank/ev", "--json"]):
+        rc = main(argv)
+        out = capsys.readouterr()
+        assert rc == 0, f"{argv}\n{out.out}\n{out.err}"
+    m = json.loads(out.out)
+    assert m["n"] == 2 and 0 < m["mrr"] <= 1 and m["hits@1"] <= m["hits@3"] <= m["hits@10"] == 1.0  # 8 entities
+    preds = [json.loads(x) for x in Path("runs/rank/ev/predictions.jsonl").read_text().splitlines()]
+    assert all(1 <= p["rank"] <= 8 and len(p["top3"]) == 3 for p in preds)
+    assert main(["ask", "runs/rank", "What does this creature eat?", "--image", "mydata/pics/quon.png", "--json",
+                 "--top-k", "4"]) == 0
+    ans = json.loads(capsys.readouterr().out)
+    assert len(ans["candidates"]) == 4 and ans["answer_id"] == ans["candidates"][0]["id"]
+    scores = [c["score"] for c in ans["candidates"]]
+    assert scores == sorted(scores, reverse=True)
