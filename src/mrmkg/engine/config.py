@@ -35,7 +35,7 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     task: str = field(default="mars", metadata={
-        "help": "What to train: a registered task name (mars, markg, scienceqa, stage1, demo, demo_stage1, or a "
+        "help": "What to train: a registered task name (mars, markg, scienceqa, stage1, demo, demo_stage1, qa, or a "
                 "plugin's, registered through the 'mrmkg.tasks' entry-point group)."})
     task_args: dict = field(default_factory=dict, metadata={
         "help": "Options of the task (e.g. data paths, prompt variant); validated by the task's own config."})

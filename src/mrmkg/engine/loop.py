@@ -126,7 +126,8 @@ def train(config: TrainConfig, task: Task | None = None, resume: bool = False, o
         atomic_write_json(out / "summary.json", summary)
         if config.progress:
             print_summary(summary)
-    accelerator.end_training()  # flush and close the trackers' files
+    for tracker in accelerator.trackers:  # flush and close the trackers' files (end_training would also
+        tracker.finish()                  # destroy the process group, which later runs in this process reuse)
     accelerator.wait_for_everyone()
     return TrainResult(out, position.global_step, samples, seconds, samples / max(seconds, 1e-9), max(rss),
                        position.last_loss, metrics, position.history, digests)

@@ -48,7 +48,7 @@ class QARecord:
 
     id: str
     question: str
-    answer: str
+    answer: str | None  # None: a question of one's own (`mrmkg ask`)
     kind: str
     split: str
     choices: list[str] | None = None
