@@ -200,7 +200,8 @@ def test_no_questions_file(kg, data):
     fails(data / "none.jsonl", kg, "questions not found", None)
 
 
-def test_cli_train_exits_2_naming_file_and_line(tmp_path, capsys, monkeypatch):
+@pytest.fixture
+def built_graph(tmp_path, capsys, monkeypatch):
     from test_cli_kg import FAKE  # registers the tiny test encoders
 
     from mrmkg.cli import main
@@ -210,12 +211,23 @@ def test_cli_train_exits_2_naming_file_and_line(tmp_path, capsys, monkeypatch):
     src.mkdir()
     (src / "triples.tsv").write_text("E1\tR1\tE2\n", encoding="utf-8")
     assert main(["kg", "build", str(src), "--format", "tsv", "-o", str(tmp_path / "graph"), "--quiet", *FAKE]) == 0
-    q = write(tmp_path / "q.jsonl", [{"id": "a", "split": "train", "question": "Q?", "answer": "E1"},
-                                     {"id": "b", "split": "train", "question": "Q?", "choices": ["x", "y"], "answer": "z"}])
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"task: qa\noutput_dir: {tmp_path / 'run'}\ntask_args:\n  data: {q}\n  graph: {tmp_path / 'graph'}\n")
     capsys.readouterr()
+    return tmp_path / "graph"
+
+
+@pytest.mark.parametrize("mode, second, needle", [
+    ("auto", {"choices": ["x", "y"], "answer": "z"}, "not among the choices"),
+    ("rank", {"answer": "free words"}, "mode 'rank' ranks graph entities, but question 'b'"),
+])
+def test_cli_train_exits_2_naming_file_and_line(tmp_path, capsys, built_graph, mode, second, needle):
+    from mrmkg.cli import main
+
+    q = write(tmp_path / "q.jsonl", [{"id": "a", "split": "train", "question": "Q?", "answer": "E1"},
+                                     {"id": "b", "split": "train", "question": "Q?", **second}])
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"task: qa\noutput_dir: {tmp_path / 'run'}\ntask_args:\n  data: {q}\n  graph: {built_graph}\n"
+                   f"  mode: {mode}\n")
     rc = main(["train", "-c", str(cfg)])
     err = capsys.readouterr().err
-    assert rc == 2 and f"{q}:2" in err and "not among the choices" in err and "Traceback" not in err
+    assert rc == 2 and f"{q}:2" in err and needle in err and "Traceback" not in err, err
     assert not (tmp_path / "run" / "final").exists()
