@@ -102,10 +102,12 @@ def train(config: TrainConfig, task: Task | None = None, resume: bool = False, o
             bar.update(1)
             rate = (step - start_step) * sampler.examples_per_step / max(time.perf_counter() - t0, 1e-9)
             bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{rate:.1f}")
+        paused = time.perf_counter()
         if config.eval_every and step % config.eval_every == 0 and not last:
             evaluate_into_history(accelerator, task, model, objective, position, config)
         if config.checkpoint_every and step % config.checkpoint_every == 0 and not last:
             save_checkpoint(accelerator, out, position.state_dict(), config)
+        logged_t += time.perf_counter() - paused  # samples/s counts training time, not evaluation or saving
     if bar is not None:
         bar.close()
     seconds = time.perf_counter() - t0

@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Literal, Sequence
 
 import numpy as np
-import torch
 
 from mrmkg.encoders.cache import cached_encode
 from mrmkg.errors import InputError
