@@ -35,7 +35,7 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     task: str = field(default="mars", metadata={
-        "help": "What to train: a registered task name (mars, markg, scienceqa, stage1, demo, demo_stage1, or a "
+        "help": "What to train: a registered task name (mars, markg, scienceqa, stage1, demo, demo_stage1, qa, or a "
                 "plugin's, registered through the 'mrmkg.tasks' entry-point group)."})
     task_args: dict = field(default_factory=dict, metadata={
         "help": "Options of the task (e.g. data paths, prompt variant); validated by the task's own config."})
@@ -67,6 +67,11 @@ class TrainConfig:
     eval_batch_size: int = field(default=16, metadata={"ge": 1, "help": "Examples per batch when evaluating."})
     log_every: int = field(default=10, metadata={"ge": 1, "help": "Record the mean training loss every this many steps."})
     progress: bool = field(default=True, metadata={"help": "Show a progress bar (main process only)."})
+    log_with: Literal["auto", "tensorboard", "wandb", "mlflow", "none"] = field(default="auto", metadata={
+        "help": "Experiment tracker (accelerate's log_with), writing into the run folder's logs/: training loss, "
+                "learning rate and samples/s at every logged step (log_every), numeric evaluation metrics at every "
+                "evaluation. auto = tensorboard when it is installed, else none; wandb runs offline (no network); "
+                "none = no tracking. Tracking never changes the losses or metrics."})
     num_threads: int = field(default=0, metadata={"ge": 0, "help": "torch threads per process (0 = leave as set by OMP_NUM_THREADS)."})
     tune_malloc: bool = field(default=True, metadata={
         "help": "glibc only: keep freed memory in the process instead of faulting each step's buffers in anew "

@@ -9,7 +9,7 @@ from mrmkg.engine.config import TrainConfig
 from mrmkg.engine.data import DataPosition
 from mrmkg.engine.task import Task
 
-__all__ = ["evaluate_into_history", "peak_rss_mb", "make_summary", "print_summary"]
+__all__ = ["evaluate_into_history", "numeric_metrics", "peak_rss_mb", "make_summary", "print_summary"]
 
 #: the summary's quantities shown in the table, in order (the task's metrics follow)
 TABLE_ROWS = ("seed", "processes", "steps", "epochs", "samples_trained_now", "seconds", "samples_per_s",
@@ -23,8 +23,21 @@ def evaluate_into_history(accelerator, task: Task, model: torch.nn.Module, objec
     if accelerator.is_main_process:
         metrics = task.evaluate(model, config.eval_batch_size)
         position.history.append({"step": position.global_step, "eval": metrics})
+        accelerator.log(numeric_metrics(metrics, "eval/"), step=position.global_step)
         objective.train()
     accelerator.wait_for_everyone()
+
+
+def numeric_metrics(metrics: dict, prefix: str = "") -> dict[str, float]:
+    """The numbers of a (nested) metrics dict, flattened to ``prefix + "a/b"`` keys, for a tracker
+    (strings, booleans and None are left out: trackers plot scalars)."""
+    out: dict[str, float] = {}
+    for k, v in metrics.items():
+        if isinstance(v, dict):
+            out.update(numeric_metrics(v, f"{prefix}{k}/"))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[f"{prefix}{k}"] = float(v)
+    return out
 
 
 def peak_rss_mb() -> float:

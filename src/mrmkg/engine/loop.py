@@ -3,6 +3,8 @@ accelerate; see :mod:`mrmkg.engine` for what it guarantees."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -14,7 +16,7 @@ from mrmkg.engine.checkpoint import latest_checkpoint, restore_checkpoint, save_
     weights_digest, write_final
 from mrmkg.engine.config import TrainConfig
 from mrmkg.engine.data import DataPosition, EpochSampler
-from mrmkg.engine.evaluate import evaluate_into_history, make_summary, peak_rss_mb, print_summary
+from mrmkg.engine.evaluate import evaluate_into_history, make_summary, numeric_metrics, peak_rss_mb, print_summary
 from mrmkg.engine.init_from import load_init
 from mrmkg.engine.optim import build_optimizer, build_scheduler
 from mrmkg.engine.task import Objective, Task
@@ -84,19 +86,28 @@ def train(config: TrainConfig, task: Task | None = None, resume: bool = False, o
 
     bar = _progress_bar(config, position) if main else None
     start_step, t0 = position.global_step, time.perf_counter()
+    logged_step, logged_t = start_step, t0
     objective.train()
     while position.global_step < position.total_steps:
         loss = _step(accelerator, objective, optimizer, scheduler, task, examples, position.micro_batches(), config)
+        records = len(position.history)
         position.step_done(loss, scheduler.get_last_lr()[0], config.log_every)
         step, last = position.global_step, position.global_step == position.total_steps
+        if len(position.history) > records:  # a logged step: the tracker gets the record the history got
+            now, rec = time.perf_counter(), position.history[-1]
+            rate = (step - logged_step) * sampler.examples_per_step / max(now - logged_t, 1e-9)
+            accelerator.log({"train/loss": rec["loss"], "train/lr": rec["lr"], "train/samples_per_s": rate}, step=step)
+            logged_step, logged_t = step, now
         if bar is not None:
             bar.update(1)
             rate = (step - start_step) * sampler.examples_per_step / max(time.perf_counter() - t0, 1e-9)
             bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{rate:.1f}")
+        paused = time.perf_counter()
         if config.eval_every and step % config.eval_every == 0 and not last:
             evaluate_into_history(accelerator, task, model, objective, position, config)
         if config.checkpoint_every and step % config.checkpoint_every == 0 and not last:
             save_checkpoint(accelerator, out, position.state_dict(), config)
+        logged_t += time.perf_counter() - paused  # samples/s counts training time, not evaluation or saving
     if bar is not None:
         bar.close()
     seconds = time.perf_counter() - t0
@@ -109,6 +120,7 @@ def train(config: TrainConfig, task: Task | None = None, resume: bool = False, o
     if main:
         if config.eval_at_end:
             metrics = task.evaluate(model, config.eval_batch_size)
+            accelerator.log(numeric_metrics(metrics, "eval/"), step=position.global_step)
         write_final(out / "final", model, config, state, metrics)
         summary = make_summary(config, position, world, samples, seconds, rss, metrics, digests,
                                init.summary() if init else None)
@@ -116,6 +128,8 @@ def train(config: TrainConfig, task: Task | None = None, resume: bool = False, o
         atomic_write_json(out / "summary.json", summary)
         if config.progress:
             print_summary(summary)
+    for tracker in accelerator.trackers:  # flush and close the trackers' files (end_training would also
+        tracker.finish()                  # destroy the process group, which later runs in this process reuse)
     accelerator.wait_for_everyone()
     return TrainResult(out, position.global_step, samples, seconds, samples / max(seconds, 1e-9), max(rss),
                        position.last_loss, metrics, position.history, digests)
@@ -167,22 +181,49 @@ def _accelerator(config: TrainConfig, clear_checkpoints: bool):
     """The run's Accelerator (and, with ``clear_checkpoints``, the output folder's old checkpoints
     deleted by the main process before any rank goes on)."""
     from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs
+    from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
 
     # Mixed precision is our own torch.autocast rather than Accelerator(mixed_precision=...): the
     # accelerate state is a process-wide singleton that refuses a second precision in one process
     # (tests, notebooks), and autocast around forward is all bf16 needs (weights stay fp32).
     # The schedule counts optimizer steps: accelerate's default would step it once per process.
     _match_accelerator_device(config.cpu)
+    tracker = resolve_tracker(config.log_with)
+    logs = Path(config.output_dir) / "logs"
+    if tracker == "wandb":
+        os.environ.setdefault("WANDB_MODE", "offline")  # no network at run time; `wandb sync` uploads later
+        os.environ.setdefault("WANDB_DIR", str(logs))
     accelerator = Accelerator(
         cpu=config.cpu, step_scheduler_with_optimizer=False,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=config.find_unused_parameters)],
+        log_with=None if tracker == "none" else tracker,
+        project_config=None if tracker == "none" else ProjectConfiguration(project_dir=str(config.output_dir),
+                                                                           logging_dir=str(logs)),
     )
     checkpoints = Path(config.output_dir) / "checkpoints"
     if accelerator.is_main_process and clear_checkpoints and checkpoints.is_dir():
         shutil.rmtree(checkpoints)
     accelerator.wait_for_everyone()
+    if tracker != "none":
+        # one tracker run per training run (resumed runs add files to the same folder)
+        init = {"wandb": {"dir": str(logs)}} if tracker == "wandb" else {}
+        accelerator.init_trackers("mrmkg", init_kwargs=init)  # TensorBoard: RUN/logs/mrmkg/
     return accelerator
+
+
+def resolve_tracker(log_with: str) -> str:
+    """The tracker ``log_with`` names, checked: ``auto`` is tensorboard when it is importable, else
+    none; a named tracker that is not installed is an InputError (not a silent run without curves)."""
+    if log_with == "none":
+        return "none"
+    packages = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+    name = "tensorboard" if log_with == "auto" else log_with
+    if importlib.util.find_spec(packages[name]) is None:
+        if log_with == "auto":
+            return "none"
+        raise InputError(f"field 'log_with': {name!r} is not installed (pip install {packages[name]}), "
+                         "or set log_with=none")
+    return name
 
 
 def _match_accelerator_device(cpu: bool) -> None:
