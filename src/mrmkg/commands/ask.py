@@ -76,7 +76,8 @@ def print_answer(ans, picture: Path | None = None, console=None) -> None:
     from rich.table import Table
 
     con = console or Console()
-    con.print(f"[bold]answer:[/] {escape(ans.answer)}" + (f"  [dim]({escape(str(ans.answer_id))})[/]" if ans.answer_id else ""))
+    shown = escape(ans.answer) if ans.answer else "[red](none could be read from the generated text)[/]"
+    con.print(f"[bold]answer:[/] {shown}" + (f"  [dim]({escape(str(ans.answer_id))})[/]" if ans.answer_id else ""))
     if ans.text is not None and ans.text.strip() != ans.answer:
         con.print(f"[bold]generated:[/] {escape(ans.text)}")
     if ans.candidates:

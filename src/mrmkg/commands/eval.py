@@ -14,8 +14,8 @@ def eval_command(
     out: Out,
     split: Optional[str] = typer.Option(
         None, "--split", help="what to evaluate, as the checkpoint's task reads it: MARS: a split file (any path, "
-                              "e.g. mars/dev.json); demo: dev or test; ScienceQA: a split name; stage 1: dev or all "
-                              "(default: the task's own evaluation split)"),
+                              "e.g. mars/dev.json); demo: dev or test; ScienceQA: a split name; qa: train, dev or test; stage 1: "
+                              "dev or all (default: the task's own evaluation split)"),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="examples per forward pass"),
     graph: GraphOverride = None,
     device: Device = "cpu",
