@@ -14,7 +14,9 @@ What is compared, per case folder (``<dir>/<case>/``):
 * ``table.md`` of the demo, without its timing column.
 
 Folder names that carry a 12-hex content key (the demo's ``runs/no_kg-<key>``) are matched with the key
-masked (``<key>``); the key itself is compared as a value of result.json.
+masked (``<key>``), and the demo's ``key`` values are not compared: they hash the index manifest, which
+depends on the world's absolute path (a different OUT gives different keys, same numbers), and the
+TrainConfig as a dict (a renamed field changes them).
 
 Prints one table row per differing metric (``--all``: every metric) and a count per case; exit status 1
 if anything differs or is missing on one side, 0 otherwise.
@@ -31,7 +33,7 @@ from pathlib import Path
 # key names (last path component) whose values change run to run or by machine, never by the model
 VOLATILE = re.compile(r"(seconds|_s$|^s$|per_s|samples_per|rss|_mb$|time|elapsed|date|stamp|wall|"
                       r"^checkpoint$|^run$|^world$|^out$|^output_dir$|^picture$|path|dir$|^root$|^src$|"
-                      r"^host$|^cached$|^version)", re.I)
+                      r"^host$|^cached$|^version|^key$)", re.I)
 SKIP_PARTS = {"cache", "inputs", "checkpoints", "model", "index"}  # inputs/caches/weights, not results
 KEY = re.compile(r"-[0-9a-f]{12}\b")
 TIMING = [
@@ -67,7 +69,7 @@ def _flatten(obj, prefix=""):
         yield prefix, json.dumps(obj)
     elif isinstance(obj, (int, float)):
         yield prefix, repr(obj)
-    elif isinstance(obj, str) and ("sha256" in prefix or prefix.endswith(".key") or prefix == "key"):
+    elif isinstance(obj, str) and "sha256" in prefix:
         yield prefix, obj
 
 

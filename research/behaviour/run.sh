@@ -96,7 +96,7 @@ case_demo_quick() {
 # MARS, 40 steps of configs/mars-smollm2-cpu-pointer.yaml (the best configuration) from scratch, evaluated
 # at the end of training on the first 200 dev examples (max_eval_examples) and again by `mrmkg eval` on a
 # split file holding exactly those 200 lines: the two must agree too.
-MARS_SHORT=(--set max_steps=40 --set checkpoint_every=0 --set task_args.max_eval_examples=200 --set num_threads=1
+MARS_SHORT=(--set checkpoint_every=0 --set task_args.max_eval_examples=200 --set num_threads=1
             --set progress=false --set log_every=5)
 case_mars_pointer() {
     begin_case mars_pointer
@@ -104,7 +104,7 @@ case_mars_pointer() {
     head -n 200 "$DATA/mars/dev.json" > "$CASE_DIR/dev200.json"
     # ---- commands (adapt here) ----
     step train mrmkg train -c "$CONFIGS/mars-smollm2-cpu-pointer.yaml" \
-        --set task_args.graph="$GRAPHS/markg" --set task_args.data_dir="$DATA/mars" "${MARS_SHORT[@]}" \
+        --set task_args.graph="$GRAPHS/markg" --set task_args.data_dir="$DATA/mars" "${MARS_SHORT[@]}" --set max_steps=40 \
         -o "$CASE_DIR/train" --overwrite || return 1
     step eval mrmkg eval --checkpoint "$CASE_DIR/train" --split-file "$CASE_DIR/dev200.json" \
         --out "$CASE_DIR/eval" --no-progress
