@@ -78,8 +78,8 @@ ensure_graphs() {
         mkdir -p "$GRAPHS"
         echo "  building $GRAPHS/$g (once; minutes)"
         local extra=(); [ $g = markg-standin ] && extra=(--image-standin description)
-        MRMKG_CACHE=$GRAPHS/cache mrmkg kg build "$DATA/markg" --format markg "${extra[@]}" --out "$GRAPHS/$g" \
-            --no-progress > "$GRAPHS/$g.build.log" 2>&1 || { echo "graph build failed: $GRAPHS/$g.build.log"; return 1; }
+        MRMKG_CACHE=$GRAPHS/cache mrmkg kg build "$DATA/markg" --format markg "${extra[@]}" -o "$GRAPHS/$g" \
+            -q > "$GRAPHS/$g.build.log" 2>&1 || { echo "graph build failed: $GRAPHS/$g.build.log"; return 1; }
     done
 }
 
@@ -89,7 +89,8 @@ ensure_graphs() {
 case_demo_quick() {
     begin_case demo_quick
     # ---- commands (adapt here) ----
-    step demo mrmkg demo --quick --out "$CASE_DIR/run" --set progress=false
+    # the whole ladder (since session 17 the demo runs two rungs by default)
+    step demo mrmkg demo --quick -o "$CASE_DIR/run" --set progress=false --set "rungs=[no_kg,kg_text,mmkg,align,pretrain]"
     # -------------------------------
 }
 
@@ -106,8 +107,7 @@ case_mars_pointer() {
     step train mrmkg train -c "$CONFIGS/mars-smollm2-cpu-pointer.yaml" \
         --set task_args.graph="$GRAPHS/markg" --set task_args.data_dir="$DATA/mars" "${MARS_SHORT[@]}" --set max_steps=40 \
         -o "$CASE_DIR/train" --overwrite || return 1
-    step eval mrmkg eval --checkpoint "$CASE_DIR/train" --split-file "$CASE_DIR/dev200.json" \
-        --out "$CASE_DIR/eval" --no-progress
+    step eval mrmkg eval "$CASE_DIR/train" --split "$CASE_DIR/dev200.json" -o "$CASE_DIR/eval" -q
     # -------------------------------
 }
 
@@ -126,8 +126,7 @@ case_mars_cumulative_iv() {
         --set task_args.fact_tokens=true --set model.max_prompt_tokens=256 --set model.pack_sequences=true \
         --set task_args.data_dir="$DATA/mars" "${MARS_SHORT[@]}" --set max_steps="$MARS_CUM_STEPS" \
         -o "$CASE_DIR/train" --overwrite || return 1
-    step eval mrmkg eval --checkpoint "$CASE_DIR/train" --split-file "$CASE_DIR/dev200.json" \
-        --out "$CASE_DIR/eval" --no-progress
+    step eval mrmkg eval "$CASE_DIR/train" --split "$CASE_DIR/dev200.json" -o "$CASE_DIR/eval" -q
     # -------------------------------
 }
 
@@ -144,22 +143,22 @@ case_scienceqa_tiny() {
     local in=$CASE_DIR/inputs
     step inputs env PYTHONPATH= "$PY" "$HERE/make_sqa_inputs.py" "$in" "$SQA_FIXTURE_GEN" || return 1
     # ---- commands (adapt here) ----
-    step kg_build mrmkg kg build "$in/science-kg" --format tsv --vision-encoder none --out "$in/science-graph" \
-        --no-progress || return 1
+    step kg_build mrmkg kg build "$in/science-kg" --format tsv --vision-encoder none -o "$in/science-graph" \
+        -q || return 1
     step train_tiny mrmkg train --set task=scienceqa --set task_args.root="$in/scienceqa" \
         --set task_args.kg="$in/science-graph" --set 'task_args.prompt={format: QCM-LE}' \
         --set 'task_args.retrieval={n: 3, N: 4}' --set task_args.max_new_tokens=8 \
         --set model.llm="$in/tiny-llama" --set model.max_prompt_tokens=96 --set model.max_target_tokens=24 \
         "${SQA_MODEL[@]}" --set max_steps=6 -o "$CASE_DIR/tiny" --overwrite || return 1
-    step eval_tiny mrmkg scienceqa eval "$CASE_DIR/tiny" --split test --out "$CASE_DIR/tiny-eval-test" \
-        --batch-size 4 --no-progress
+    step eval_tiny mrmkg scienceqa eval "$CASE_DIR/tiny" --split test -o "$CASE_DIR/tiny-eval-test" \
+        --batch-size 4 -q
     step train_smol mrmkg train --set task=scienceqa --set task_args.root="$in/scienceqa" \
         --set task_args.kg="$in/science-graph" --set 'task_args.prompt={format: QCM-A}' \
         --set 'task_args.retrieval={n: 3, N: 4}' --set task_args.max_new_tokens=8 --set task_args.limit=4 \
         --set model.llm=smollm2-135m --set model.max_prompt_tokens=160 --set model.max_target_tokens=12 \
         "${SQA_MODEL[@]}" --set model.gnn_hidden=32 --set max_steps=4 -o "$CASE_DIR/smol" --overwrite || return 1
-    step eval_smol mrmkg scienceqa eval "$CASE_DIR/smol" --split test --limit 12 --out "$CASE_DIR/smol-eval-test" \
-        --batch-size 4 --no-progress
+    step eval_smol mrmkg scienceqa eval "$CASE_DIR/smol" --split test --limit 12 -o "$CASE_DIR/smol-eval-test" \
+        --batch-size 4 -q
     # -------------------------------
 }
 
