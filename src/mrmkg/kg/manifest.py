@@ -92,9 +92,10 @@ def read_json(path: Path, root: Path):
         raise DamagedArtifactError(root, rel, "JSON nested too deeply") from None
 
 
-def verify_checksums(folder: str | Path, root: str | Path, hashed: Callable[[str], bool]) -> bool:
+def verify_checksums(folder: str | Path, root: str | Path, hashed: Callable[[str], bool],
+                     full: bool | None = None) -> bool:
     """Check ``folder/checksums.json`` against the files; ``hashed(name)`` says whose SHA-256 to compare
-    (all of them under ``MRMKG_VERIFY_ALL=1``). Returns False when the folder has no manifest (the
+    (all of them when ``full``, default: under ``MRMKG_VERIFY_ALL=1``). Returns False when the folder has no manifest (the
     caller warns), True when everything matches; raises :class:`DamagedArtifactError` otherwise."""
     folder, root = Path(folder), Path(root)
     path = folder / CHECKSUMS
@@ -105,7 +106,7 @@ def verify_checksums(folder: str | Path, root: str | Path, hashed: Callable[[str
     files = mf.get("files") if isinstance(mf, dict) else None
     if not isinstance(mf, dict) or mf.get("format_version") != FORMAT_VERSION or not isinstance(files, dict):
         raise DamagedArtifactError(root, rel, f'expected {{"format_version": {FORMAT_VERSION}, "files": {{...}}}}')
-    full = verify_all()
+    full = verify_all() if full is None else full
     for name, rec in files.items():
         if (not isinstance(rec, dict) or not isinstance(rec.get("size"), int) or not isinstance(rec.get("sha256"), str)
                 or "/" in name or "\\" in name or name in ("", ".", "..")):
