@@ -132,3 +132,32 @@ def read_jsonl(path: str | Path, what: str = "JSON Lines file", expected: str = 
             if not isinstance(obj, dict):
                 raise InputError(f"expected {expected}, found {type(obj).__name__}", path=p, line=ln)
             yield ln, obj
+
+
+def contained_path(path: str | Path, root: str | Path, *, allow_outside: bool = False, what: str = "image path",
+                   source: str | Path | None = None, line: int | None = None) -> Path:
+    """``path`` (relative paths are relative to ``root``) resolved, symlinks followed, refused unless it lies
+    inside ``root``: a path read from a data file must not reach files elsewhere on the disk.
+
+    Absolute paths, ``..`` escapes and symlinks leading out are refused with an
+    :class:`~mrmkg.errors.InputError` naming ``source:line``, unless ``allow_outside`` (the
+    ``--allow-outside-paths`` option). The check runs before any existence check and its message is the
+    same whether or not the outside file exists, so it cannot be used to probe the disk.
+    """
+    from mrmkg.errors import InputError
+
+    p = Path(path)
+    root_resolved = Path(root).resolve()
+    full = p if p.is_absolute() else Path(root) / p
+    try:
+        resolved = full.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        resolved = None
+    if allow_outside and resolved is not None:
+        return resolved
+    if resolved is None or not resolved.is_relative_to(root_resolved):
+        kind = "an absolute path" if p.is_absolute() else "a path leading out of its folder"
+        raise InputError(f"{what} {str(path)!r} is {kind} (it must stay inside {root}; absolute paths, '..' and "
+                         "symlinks pointing elsewhere are refused: use --allow-outside-paths to accept them)",
+                         path=source, line=line)
+    return resolved

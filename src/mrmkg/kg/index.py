@@ -41,7 +41,7 @@ import numpy as np
 
 from mrmkg.encoders.cache import cached_encode
 from mrmkg.errors import InputError
-from mrmkg.fileio import atomic_dir, atomic_write_json, sha256_bytes, sha256_texts
+from mrmkg.fileio import atomic_dir, atomic_write_json, contained_path, sha256_bytes, sha256_texts
 from mrmkg.kg.manifest import (CHECKSUMS, INDEX_COUNTS, DamagedArtifactError, check_index_manifest, load_npy,
                                read_json, verify_checksums, warn_unverified, write_checksums)
 
@@ -165,12 +165,21 @@ def graph_key(kg) -> str:
     )
 
 
-def resolve_image_path(path: str, directory: str | Path | None) -> str:
-    """Image paths in a graph are absolute or relative to the graph folder (or to the cwd)."""
+def resolve_image_path(path: str, directory: str | Path | None, allow_outside_paths: bool = False) -> str:
+    """Image paths in a graph are absolute (as the loaders store them) or relative to the graph folder
+    (to the cwd without one).
+
+    Absolute paths are the graph's own, checked when it was built (:mod:`mrmkg.kg.io`), and used as
+    they are. A relative path comes from data next to the graph (e.g. kg-qa records) and must stay
+    inside ``directory`` (:func:`mrmkg.fileio.contained_path`: ``..`` and symlinks leading out are
+    refused) unless ``allow_outside_paths``.
+    """
     p = Path(path)
-    if p.is_absolute() or directory is None or p.exists():
+    if p.is_absolute():
         return str(p)
-    return str(Path(directory) / p)
+    root = Path(directory) if directory is not None else Path.cwd()
+    contained_path(p, root, allow_outside=allow_outside_paths, source=root)
+    return str(Path(directory) / p) if directory is not None else str(p)
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
