@@ -187,3 +187,11 @@ def test_scienceqa_symlink_outside_is_refused_and_nested_accepted(sqa):
     p2[p.pid if hasattr(p, "pid") else target.parent.name]["image"] = "sub/image.png"
     (sqa / "problems.json").write_text(json.dumps(p2), encoding="utf-8")
     assert load_scienceqa(sqa).problems[target.parent.name].image_path.is_file()
+
+
+@pytest.mark.parametrize("out", ["/dev/null/x", "/proc/mrmkg-x"])
+def test_kg_build_into_a_place_the_os_refuses(tsv, tmp_path, capsys, monkeypatch, out):
+    monkeypatch.setenv("MRMKG_CACHE", str(tmp_path / "cache"))
+    assert main(["kg", "build", str(tsv), "--format", "tsv", "-o", out, *FAKE]) == 2
+    err = capsys.readouterr().err
+    assert f"{out}: cannot write here" in err and ".tmp" not in err and "Traceback" not in err
