@@ -219,3 +219,12 @@ def test_regression_candidates_not_utf8(mars, tmp_path):
     with pytest.raises(InputError, match="not UTF-8") as e:
         load_candidates(p, kg)
     assert e.value.line == 2
+
+
+def test_regression_image_path_with_a_nul_byte(tsv, tmp_path):
+    d = tmp_path / "src"
+    shutil.copytree(tsv, d)
+    (d / "images.tsv").write_text("Q90\timg/pa\0ris.png\n", encoding="utf-8")
+    with pytest.raises(InputError, match="NUL byte") as e:
+        load_graph(d, "tsv")
+    assert e.value.line == 1

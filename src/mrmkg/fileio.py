@@ -181,6 +181,8 @@ def contained_path(path: str | Path, root: str | Path, *, allow_outside: bool = 
     """
     from mrmkg.errors import InputError
 
+    if "\0" in str(path):
+        raise InputError(f"{what} {str(path)!r} contains a NUL byte", path=source, line=line)
     p = Path(path)
     root_resolved = Path(root).resolve()
     full = p if p.is_absolute() else Path(root) / p
