@@ -115,3 +115,13 @@ def test_sigkill_during_scienceqa_score_out_keeps_the_previous_metrics(tmp_path,
     json.loads(m.read_text())
     capsys.readouterr()
     assert main(argv) == 0 and json.loads(m.read_text()) == json.loads(before)
+
+
+@pytest.mark.parametrize("out", ["folder", "/dev/null/m.json"])
+def test_scienceqa_score_out_where_the_os_refuses(tmp_path, capsys, out):
+    """Issue 25: `scienceqa score --out` an existing folder or `/dev/null/m.json` -> exit 2, one line."""
+    fix = scienceqa_root()
+    target = str(tmp_path) if out == "folder" else out
+    assert main(["scienceqa", "score", str(fix), str(fix / "predictions_test.jsonl"), "--out", target]) == 2
+    err = capsys.readouterr().err
+    assert f"{target}: cannot write here" in err and "Traceback" not in err
