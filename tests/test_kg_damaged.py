@@ -289,3 +289,18 @@ def test_library_error_is_an_input_error(graph):
     with pytest.raises(DamagedArtifactError) as e:
         MMKG.load(graph)
     assert isinstance(e.value, ValueError) and e.value.file == "graph.npz"
+
+
+def test_build_rebuilds_a_damaged_index_with_the_same_key(graph, tmp_path):
+    """KGIndex.build reuses an index with the same key, but not a damaged one."""
+    from test_cli_kg import BowEncoder, ColourEncoder
+    from mrmkg.kg.index import IndexConfig
+
+    kg = MMKG.load(graph)
+    config = IndexConfig(**json.loads((graph / "index" / "manifest.json").read_text())["config"])
+    p = graph / "index" / "triples.faiss"
+    p.write_bytes(p.read_bytes()[:40])
+    index = KGIndex.build(kg, config, graph, text_encoder=BowEncoder(), vision_encoder=ColourEncoder(),
+                          progress=False, cache_root=tmp_path / "cache")
+    assert index.num_triples == kg.num_triples
+    KGIndex.load(graph)

@@ -279,8 +279,11 @@ class KGIndex:
                     old = json.loads(mf.read_text(encoding="utf-8"))
                 except (OSError, ValueError):
                     old = {}
-                if old.get("key") == key and old.get("format_version") == FORMAT_VERSION:
-                    return cls.load(directory)
+                if isinstance(old, dict) and old.get("key") == key and old.get("format_version") == FORMAT_VERSION:
+                    try:
+                        return cls.load(directory)
+                    except DamagedArtifactError:
+                        pass  # a damaged index with the right key: build it again
 
         def enc(encoder, items, kind, what):
             if progress and items:
