@@ -326,7 +326,8 @@ class MMKG:
             raise DamagedArtifactError(d, "graph.npz", f"image_entity has shape {list(image_entity.shape)}, "
                                                        f"expected [{len(lists['image_paths'])}] (one per image path)")
         if triples.size and (triples.min() < 0 or triples[:, [0, 2]].max() >= E or triples[:, 1].max() >= R - 1):
-            row = int(np.flatnonzero((triples < 0).any(1) | (triples[:, [0, 2]] >= E).any(1) | (triples[:, 1] >= R - 1))[0])
+            bad = (triples < 0).any(1) | (triples[:, [0, 2]] >= E).any(1) | (triples[:, 1] >= R - 1)
+            row = int(np.flatnonzero(bad)[0])
             raise DamagedArtifactError(d, "graph.npz", f"triple {row} {triples[row].tolist()} is out of range "
                                                        f"({E} entities, {R - 1} relations)")
         if image_entity.size and (image_entity.min() < 0 or image_entity.max() >= E):

@@ -429,9 +429,9 @@ class KGIndex:
                 raise DamagedArtifactError(root, frel, "missing")
             try:
                 index = faiss.read_index(str(p))
-            except Exception as e:  # faiss raises RuntimeError with its C++ message
-                raise DamagedArtifactError(root, frel, f"not a readable FAISS index: "
-                                           f"{str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__}") from None
+            except Exception as e:  # faiss raises RuntimeError with its C++ message; keep its last line
+                why = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+                raise DamagedArtifactError(root, frel, f"not a readable FAISS index: {why}") from None
             if index.d != dim or index.ntotal != n:
                 raise DamagedArtifactError(root, frel, f"{index.ntotal} vectors of dimension {index.d}, the manifest "
                                            f"says {n} of dimension {dim}")
