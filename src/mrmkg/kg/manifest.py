@@ -11,7 +11,7 @@ size; its SHA-256 is checked for the files the loader reads in full anyway (``gr
 ``graph.npz``, the index ``manifest.json`` and the FAISS files, which native code parses and so must
 be intact before they are read). The memory-mapped ``.npy`` embeddings are size-checked and their
 headers validated (dtype, shape, exact byte length) but not hashed by default: hashing them would
-read MarKG's 100 MB of embeddings that a memory map otherwise never touches, which about doubles
+read MarKG's 70 MB of embeddings that a memory map otherwise never touches, which about doubles
 opening its index. Measured on MarKG (2 shared cores, three runs each): before manifests the index
 opened in 0.08-0.16 s; with the default checks 0.11-0.23 s (hashing the 60 MB HNSW file); hashing
 every file (``MRMKG_VERIFY_ALL=1``) 0.37-0.41 s. ``graph.json``/``graph.npz`` stay at 0.02-0.06 s.
