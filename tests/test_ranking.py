@@ -52,6 +52,6 @@ def test_non_finite_scores_name_the_example(bad, what):
         gold_ranks(s, [0, 0])
 
 
-def test_minus_inf_gold_is_refused():
-    with pytest.raises(NonFiniteScoreError, match="row 0.*gold score of -inf"):
-        gold_ranks(torch.tensor([[float("-inf"), 0.1]]), [0])
+def test_a_masked_gold_ranks_after_every_allowed_candidate():
+    s = torch.tensor([[float("-inf"), 0.1, float("-inf"), 0.3]])
+    assert gold_ranks(s, [0]).tolist() == [3] and gold_ranks(s, [2]).tolist() == [4]

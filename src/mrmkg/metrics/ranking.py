@@ -9,9 +9,9 @@ A tie can therefore only cost the gold, never help it, and the same scores alway
 ``ranking_metrics(..., tied=...)`` reports how many golds had a tie (``"tied"``), so a run where ties
 matter says so.
 
-Scores must be finite, except ``-inf`` for candidates masked out as not allowed: a NaN or ``+inf``
-anywhere in a row, or a non-finite gold score, raises :class:`NonFiniteScoreError` naming the example
-(a diverged model would otherwise be scored as perfect).
+Scores must be finite or ``-inf`` (``-inf`` marks candidates masked out as not allowed; a masked gold
+ranks after every allowed candidate): a NaN or ``+inf`` anywhere in a row raises
+:class:`NonFiniteScoreError` naming the example (a diverged model would otherwise be scored as perfect).
 
 Hits@k = mean(rank <= k) for k in 1, 3, 5, 10; MRR = mean(1 / rank).
 """
@@ -30,7 +30,7 @@ TIE_RULE = ("rank = position of the gold after a stable descending sort of the s
 
 
 class NonFiniteScoreError(InputError):
-    """A row of scores holds NaN or +inf (or its gold score is not finite): the model diverged."""
+    """A row of scores holds NaN or +inf: the model diverged."""
 
     def __init__(self, message: str, row: int, example_id: str | None = None):
         self.row, self.example_id = row, example_id
@@ -47,8 +47,7 @@ def gold_ranks(scores: torch.Tensor | np.ndarray, gold_pos: Sequence[int], ids: 
     ``return_ties=True`` also returns ``tied bool [B]``: the gold shares its score with another candidate.
 
     Raises:
-        NonFiniteScoreError: a row holds NaN or ``+inf``, or its gold score is ``-inf``/NaN
-            (``-inf`` elsewhere marks a masked candidate and is allowed).
+        NonFiniteScoreError: a row holds NaN or ``+inf`` (``-inf`` marks a masked candidate and is allowed).
     """
     s = torch.as_tensor(scores).float().cpu()
     g = torch.as_tensor(np.asarray(gold_pos, dtype=np.int64)).reshape(-1)
@@ -56,12 +55,11 @@ def gold_ranks(scores: torch.Tensor | np.ndarray, gold_pos: Sequence[int], ids: 
         raise ValueError(f"scores must be [B, C] with one gold column per row, got {list(s.shape)} and {g.shape[0]}")
     rows = torch.arange(s.shape[0])
     gold = s[rows, g]
-    bad = torch.isnan(s).any(1) | torch.isposinf(s).any(1) | ~torch.isfinite(gold)
+    bad = torch.isnan(s).any(1) | torch.isposinf(s).any(1)
     if bool(bad.any()):
         i = int(torch.nonzero(bad)[0])
         name = f"example {ids[i]!r} (row {i})" if ids is not None else f"row {i}"
-        what = "NaN" if bool(torch.isnan(s[i]).any()) else ("+inf" if bool(torch.isposinf(s[i]).any())
-                                                            else f"a gold score of {float(gold[i])}")
+        what = "NaN" if bool(torch.isnan(s[i]).any()) else "+inf"
         raise NonFiniteScoreError(f"{name}: the model's scores contain {what} ({int(bad.sum())} of {s.shape[0]} "
                                   "rows are not finite); the model has diverged or the checkpoint is damaged",
                                   row=i, example_id=None if ids is None else str(ids[i]))
