@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +67,23 @@ def test_read_jsonl_errors_name_file_and_line(tmp_path, content, message):
 def test_read_jsonl_missing_file_names_what(tmp_path):
     with pytest.raises(InputError, match="MARS split file not found"):
         list(read_jsonl(tmp_path / "nope.json", "MARS split file"))
+
+
+def test_places_the_os_refuses_are_input_errors_naming_the_users_path(tmp_path):
+    """Issue 25: `kg build -o /dev/null/x`, `-o /proc/x`, `scienceqa score --out <folder>` or `/dev/null/m.json`."""
+    f = tmp_path / "file"
+    f.write_text("x")
+    for target in (f / "x", Path("/proc/mrmkg-test-x")):
+        with pytest.raises(InputError, match="cannot write here") as e:
+            with atomic_dir(target):
+                pass
+        assert e.value.path == str(target) and ".tmp" not in str(e.value)
+    with pytest.raises(InputError, match=r"cannot write here \(it is a folder\)"):
+        atomic_write_text(tmp_path, "{}")
+    with pytest.raises(InputError, match=r"cannot write here \(a parent is not a folder\)") as e:
+        atomic_write_text(f / "m.json", "{}")
+    assert e.value.path == str(f / "m.json")
+    with pytest.raises(InputError, match="cannot write here"):
+        with atomic_dir(f):
+            pass
+    assert f.read_text() == "x"

@@ -191,8 +191,8 @@ def test_persistence_round_trip_mmap(tmp_path, cache):
     idx = KGIndex.build(kg, IndexConfig(exact_max=50), tmp_path / "g", text_encoder=BowEncoder(),
                         vision_encoder=ThumbEncoder(), progress=False, cache_root=cache)
     files = sorted(p.name for p in (tmp_path / "g" / "index").iterdir())
-    assert files == ["entity_emb.npy", "image_emb.npy", "images.faiss", "manifest.json", "relation_emb.npy",
-                     "triple_emb.npy", "triples.faiss"]
+    assert files == ["checksums.json", "entity_emb.npy", "image_emb.npy", "images.faiss", "manifest.json",
+                     "relation_emb.npy", "triple_emb.npy", "triples.faiss"]
     assert not [p for p in (tmp_path / "g").iterdir() if p.name.startswith(".")]  # no temp leftovers
     back = KGIndex.load(tmp_path / "g")
     assert isinstance(back.triple_emb, np.memmap)

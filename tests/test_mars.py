@@ -102,17 +102,17 @@ def test_candidates_file(world, tmp_path):
 
 
 # ---------------------------------------------------------------------------------- metrics
-def test_rank_counts_strictly_higher_ties_favour_gold():
+def test_rank_is_the_golds_position_after_a_stable_descending_sort():
     from mrmkg.metrics.ranking import gold_ranks, ranking_metrics
 
-    scores = torch.tensor([[0.5, 0.9, 0.5, 0.1],   # gold 0: one strictly higher -> 2 (tie with col 2 ignored)
-                           [0.3, 0.3, 0.3, 0.3],   # all tied -> 1
+    scores = torch.tensor([[0.5, 0.9, 0.5, 0.1],   # gold 0: one strictly higher, tie with col 2 after it -> 2
+                           [0.3, 0.3, 0.3, 0.3],   # all tied, gold last -> 4 (MarT's rule)
                            [0.1, 0.2, 0.3, 0.4]])  # gold 0 lowest -> 4
     ranks = gold_ranks(scores, [0, 3, 0])
-    assert ranks.tolist() == [2, 1, 4]
+    assert ranks.tolist() == [2, 4, 4]
     m = ranking_metrics(ranks)
-    assert m == {"hits@1": pytest.approx(1 / 3), "hits@3": pytest.approx(2 / 3), "hits@5": 1.0, "hits@10": 1.0,
-                 "mrr": pytest.approx((1 / 2 + 1 + 1 / 4) / 3), "n": 3}
+    assert m == {"hits@1": 0.0, "hits@3": pytest.approx(1 / 3), "hits@5": 1.0, "hits@10": 1.0,
+                 "mrr": pytest.approx((1 / 2 + 1 / 4 + 1 / 4) / 3), "n": 3}
 
 
 # ---------------------------------------------------------------------------------- prompts
@@ -484,6 +484,7 @@ def test_train_then_eval_outputs_agree(world, tmp_path):
         assert p["copy"] is None                  # no dev question here is its example's head
         assert all(c in [e for e, _, _ in ENTS] for c, _, _ in p["memory"])
     assert any(p["memory"] for p in preds)
+    assert metrics["tied"] == sum(p["tied"] for p in preds)  # how many golds shared their score, counted
     recomputed = metrics_from_predictions(out / "predictions.jsonl")
     assert {k: metrics[k] for k in recomputed} == recomputed
     # eval reproduces the metrics the run reported for the same split (batching does not matter)

@@ -31,10 +31,29 @@ def _umask() -> int:
     return mask
 
 
+def _cannot_write(path: Path, e: OSError):
+    """An OS refusal to write ``path`` as an InputError naming the user's path (never a temporary name)."""
+    from mrmkg.errors import InputError
+
+    why = e.strerror or type(e).__name__
+    if isinstance(e, (FileExistsError, NotADirectoryError)):
+        why = "a parent is not a folder"
+    elif isinstance(e, IsADirectoryError):
+        why = "it is a folder"
+    return InputError(f"cannot write here ({why})", path=path)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary sibling, fsync and rename. A path the OS refuses
+    (a parent that is a file, a folder in the way, no permission, no space) is an InputError naming ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if path.is_dir():
+        raise _cannot_write(path, IsADirectoryError())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise _cannot_write(path, e) from None
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), 0o666 & ~_umask())
@@ -42,9 +61,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise _cannot_write(path, e) from None
         raise
 
 
@@ -60,13 +81,19 @@ def atomic_write_json(path: str | Path, obj, indent: int | None = 2) -> None:
 def atomic_dir(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary directory that replaces ``path`` only if the block succeeds.
 
-    On any exception the temporary directory is removed and ``path`` is left untouched.
+    On any exception the temporary directory is removed and ``path`` is left untouched. A place the OS
+    refuses (a parent that is a file, ``/proc``, no permission) is an InputError naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    if path.exists() and not path.is_dir():
+        raise _cannot_write(path, NotADirectoryError())
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
         tmp.chmod(0o777 & ~_umask())
+    except OSError as e:
+        raise _cannot_write(path, e) from None
+    try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -76,11 +103,19 @@ def atomic_dir(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
             raise FileExistsError(path)
         old = path.with_name(f".{path.name}.old-{os.getpid()}")
-        os.replace(path, old)
+        try:
+            os.replace(path, old)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise _cannot_write(path, e) from None
         os.replace(tmp, path)
         shutil.rmtree(old, ignore_errors=True)
     else:
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise _cannot_write(path, e) from None
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -132,3 +167,34 @@ def read_jsonl(path: str | Path, what: str = "JSON Lines file", expected: str = 
             if not isinstance(obj, dict):
                 raise InputError(f"expected {expected}, found {type(obj).__name__}", path=p, line=ln)
             yield ln, obj
+
+
+def contained_path(path: str | Path, root: str | Path, *, allow_outside: bool = False, what: str = "image path",
+                   source: str | Path | None = None, line: int | None = None) -> Path:
+    """``path`` (relative paths are relative to ``root``) resolved, symlinks followed, refused unless it lies
+    inside ``root``: a path read from a data file must not reach files elsewhere on the disk.
+
+    Absolute paths, ``..`` escapes and symlinks leading out are refused with an
+    :class:`~mrmkg.errors.InputError` naming ``source:line``, unless ``allow_outside`` (the
+    ``--allow-outside-paths`` option). The check runs before any existence check and its message is the
+    same whether or not the outside file exists, so it cannot be used to probe the disk.
+    """
+    from mrmkg.errors import InputError
+
+    if "\0" in str(path):
+        raise InputError(f"{what} {str(path)!r} contains a NUL byte", path=source, line=line)
+    p = Path(path)
+    root_resolved = Path(root).resolve()
+    full = p if p.is_absolute() else Path(root) / p
+    try:
+        resolved = full.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        resolved = None
+    if allow_outside and resolved is not None:
+        return resolved
+    if resolved is None or not resolved.is_relative_to(root_resolved):
+        kind = "an absolute path" if p.is_absolute() else "a path leading out of its folder"
+        raise InputError(f"{what} {str(path)!r} is {kind} (it must stay inside {root}; absolute paths, '..' and "
+                         "symlinks pointing elsewhere are refused: use --allow-outside-paths to accept them)",
+                         path=source, line=line)
+    return resolved

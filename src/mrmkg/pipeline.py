@@ -17,7 +17,7 @@ Two kinds of checkpoints, by their task's ``output``:
 * ``rank`` (MARS, the demo world, MarKG pretraining): the model scores every candidate (entities or
   relations) at the answer slot; the answer is the best-scored allowed candidate, ``candidates``
   the top k with their scores, and ``rank`` the gold answer's rank when the example has one
-  (:func:`mrmkg.metrics.ranking.gold_ranks`: ties count in the gold's favour).
+  (:func:`mrmkg.metrics.ranking.gold_ranks`: MarT's rule, the gold's place after a stable sort).
 * ``generate`` (ScienceQA, stage-1 QA): the model generates text greedily; the task reads the
   answer from it (ScienceQA: the choice in "The answer is (B)"; never guessed).
 
@@ -66,8 +66,8 @@ class Answer:
     ``answer``: the answer's name (a ranked entity's name, the chosen option, or generated text);
     ``answer_id``: its graph id or option letter (None when nothing could be read);
     ``candidates``: the top k with scores (ranking checkpoints); ``text``: the generated text
-    (generative checkpoints); ``gold`` / ``rank`` / ``correct``: filled when the example has a gold
-    answer; ``subgraph``: the retrieved subgraph (nodes, typed edges with retrieval scores, triples
+    (generative checkpoints); ``gold`` / ``rank`` / ``tied`` (the gold shares its score with another
+    candidate) / ``correct``: filled when the example has a gold answer; ``subgraph``: the retrieved subgraph (nodes, typed edges with retrieval scores, triples
     with ids and names), when asked for; ``timings``: seconds per stage; ``meta``: the task's own
     provenance of the example (e.g. MARS: how each entity was given, the analogy memory).
     """
@@ -78,6 +78,7 @@ class Answer:
     text: str | None = None
     gold: str | None = None
     rank: int | None = None
+    tied: bool | None = None
     correct: bool | None = None
     subgraph: dict | None = None
     timings: dict = field(default_factory=dict)
@@ -241,7 +242,11 @@ class Pipeline:
         top = torch.topk(scores, k=k, dim=1)
         gold = [task.gold_column(batch, i) for i in range(len(chunk))]
         known = [i for i, g in enumerate(gold) if g is not None]
-        ranks = dict(zip(known, gold_ranks(scores[known], [gold[i] for i in known]).tolist())) if known else {}
+        ranks, tied = {}, {}
+        if known:
+            r, t = gold_ranks(scores[known], [gold[i] for i in known], ids=[chunk[i].meta.get("id", i) for i in known],
+                              return_ties=True)
+            ranks, tied = dict(zip(known, r.tolist())), dict(zip(known, t.tolist()))
         answers = []
         for i in range(len(chunk)):
             cands = [Candidate(*task.candidate(batch, j), float(v))  # masked (-inf) candidates are not answers
@@ -250,6 +255,7 @@ class Pipeline:
             if gold[i] is not None:
                 a.gold = task.candidate(batch, gold[i])[0]
                 a.rank = int(ranks[i])
+                a.tied = bool(tied[i])
                 a.correct = a.answer_id == a.gold
             answers.append(a)
         return answers

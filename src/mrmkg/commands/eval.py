@@ -23,7 +23,7 @@ def eval_command(
     quiet: Quiet = False,
 ) -> None:
     """Evaluate a checkpoint: predictions and metrics of its task (MARS: Hits@1/3/5/10 and MRR over the
-    2,063 candidates, unfiltered, rank = 1 + #candidates scored strictly higher; demo: accuracy per
+    2,063 candidates, unfiltered, MarT's rule: the gold's place after a stable sort by score; demo: accuracy per
     question type; ScienceQA: the official scorer's columns; stage 1: exact match). Writes into -o/--out,
     replaced atomically: predictions.jsonl, metrics.json, eval_config.yaml."""
     check_out_dir(out, marker="eval_config.yaml", what="an evaluation folder")

@@ -95,6 +95,9 @@ def build(
     check_images: Annotated[bool, typer.Option(
         "--check-images/--no-check-images", help="decode every image while loading, so a bad file is reported "
                                                  "with its list file and line before any encoding starts")] = True,
+    allow_outside_paths: Annotated[bool, typer.Option(
+        "--allow-outside-paths", help="accept image paths that lead outside their data folder (absolute paths, "
+                                      "'..', symlinks pointing elsewhere); refused by default")] = False,
     exact_max: Annotated[int, typer.Option(
         "--exact-max", help="index exactly (flat) up to this many vectors, approximately above (HNSW up to 2M vectors, IVF beyond)")] = 20_000,
     quiet: Quiet = False,
@@ -112,7 +115,7 @@ def build(
     check_out_dir(out, marker="graph.json", what="a built graph")
     vision = None if vision_encoder.strip().lower() == "none" else vision_encoder
     options = LoadOptions(unknown_ids=unknown_ids, duplicate_triples=duplicate_triples, bad_images=bad_images,
-                          check_images=check_images)
+                          check_images=check_images, allow_outside_paths=allow_outside_paths)
     kg = load_graph(src, format, options, images_dir=images, entities=entities, relations=relations,
                     images=image_list, order=order)
     if image_standin != "none":

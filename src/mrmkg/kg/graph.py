@@ -15,12 +15,13 @@ The image-to-entity edges are *not* stored as triples: every image node is linke
 entity by the reserved relation :data:`IMAGE_OF`, whose index is ``kg.image_of`` (always the
 last relation). Code that builds typed edges uses ``kg.num_relations`` (which counts it).
 
-On disk (``save``/``load``) a graph is a folder with ``graph.json`` (strings and metadata) and
-``graph.npz`` (integer arrays); MarKG reloads in well under a second.
+On disk (``save``/``load``) a graph is a folder with ``graph.json`` (strings and metadata),
+``graph.npz`` (integer arrays) and ``checksums.json`` (their sizes and SHA-256, written last;
+:mod:`mrmkg.kg.manifest`); ``load`` verifies both against it and checks their content, and MarKG
+still reloads in a few hundredths of a second.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -28,6 +29,8 @@ import numpy as np
 
 from mrmkg.errors import InputError
 from mrmkg.fileio import atomic_write_json
+from mrmkg.kg.manifest import (CHECKSUMS, DamagedArtifactError, check_index_manifest, read_json, require,
+                               verify_checksums, warn_unverified, write_checksums)
 
 IMAGE_OF = "image of"
 IMAGE_OF_ID = "__image_of__"
@@ -250,7 +253,8 @@ class MMKG:
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path) -> None:
-        """Write ``graph.json`` and ``graph.npz`` into ``directory`` (each file atomically)."""
+        """Write ``graph.json`` and ``graph.npz`` into ``directory`` (each file atomically), then
+        ``checksums.json`` (:mod:`mrmkg.kg.manifest`) last."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         tmp = d / ".graph.npz.tmp.npz"
@@ -270,27 +274,112 @@ class MMKG:
             },
             indent=None,
         )
+        write_checksums(d, ["graph.json", "graph.npz"], kind="graph")
 
     @classmethod
     def load(cls, directory: str | Path) -> "MMKG":
+        """Open a folder written by :meth:`save`, verifying it (:mod:`mrmkg.kg.manifest`).
+
+        Checked: ``checksums.json`` (sizes and SHA-256 of both files; a folder without one loads with
+        an :class:`~mrmkg.kg.manifest.UnverifiedArtifactWarning`), then the content: JSON types and
+        required keys, one name and description per entity id, unique ids, integer arrays
+        ``triples [T, 3]`` and ``image_entity [I]`` (``I`` = number of image paths) with every index in
+        range. When the folder holds an index, its ``index/checksums.json`` sizes and its
+        ``index/manifest.json`` structure are checked too (cheap; :meth:`KGIndex.load` checks the rest).
+        Any mismatch raises :class:`~mrmkg.kg.manifest.DamagedArtifactError` (an ``InputError``).
+        """
         d = Path(directory)
-        if not (d / "graph.json").is_file() or not (d / "graph.npz").is_file():
+        if not (d / "graph.json").is_file() and not (d / "graph.npz").is_file() and not (d / CHECKSUMS).is_file():
             raise InputError("not a built graph folder (expected graph.json and graph.npz; "
                              "make one with `mrmkg kg build`)", path=d)
-        with open(d / "graph.json", encoding="utf-8") as f:
-            j = json.load(f)
+        if not verify_checksums(d, d, hashed=lambda name: True):
+            warn_unverified(d, "graph folder")
+        for name in ("graph.json", "graph.npz"):
+            if not (d / name).is_file():
+                raise DamagedArtifactError(d, name, "missing")
+        j = read_json(d / "graph.json", d)
+        if not isinstance(j, dict):
+            raise DamagedArtifactError(d, "graph.json", f"a JSON {type(j).__name__}, expected an object")
         if j.get("format_version") != FORMAT_VERSION:
-            raise InputError(f"graph format version {j.get('format_version')} is not {FORMAT_VERSION}; rebuild it",
-                             path=d / "graph.json")
-        arrays = np.load(d / "graph.npz", allow_pickle=False)
-        return cls(
-            entity_ids=j["entity_ids"],
-            entity_names=j["entity_names"],
-            entity_descriptions=j["entity_descriptions"],
-            relation_ids=j["relation_ids"],
-            relation_names=j["relation_names"],
-            triples=arrays["triples"],
-            image_paths=j["image_paths"],
-            image_entity=arrays["image_entity"],
-            meta=j.get("meta", {}),
-        )
+            raise InputError(f"graph format version {j.get('format_version')!r} is not {FORMAT_VERSION}; "
+                             "rebuild it with `mrmkg kg build`", path=d / "graph.json")
+        lists = {k: _string_list(d, j, k) for k in ("entity_ids", "entity_names", "entity_descriptions",
+                                                     "relation_ids", "relation_names", "image_paths")}
+        meta = _check_meta(d, j.get("meta", {}))
+        E, R = len(lists["entity_ids"]), len(lists["relation_ids"])
+        for k in ("entity_names", "entity_descriptions"):
+            if len(lists[k]) != E:
+                raise DamagedArtifactError(d, "graph.json", f"{len(lists[k])} {k} for {E} entity_ids")
+        if len(lists["relation_names"]) != R:
+            raise DamagedArtifactError(d, "graph.json", f"{len(lists['relation_names'])} relation_names for "
+                                                        f"{R} relation_ids")
+        if not R or lists["relation_ids"][-1] != IMAGE_OF_ID:
+            raise DamagedArtifactError(d, "graph.json", f"relation_ids must end with the reserved {IMAGE_OF_ID!r}")
+        for k in ("entity_ids", "relation_ids"):
+            if len(set(lists[k])) != len(lists[k]):
+                raise DamagedArtifactError(d, "graph.json", f"{k} has duplicates")
+        triples, image_entity = _load_arrays(d)
+        if triples.ndim != 2 or triples.shape[1] != 3:
+            raise DamagedArtifactError(d, "graph.npz", f"triples has shape {list(triples.shape)}, expected [T, 3]")
+        if image_entity.ndim != 1 or image_entity.shape[0] != len(lists["image_paths"]):
+            raise DamagedArtifactError(d, "graph.npz", f"image_entity has shape {list(image_entity.shape)}, "
+                                                       f"expected [{len(lists['image_paths'])}] (one per image path)")
+        if triples.size and (triples.min() < 0 or triples[:, [0, 2]].max() >= E or triples[:, 1].max() >= R - 1):
+            bad = (triples < 0).any(1) | (triples[:, [0, 2]] >= E).any(1) | (triples[:, 1] >= R - 1)
+            row = int(np.flatnonzero(bad)[0])
+            raise DamagedArtifactError(d, "graph.npz", f"triple {row} {triples[row].tolist()} is out of range "
+                                                       f"({E} entities, {R - 1} relations)")
+        if image_entity.size and (image_entity.min() < 0 or image_entity.max() >= E):
+            raise DamagedArtifactError(d, "graph.npz", f"image_entity refers to an entity out of range ({E} entities)")
+        if (d / "index").is_dir():
+            _check_index_folder(d)
+        return cls(triples=triples, image_entity=image_entity, meta=meta, **lists)
+
+
+def _string_list(d: Path, j: dict, key: str) -> list[str]:
+    v = require(d, "graph.json", j, key, (list,), "a list of strings")
+    if not all(isinstance(x, str) for x in v):
+        raise DamagedArtifactError(d, "graph.json", f"{key!r} holds a value that is not a string")
+    return v
+
+
+def _check_meta(d: Path, meta) -> dict:
+    """``meta`` as ``kg stats`` and the tasks read it: an object, ``load`` an object of counts."""
+    if not isinstance(meta, dict):
+        raise DamagedArtifactError(d, "graph.json", f"'meta' is {type(meta).__name__}, expected an object")
+    load = meta.get("load", {})
+    if not isinstance(load, dict) or not isinstance(load.get("lines", {}), dict):
+        raise DamagedArtifactError(d, "graph.json", "'meta.load' must be an object with a 'lines' object")
+    if not all(isinstance(k, str) and isinstance(v, int) for k, v in load.get("lines", {}).items()):
+        raise DamagedArtifactError(d, "graph.json", "'meta.load.lines' must map file names to line counts")
+    if meta.get("image_standin") not in (None, "description"):
+        raise DamagedArtifactError(d, "graph.json", f"'meta.image_standin' is {meta.get('image_standin')!r}")
+    return meta
+
+
+def _load_arrays(d: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``triples`` and ``image_entity`` from ``graph.npz``: integer arrays, nothing pickled."""
+    out = []
+    try:
+        with np.load(d / "graph.npz", allow_pickle=False) as arrays:
+            for key in ("triples", "image_entity"):
+                if key not in arrays.files:
+                    raise DamagedArtifactError(d, "graph.npz", f"no {key!r} array")
+                a = arrays[key]
+                if a.dtype.kind not in "iu":
+                    raise DamagedArtifactError(d, "graph.npz", f"{key} has dtype {a.dtype}, expected int64")
+                out.append(a.astype(np.int64, copy=False))
+    except DamagedArtifactError:
+        raise
+    except Exception as e:  # BadZipFile, ValueError, OSError, EOFError, zlib.error, ... from a damaged archive
+        raise DamagedArtifactError(d, "graph.npz", f"not a readable .npz archive: {type(e).__name__}: {e}") from None
+    return out[0], out[1]
+
+
+def _check_index_folder(d: Path) -> None:
+    """The cheap part of the index check, so that ``kg stats`` never reads a damaged index manifest."""
+    idir = d / "index"
+    if not verify_checksums(idir, d, hashed=lambda name: name == "manifest.json", full=False):
+        if not (idir / "manifest.json").is_file():
+            return  # an index folder without a manifest is not an index (KGIndex.load says so)
+    check_index_manifest(read_json(idir / "manifest.json", d), d)

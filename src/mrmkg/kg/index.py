@@ -22,6 +22,7 @@ for an unchanged graph with the same encoders re-encodes nothing. On disk the in
 to the graph, in ``<graph dir>/index/``::
 
     manifest.json       encoder names and dims, counts, config, a key of graph + encoders + config
+    checksums.json      size and SHA-256 of every other file, written last (mrmkg.kg.manifest)
     triple_emb.npy  entity_emb.npy  relation_emb.npy  image_emb.npy
     triples.faiss   images.faiss
 
@@ -40,12 +41,16 @@ import numpy as np
 
 from mrmkg.encoders.cache import cached_encode
 from mrmkg.errors import InputError
-from mrmkg.fileio import atomic_dir, atomic_write_json, sha256_bytes, sha256_texts
+from mrmkg.fileio import atomic_dir, atomic_write_json, contained_path, sha256_bytes, sha256_texts
+from mrmkg.kg.manifest import (CHECKSUMS, INDEX_COUNTS, DamagedArtifactError, check_index_manifest, load_npy,
+                               read_json, verify_checksums, warn_unverified, write_checksums)
 
 INDEX_DIR = "index"
 FORMAT_VERSION = 1
 ENTITY_TEXT_CHOICES = ("name", "name+description")
 APPROX_CHOICES = ("auto", "hnsw", "ivf")
+_ARRAYS = ("triple_emb", "entity_emb", "relation_emb", "image_emb")  # in INDEX_COUNTS order
+_FAISS = ("triples.faiss", "images.faiss")
 
 
 @dataclass
@@ -160,12 +165,21 @@ def graph_key(kg) -> str:
     )
 
 
-def resolve_image_path(path: str, directory: str | Path | None) -> str:
-    """Image paths in a graph are absolute or relative to the graph folder (or to the cwd)."""
+def resolve_image_path(path: str, directory: str | Path | None, allow_outside_paths: bool = False) -> str:
+    """Image paths in a graph are absolute (as the loaders store them) or relative to the graph folder
+    (to the cwd without one).
+
+    Absolute paths are the graph's own, checked when it was built (:mod:`mrmkg.kg.io`), and used as
+    they are. A relative path comes from data next to the graph (e.g. kg-qa records) and must stay
+    inside ``directory`` (:func:`mrmkg.fileio.contained_path`: ``..`` and symlinks leading out are
+    refused) unless ``allow_outside_paths``.
+    """
     p = Path(path)
-    if p.is_absolute() or directory is None or p.exists():
+    if p.is_absolute():
         return str(p)
-    return str(Path(directory) / p)
+    root = Path(directory) if directory is not None else Path.cwd()
+    contained_path(p, root, allow_outside=allow_outside_paths, source=root)
+    return str(Path(directory) / p) if directory is not None else str(p)
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
@@ -265,8 +279,11 @@ class KGIndex:
                     old = json.loads(mf.read_text(encoding="utf-8"))
                 except (OSError, ValueError):
                     old = {}
-                if old.get("key") == key and old.get("format_version") == FORMAT_VERSION:
-                    return cls.load(directory)
+                if isinstance(old, dict) and old.get("key") == key and old.get("format_version") == FORMAT_VERSION:
+                    try:
+                        return cls.load(directory)
+                    except DamagedArtifactError:
+                        pass  # a damaged index with the right key: build it again
 
         def enc(encoder, items, kind, what):
             if progress and items:
@@ -342,7 +359,7 @@ class KGIndex:
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path) -> Path:
-        """Write ``<directory>/index/`` atomically; returns that folder."""
+        """Write ``<directory>/index/`` atomically, ``checksums.json`` last; returns that folder."""
         target = Path(directory) / INDEX_DIR
         with atomic_dir(target) as tmp:
             _save_npy(tmp / "triple_emb.npy", self.triple_emb)
@@ -352,44 +369,73 @@ class KGIndex:
             faiss.write_index(self.triple_index, str(tmp / "triples.faiss"))
             faiss.write_index(self.image_index, str(tmp / "images.faiss"))
             atomic_write_json(tmp / "manifest.json", self.manifest)
+            write_checksums(tmp, [*(f"{n}.npy" for n in _ARRAYS), *_FAISS, "manifest.json"], kind="index")
         self.directory = Path(directory)
         return target
 
     @classmethod
     def load(cls, directory: str | Path) -> "KGIndex":
-        """Open ``<directory>/index/`` (``directory`` may also be the index folder itself).
+        """Open ``<directory>/index/`` (``directory`` may also be the index folder itself), verifying it.
 
+        ``checksums.json`` (:mod:`mrmkg.kg.manifest`): every file's size; the SHA-256 of the files read
+        in full (``manifest.json`` and the FAISS files, which native code parses); the memory-mapped
+        ``.npy`` arrays are not hashed unless ``MRMKG_VERIFY_ALL=1`` (that would read 100 MB for MarKG
+        and about double the load time) but their headers must parse and their byte length match.
+        Then the content: manifest keys and types, a config with exactly the :class:`IndexConfig`
+        fields, float32 arrays ``[count, dim]`` as the manifest says, FAISS indexes of the same
+        dimension and size. Any mismatch raises :class:`~mrmkg.kg.manifest.DamagedArtifactError`.
         Arrays are memory-mapped read-only; FAISS indexes are read into memory.
         """
         d = Path(directory)
         idir = d if (d / "manifest.json").is_file() and d.name == INDEX_DIR else d / INDEX_DIR
-        mf = idir / "manifest.json"
-        if not mf.is_file():
+        root = idir.parent
+        if not idir.is_dir() or not ((idir / "manifest.json").exists() or (idir / CHECKSUMS).exists()):
             raise InputError("no index found (expected index/manifest.json; build one with `mrmkg kg build`)",
                              path=d)
+        if not verify_checksums(idir, root, hashed=lambda name: not name.endswith(".npy")):
+            warn_unverified(idir, "index folder")
+        rel = f"{INDEX_DIR}/manifest.json"
+        manifest = read_json(idir / "manifest.json", root)
+        if isinstance(manifest, dict) and manifest.get("format_version") != FORMAT_VERSION:
+            raise InputError(f"index format version {manifest.get('format_version')!r} is not {FORMAT_VERSION}; "
+                             "rebuild it with `mrmkg kg build`", path=idir / "manifest.json")
+        check_index_manifest(manifest, root, rel)
+        fields = set(IndexConfig.__dataclass_fields__)
+        if set(manifest["config"]) != fields:
+            extra, missing = set(manifest["config"]) - fields, fields - set(manifest["config"])
+            raise DamagedArtifactError(root, rel, "config " + "; ".join(
+                x for x in (f"has unknown key(s) {', '.join(sorted(extra))}" if extra else "",
+                            f"lacks key(s) {', '.join(sorted(missing))}" if missing else "") if x))
         try:
-            manifest = json.loads(mf.read_text(encoding="utf-8"))
-        except ValueError as e:
-            raise InputError(f"manifest is not valid JSON ({e})", path=mf) from None
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise InputError(f"index format version {manifest.get('format_version')} is not {FORMAT_VERSION}; "
-                             "rebuild it", path=mf)
+            config = IndexConfig(**manifest["config"])
+        except (InputError, TypeError, ValueError) as e:
+            raise DamagedArtifactError(root, rel, f"invalid config: {e}") from None
+        counts = manifest["counts"]
+        dims = {"triple_emb": manifest["text_dim"], "entity_emb": manifest["text_dim"],
+                "relation_emb": manifest["text_dim"], "image_emb": manifest["image_dim"]}
         arrays = {}
-        for name in ("triple_emb", "entity_emb", "relation_emb", "image_emb"):
-            p = idir / f"{name}.npy"
+        for name, key in zip(_ARRAYS, INDEX_COUNTS):
+            a = load_npy(idir / f"{name}.npy", root)
+            want = [counts[key], dims[name]]
+            if a.dtype != np.float32 or list(a.shape) != want:
+                raise DamagedArtifactError(root, f"{INDEX_DIR}/{name}.npy", f"{a.dtype} {list(a.shape)}, the "
+                                           f"manifest says float32 {want}")
+            arrays[name] = a
+        faiss_indexes = []
+        for fname, n, dim in (("triples.faiss", counts["triples"], manifest["text_dim"]),
+                              ("images.faiss", counts["images"], manifest["image_dim"] or 1)):
+            p, frel = idir / fname, f"{INDEX_DIR}/{fname}"
             if not p.is_file():
-                raise InputError(f"missing {p.name}; rebuild the index", path=idir)
-            arrays[name] = np.load(p, mmap_mode="r", allow_pickle=False)
-        counts = manifest.get("counts", {})
-        for name, key in (("triple_emb", "triples"), ("entity_emb", "entities"), ("relation_emb", "relations"),
-                          ("image_emb", "images")):
-            if key in counts and arrays[name].shape[0] != counts[key]:
-                raise InputError(f"{name}.npy has {arrays[name].shape[0]} rows, manifest says {counts[key]}; "
-                                 "rebuild the index", path=idir)
-        config = IndexConfig(**manifest["config"])
-        triple_index = faiss.read_index(str(idir / "triples.faiss"))
-        image_index = faiss.read_index(str(idir / "images.faiss"))
-        _set_search_params(triple_index, config)
-        _set_search_params(image_index, config)
+                raise DamagedArtifactError(root, frel, "missing")
+            try:
+                index = faiss.read_index(str(p))
+            except Exception as e:  # faiss raises RuntimeError with its C++ message; keep its last line
+                why = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+                raise DamagedArtifactError(root, frel, f"not a readable FAISS index: {why}") from None
+            if index.d != dim or index.ntotal != n:
+                raise DamagedArtifactError(root, frel, f"{index.ntotal} vectors of dimension {index.d}, the manifest "
+                                           f"says {n} of dimension {dim}")
+            _set_search_params(index, config)
+            faiss_indexes.append(index)
         return cls(arrays["triple_emb"], arrays["entity_emb"], arrays["relation_emb"], arrays["image_emb"],
-                   triple_index, image_index, config, manifest, idir.parent)
+                   faiss_indexes[0], faiss_indexes[1], config, manifest, root)

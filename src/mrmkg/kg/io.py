@@ -49,6 +49,12 @@ Self-loops (head == tail; MarKG has 75) are kept: they are real Wikidata stateme
 Triple ids are positions in the de-duplicated file order, so the same files always give the
 same ids. Image paths are stored absolute, so a saved graph can be used from any folder.
 
+Paths stay inside their data: an image path read from a file must resolve (symlinks followed) inside
+that file's folder (TSV image list, JSONL file) or the images folder (MarKG); absolute paths, ``..``
+escapes and symlinks leading out are refused with file:line before anything is opened, with a message
+that does not tell whether the outside file exists, unless ``allow_outside_paths=True``
+(``mrmkg kg build --allow-outside-paths``).
+
 Every loader records what it did in ``kg.meta["load"]`` (format, source, counts of lines,
 duplicates, skips and additions), which ``mrmkg kg stats`` prints.
 """
@@ -62,6 +68,7 @@ from typing import Sequence
 import numpy as np
 
 from mrmkg.errors import InputError
+from mrmkg.fileio import contained_path
 from mrmkg.kg.graph import IMAGE_OF_ID, MMKG
 
 FORMATS = ("markg", "tsv", "jsonl")
@@ -80,6 +87,9 @@ class LoadOptions:
         "help": "repeated (head, relation, tail) lines: 'drop' keeps the first (counted), 'keep', or 'error'"})
     bad_images: str = field(default="error", metadata={
         "help": "image files that are missing, truncated or not images: 'error' stops, 'skip' drops them (counted)"})
+    allow_outside_paths: bool = field(default=False, metadata={
+        "help": "accept image paths that lead outside their data folder (absolute paths, '..', symlinks "
+                "pointing elsewhere); refused by default so that a data file cannot reach other files on disk"})
     check_images: bool = field(default=True, metadata={
         "help": "decode every image once while loading, so bad files are found here with their file and line "
                 "rather than halfway through encoding"})
@@ -201,7 +211,7 @@ class _GraphBuilder:
         self.desc_where: dict[int, str] = {}
         # triples kept as columns per source file; resolved to indices in build()
         self.chunks: list[tuple[str, list[int], list[str], list[str], list[str]]] = []
-        self.images: list[tuple[str, str, str, int | None]] = []  # (entity id, path, source, line)
+        self.images: list[tuple[str, str, str, int | None, Path]] = []  # (entity id, path, source, line, root)
         self.meta: dict = {}
         self.rel_desc: dict[str, str] | None = None  # relation id -> long description, when a file gives them
         self.report: dict = {"format": fmt, "source": source, "lines": {}, "duplicate_triples": 0,
@@ -256,8 +266,10 @@ class _GraphBuilder:
         self.chunks.append((str(path), lines, heads, rels, tails))
         self.report["lines"][str(path)] = len(lines)
 
-    def add_image(self, eid: str, image_path: str | Path, path, line) -> None:
-        self.images.append((eid, str(image_path), str(path), line))
+    def add_image(self, eid: str, image_path: str | Path, path, line, root: str | Path) -> None:
+        """An image of ``eid``; ``image_path`` as read from the data (relative to ``root``), which it must
+        not leave (:func:`mrmkg.fileio.contained_path`) unless ``allow_outside_paths``."""
+        self.images.append((eid, str(image_path), str(path), line, Path(root)))
 
     # -- resolution
     def _auto_entity(self, eid: str, path, line) -> int:
@@ -330,7 +342,7 @@ class _GraphBuilder:
 
         paths, owners = [], []
         # decoding tens of thousands of images takes minutes: show progress for big lists only
-        for eid, img, src, line in tqdm(self.images, desc="check images", unit="img",
+        for eid, img, src, line, root in tqdm(self.images, desc="check images", unit="img",
                                         disable=len(self.images) < 1000 or not self.opt.check_images):
             i = self.eidx.get(eid)
             if i is None:
@@ -341,7 +353,7 @@ class _GraphBuilder:
                     self.report["skipped_images_unknown_id"] += 1
                     continue
                 i = self._auto_entity(eid, src, line)
-            p = Path(img)
+            p = contained_path(img, root, allow_outside=self.opt.allow_outside_paths, source=src, line=line)
             problem = _image_problem(p) if self.opt.check_images else (None if p.is_file() else "image file not found")
             if problem is not None:
                 if self.opt.bad_images == "error":
@@ -444,7 +456,7 @@ def load_markg(folder: str | Path, images_dir: str | Path | None = None, options
         raise InputError("image folder not found (expected <entity id>/<image file> sub-folders)", path=img_root)
     if img_root.is_dir():
         for eid, f in _list_image_folder(img_root):
-            b.add_image(eid, f, img_root / eid, None)
+            b.add_image(eid, f, img_root / eid, None, img_root)
         b.report["images_dir"] = str(img_root.resolve())
     return b.build()
 
@@ -496,7 +508,7 @@ def load_tsv(triples: str | Path | Sequence[str | Path], entities: str | Path | 
         for lineno, c in _read_table(images, 2, 2, "entity id<TAB>image path"):
             if not c[1]:
                 raise InputError("empty image path (expected entity id<TAB>image path)", path=images, line=lineno)
-            b.add_image(c[0], images.parent / c[1], images, lineno)
+            b.add_image(c[0], c[1], images, lineno, images.parent)
     return b.build()
 
 
@@ -548,7 +560,7 @@ def load_jsonl(path: str | Path, options: LoadOptions | None = None, **kw) -> MM
             if not isinstance(imgs, list) or not all(isinstance(x, str) and x.strip() for x in imgs):
                 raise InputError('field "images" must be a list of image paths', path=path, line=lineno)
             for x in imgs:
-                b.add_image(rec["id"], path.parent / x.strip(), path, lineno)
+                b.add_image(rec["id"], x.strip(), path, lineno, path.parent)
         elif kind == "relation":
             b.add_relation(rec["id"], rec["name"], path, lineno)
         elif kind == "triple":
@@ -557,7 +569,7 @@ def load_jsonl(path: str | Path, options: LoadOptions | None = None, **kw) -> MM
             rels.append(rec["relation"])
             tails.append(rec["tail"])
         else:
-            b.add_image(rec["entity"], path.parent / rec["path"], path, lineno)
+            b.add_image(rec["entity"], rec["path"], path, lineno, path.parent)
     b.add_triples(path, t_lines, heads, rels, tails)
     return b.build()
 

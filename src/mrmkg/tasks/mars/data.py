@@ -81,8 +81,14 @@ def load_candidates(path: str | Path, kg) -> np.ndarray:
     p = Path(path)
     if not p.is_file():
         raise InputError("candidate entity file not found", path=p)
+    data = p.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"bytes that are not UTF-8 at byte {e.start} (expected one entity id per line)", path=p,
+                         line=data.count(b"\n", 0, e.start) + 1) from None
     ids, seen = [], set()
-    for ln, raw in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+    for ln, raw in enumerate(text.split("\n"), 1):
         e = raw.strip()
         if not e:
             continue

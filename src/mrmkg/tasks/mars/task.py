@@ -339,7 +339,7 @@ class MarsTask(GraphRankingTask):
                 examples=None) -> list[dict]:
         """Rank the candidates for every record (through :class:`mrmkg.pipeline.Pipeline`); one
         prediction dict per record, in order: ``id``, ``gold``, ``rank``, ``top10`` ([entity id,
-        score]), ``retrieved`` ([triple id, score]), ``memory``, ``copy``, ``mode``, ``sides``.
+        score]), ``retrieved`` ([triple id, score]), ``memory``, ``copy``, ``mode``, ``sides``, ``tied``.
         ``examples``: the records' prepared examples, when the caller has them (retrieval is skipped)."""
         from mrmkg.pipeline import Pipeline
 
@@ -348,7 +348,8 @@ class MarsTask(GraphRankingTask):
         return [{"id": rec.id, "gold": self.kg.entity_ids[rec.answer], "rank": a.rank,
                  "top10": [[c.id, round(c.score, 6)] for c in a.candidates],
                  "retrieved": [[t, sc] for t, sc in zip(a.meta["triples"], a.meta["triple_scores"])],
-                 "memory": a.meta["memory"], "copy": a.meta["copy"], "mode": rec.mode, "sides": a.meta["sides"]}
+                 "memory": a.meta["memory"], "copy": a.meta["copy"], "mode": rec.mode, "sides": a.meta["sides"],
+                 "tied": a.tied}
                 for a, rec in zip(answers, records)]
 
     def evaluate(self, model, batch_size: int = 16) -> dict:
@@ -360,7 +361,7 @@ class MarsTask(GraphRankingTask):
             self._dev = (recs, self.make_examples(recs))
         recs, examples = self._dev
         preds = self.predict(model, recs, batch_size, examples=examples)
-        out = ranking_metrics([p["rank"] for p in preds])
+        out = ranking_metrics([p["rank"] for p in preds], tied=[p["tied"] for p in preds])
         out["image_sides"] = describe_sides(preds)
         return out
 
@@ -369,7 +370,7 @@ class MarsTask(GraphRankingTask):
         split = resolve_path(self.data_dir, self.config.dev_file) if split is None else Path(split)
         records = load_mars_split(split, self.kg)
         preds = self.predict(pipe.model, records, batch_size=batch_size, progress=progress)
-        metrics = ranking_metrics([p["rank"] for p in preds])
+        metrics = ranking_metrics([p["rank"] for p in preds], tied=[p["tied"] for p in preds])
         metrics.update({"split_file": str(split), "image_sides": describe_sides(preds), "tie_rule": TIE_RULE})
         return preds, metrics, {"split_file": str(split)}
 

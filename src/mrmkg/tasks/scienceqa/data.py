@@ -43,6 +43,7 @@ from typing import Iterable, Literal, Sequence
 import numpy as np
 
 from mrmkg.errors import InputError
+from mrmkg.fileio import contained_path
 
 #: Option letters, as MM-CoT's ``--options`` default. ScienceQA has 2 to 5 choices.
 OPTIONS = ("A", "B", "C", "D", "E")
@@ -219,6 +220,7 @@ def load_scienceqa(
     captions_file: str | Path | None = None,
     images_dir: str | Path | None = None,
     check_images: bool = True,
+    allow_outside_paths: bool = False,
 ) -> ScienceQA:
     """Load and validate the official ScienceQA files.
 
@@ -230,6 +232,9 @@ def load_scienceqa(
         images_dir: folder holding ``<split>/<pid>/image.png``; default ``<root>/images`` when it
             exists, else ``<root>``.
         check_images: every problem with an image must have its file (an InputError otherwise).
+        allow_outside_paths: accept an image path (``<images>/<split>/<pid>/<image>``, from the data files)
+            that resolves outside ``<images>``; refused by default, before the file is looked at, with a
+            message that does not tell whether it exists (:func:`mrmkg.fileio.contained_path`).
 
     Raises:
         InputError: missing file, bad JSON, a missing or ill-typed field, an answer index out of range,
@@ -258,7 +263,10 @@ def load_scienceqa(
     img_root = Path(images_dir) if images_dir is not None else (root / "images" if (root / "images").is_dir() else root)
     for pid, p in problems.items():
         if p.image:
-            p.image_path = img_root / p.split / pid / p.image
+            rel = Path(p.split) / pid / p.image
+            contained_path(rel, img_root, allow_outside=allow_outside_paths, what=f"pid {pid}: image", source=ppath,
+                           line=_line_of_key(ppath, pid))
+            p.image_path = img_root / rel  # as before (not resolved): embedding-cache keys stay the same
             if check_images and not p.image_path.is_file():
                 raise InputError(f"pid {pid}: field 'image' is {p.image!r} but the image file is missing "
                                  f"(expected <images>/<split>/<pid>/{p.image})", path=p.image_path)
