@@ -132,3 +132,13 @@ def test_cli_check_prompts_score(tmp_path, capsys):
     assert "predictions file not found" in capsys.readouterr().err
     assert main(["scienceqa", "score", str(FIX), str(FIX / "predictions_test.jsonl"), "--split", "val"]) == 2
     assert "no prediction for pid 13" in capsys.readouterr().err
+
+
+def test_predictions_that_are_not_utf8_name_the_file_and_line(tmp_path, capsys):
+    from mrmkg.cli import main
+
+    bad = tmp_path / "p.jsonl"
+    bad.write_bytes(b'{"pid": "1", "prediction": 0}\n\xff\xfe{"pid": 2}\n')
+    assert main(["scienceqa", "score", str(FIX), str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:2: bytes that are not UTF-8" in err and "Traceback" not in err

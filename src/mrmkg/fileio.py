@@ -140,6 +140,23 @@ def sha256_texts(texts, salt: str = "") -> str:
     return h.hexdigest()
 
 
+def read_text(path: str | Path, what: str = "file") -> str:
+    """The UTF-8 text of ``path``; InputError naming the file for a missing file or, with its line and
+    column, for bytes that are not UTF-8."""
+    from mrmkg.errors import InputError
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{what} not found", path=p)
+    data = p.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise InputError(f"bytes that are not UTF-8 at column {col}", path=p, line=line) from None
+
+
 def read_jsonl(path: str | Path, what: str = "JSON Lines file", expected: str = "one JSON object per line"):
     """Yield ``(line_number, object)`` for each non-blank line of a JSON Lines file.
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Mapping
 
 from mrmkg.errors import InputError
-from mrmkg.fileio import atomic_write_json, read_jsonl
+from mrmkg.fileio import atomic_write_json, read_jsonl, read_text
 from mrmkg.tasks.scienceqa.data import ScienceQAProblem
 
 COLUMNS = ("NAT", "SOC", "LAN", "TXT", "IMG", "NO", "G1-6", "G7-12", "Average")
@@ -139,9 +139,7 @@ def score(
 def read_predictions(path: str | Path) -> dict[str, int | None]:
     """Read a predictions file (JSON Lines or the official ``{"results": ...}`` JSON); see module doc."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError("predictions file not found", path=path)
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, "predictions file")
     stripped = text.lstrip()
     if stripped.startswith("{") and not path.suffix == ".jsonl":
         try:
