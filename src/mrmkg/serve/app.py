@@ -19,6 +19,7 @@ import math
 import tempfile
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
@@ -89,7 +90,10 @@ def check_image(data: bytes, max_pixels: int) -> str:
     if not data:
         raise ApiError(400, "the image is empty: send a PNG or JPEG file", "image")
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with warnings.catch_warnings():  # PIL warns above 89 MP; the limit below decides, with its own message
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+        with im:
             w, h = im.size
             if w * h > max_pixels:
                 raise ApiError(413, f"the image is {w}x{h} = {w * h / 1e6:.1f} megapixels; the limit is "
@@ -364,7 +368,7 @@ async def _read_request(request: Request, service: Service) -> tuple[M.AnswerReq
                 raise ApiError(400, "image is not valid base64: send the file's bytes base64-encoded (or a data: URL)",
                                "image") from None
         return req.model_copy(update={"image": None}), data
-    if ctype == "multipart/form-data":
+    if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
         try:
             form = await request.form(max_files=1, max_fields=16)
         except BodyTooLarge:
@@ -397,7 +401,7 @@ async def _read_request(request: Request, service: Service) -> tuple[M.AnswerReq
         except ValidationError as e:
             raise ApiError(422, *_validation_message(e)) from None
     raise ApiError(415, f"content type {ctype or 'none'!r} is not accepted: send application/json (image base64) "
-                        "or multipart/form-data (image as a file)")
+                        "or multipart/form-data (image as a file; or a url-encoded form without one)")
 
 
 # ---------------------------------------------------------------------------------------------- the app
