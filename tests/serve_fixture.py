@@ -43,3 +43,21 @@ def build_checkpoint(root: Path) -> dict:
     return {"run": run, "world": Path(world.root), "image": Path(img_q.image), "question": img_q.text,
             "analogy": tuple(kg.entity_names[kg.entity_index(e)] for e in (*ana.example, ana.subject)),
             "text_question": next(q.text for q in world.questions["dev"] if q.type == "text")}
+
+
+def same_ranking(got: list[tuple[str, float]], ref: list[tuple[str, float]], tol: float = 1e-5) -> bool:
+    """Two top-k lists ``[(id, score)]`` agree: the scores position by position within ``tol`` (a batch
+    of several questions runs other matrix shapes than one alone, so the last float bits may differ),
+    and the ids equal except where ``ref`` has a tie within ``tol`` (an exact tie's order can flip
+    with those bits), at a position tied with another candidate or at the last one (tied with a
+    candidate beyond k)."""
+    if len(got) != len(ref) or any(abs(g[1] - r[1]) > tol for g, r in zip(got, ref)):
+        return False
+    if {g[0] for g in got[:-1]} == {r[0] for r in ref[:-1]} and got[-1][0] == ref[-1][0]:
+        return True
+    for i, (g, r) in enumerate(zip(got, ref)):
+        if g[0] != r[0]:
+            tied = i == len(ref) - 1 or any(j != i and abs(ref[j][1] - r[1]) <= tol for j in range(len(ref)))
+            if not tied:
+                return False
+    return True
