@@ -14,7 +14,7 @@ def serve_command(
                                                  "or a model folder."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (127.0.0.1: this machine only; "
                                                          "0.0.0.0 exposes the server to the network)."),
-    port: int = typer.Option(8000, "--port", min=0, max=65535, help="TCP port (0: any free port)."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port."),
     device: str = typer.Option("cpu", "--device", help="Where the model runs: cpu, cuda or cuda:N."),
     max_batch: int = typer.Option(8, "--max-batch", min=1, max=1024,
                                   help="Most concurrent requests answered in one batch (1 = no micro-batching)."),

@@ -475,7 +475,7 @@ def create_app(pipeline=None, checkpoint: str | None = None, device: str = "cpu"
         except QueueFull as e:
             raise ApiError(503, f"the server is busy ({e}); retry later") from None
         except InputError as e:  # the Pipeline refused the question: its message says why
-            raise ApiError(422 if "entity" in str(e) or "question" in str(e) else 400, str(e)) from None
+            raise ApiError(422, str(e)) from None
         finally:
             if release is not None:
                 service.uploads.release(release)
