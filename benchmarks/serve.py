@@ -6,7 +6,8 @@ the checkpoint, warms it up, then sends ``--requests`` POST /v1/answer at ``--co
 number of client tasks taking request numbers from a counter: the loop ends by itself). Requests
 cycle through questions of the checkpoint's world (demo checkpoints: the dev split's image, text
 and analogy questions; pictures sent base64 in JSON), or ``--question`` / ``--image`` / ``--analogy``
-for any other checkpoint. Reported per setting: errors (must be 0), p50 / p99 latency, requests/s;
+for any other checkpoint. Reported per setting: errors (must be 0), p50 / p99 latency, requests/s, mean requests per
+Pipeline call;
 then the ratio of requests/s, batching on / off. The mixed run interleaves ``--bad`` malformed
 requests (one of each kind, cycled) with ``--good`` good ones on the batching server: every bad one
 must get a 4xx JSON error, every good one 200 and the candidates and triples of ``Pipeline`` called
@@ -167,6 +168,18 @@ def summary(results, wall: float) -> dict:
             "p99_ms": 1000 * q[98], "req_per_s": len(results) / wall, "wall_s": wall}
 
 
+def mean_batch(url: str) -> float:
+    """Requests per Pipeline call so far, from the server's /metrics."""
+    import httpx
+
+    vals = {}
+    for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
+        for key in ("sum", "count"):
+            if line.startswith(f'mrmkg_batch_size_{key}{{kind="answer"}}'):
+                vals[key] = float(line.split()[-1])
+    return vals.get("sum", 0.0) / max(vals.get("count", 0.0), 1.0)
+
+
 def run_setting(checkpoint, max_batch, args, bodies, mixed=None) -> dict:
     srv = Server(checkpoint, max_batch, args.max_wait_ms)
     try:
@@ -176,6 +189,7 @@ def run_setting(checkpoint, max_batch, args, bodies, mixed=None) -> dict:
         t0 = time.perf_counter()
         res = asyncio.run(load(srv.url, reqs, args.concurrency))
         out = summary(res, time.perf_counter() - t0)
+        out["mean_batch"] = mean_batch(srv.url)  # includes the warm-up's batches
         if mixed is not None:
             out["mixed"] = mixed(srv)
         return out
@@ -256,10 +270,11 @@ def main() -> None:
     results["ratio_req_per_s"] = results["batching"]["req_per_s"] / results["no_batching"]["req_per_s"]
 
     print(f"\n{args.requests} requests at concurrency {args.concurrency} on {checkpoint} ({len(bodies)} questions)")
-    print(f"{'setting':<22}{'errors':>8}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}")
+    print(f"{'setting':<22}{'errors':>8}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}{'batch':>8}")
     for name, key in ((f"micro-batch {args.max_batch}", "batching"), ("batch size 1", "no_batching")):
         r = results[key]
-        print(f"{name:<22}{r['errors']:>8}{r['p50_ms']:>10.1f}{r['p99_ms']:>10.1f}{r['req_per_s']:>10.1f}")
+        print(f"{name:<22}{r['errors']:>8}{r['p50_ms']:>10.1f}{r['p99_ms']:>10.1f}{r['req_per_s']:>10.1f}"
+              f"{r['mean_batch']:>8.1f}")
     print(f"ratio of req/s (micro-batching / batch size 1): {results['ratio_req_per_s']:.2f}x")
     for key in ("batching", "no_batching"):
         m = results[key]["mixed"]
