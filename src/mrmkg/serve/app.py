@@ -382,6 +382,8 @@ async def _read_request(request: Request, service: Service) -> tuple[M.AnswerReq
                 if isinstance(value, str):
                     raise ApiError(400, "image must be a file upload (a form field of type file)", "image")
                 data = await value.read()
+                if not data and not value.filename:  # a form's file field left empty: no picture
+                    data = None
             elif key not in M.AnswerRequest.model_fields:
                 raise ApiError(422, f"unknown field {key!r}: the fields are {', '.join(M.AnswerRequest.model_fields)}", key)
             elif not isinstance(value, str):

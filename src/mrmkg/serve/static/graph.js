@@ -54,7 +54,8 @@ function drawGraph(svg, sg, answerId, onEmpty) {
   if (!nodes.length) return;
   // the layout frame follows the panel's shape (a phone's panel is tall and narrow), a bit larger than it
   const r = svg.getBoundingClientRect();
-  const W = Math.max(r.width || 900, 320) * 1.2, H = Math.max(r.height || 520, 300) * 1.2;
+  const f = (r.width || 900) < 500 ? 1.6 : 1.2;  // a phone's frame: more room per node, smaller type
+  const W = Math.max(r.width || 900, 320) * f, H = Math.max(r.height || 520, 300) * f;
   const pos = layout(nodes.length, edges, W, H);
   const defs = el("defs", {}, svg);
   const marker = el("marker", { id: "arrow", viewBox: "0 0 10 10", refX: "10", refY: "5", markerWidth: "7", markerHeight: "7", orient: "auto-start-reverse" }, defs);
