@@ -53,11 +53,9 @@ def same_ranking(got: list[tuple[str, float]], ref: list[tuple[str, float]], tol
     candidate beyond k)."""
     if len(got) != len(ref) or any(abs(g[1] - r[1]) > tol for g, r in zip(got, ref)):
         return False
-    if {g[0] for g in got[:-1]} == {r[0] for r in ref[:-1]} and got[-1][0] == ref[-1][0]:
-        return True
     for i, (g, r) in enumerate(zip(got, ref)):
         if g[0] != r[0]:
-            tied = i == len(ref) - 1 or any(j != i and abs(ref[j][1] - r[1]) <= tol for j in range(len(ref)))
-            if not tied:
+            tied = [x for x, s in ref if abs(s - r[1]) <= tol and x != r[0]]
+            if g[0] not in tied and i != len(ref) - 1:  # the last may be tied with a candidate beyond k
                 return False
     return True
