@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 STAMP := $(VENV)/.mrmkg-installed
 
-.PHONY: demo test test-all venv bench clean
+.PHONY: demo serve test test-all venv bench clean
 
 $(STAMP): pyproject.toml requirements.txt requirements-weights.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/mrmkg demo
+
+# `make serve CHECKPOINT=runs/demo/rungs/<run>`: the page and API of a trained checkpoint on http://127.0.0.1:8000/
+serve: $(STAMP)
+	@test -n "$(CHECKPOINT)" || { echo "make serve needs a checkpoint: make serve CHECKPOINT=<run folder of mrmkg train> (make demo prints one)"; exit 2; }
+	$(VENV)/bin/mrmkg serve $(CHECKPOINT)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" tests

@@ -59,6 +59,7 @@ COMMANDS = [
     ("train", "train", "train", False),
     ("eval", "eval_command", "eval", False),
     ("ask", "ask_command", "ask", False),
+    ("serve", "serve_command", "serve", False),
     ("explain", "explain_command", "explain", False),
     ("demo", "demo", "demo", False),
 ]

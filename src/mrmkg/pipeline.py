@@ -195,6 +195,21 @@ class Pipeline:
                 a.timings[stage] = timer.seconds.get(stage, 0.0) / max(len(qs), 1)
         return answers
 
+    def retrieve(self, queries: Sequence[Query | dict]) -> list[Answer]:
+        """The subgraph each question retrieves, without running the model: :class:`Answer` records
+        with an empty ``answer``, the ``subgraph`` (and ``graph``), the task's ``meta`` and the
+        ``encode`` / ``retrieve`` timings (the same examples :meth:`batch` would give the model)."""
+        qs = [q if isinstance(q, Query) else Query(**q) for q in queries]
+        timer = _Timer()
+        examples = self.task.query_examples(qs, timer)
+        out = []
+        for ex in examples:
+            sg = ex.meta.get("subgraph", ex.subgraph)
+            out.append(Answer(answer="", graph=sg, subgraph=self.subgraph_dict(sg),
+                              meta={k: v for k, v in ex.meta.items() if k != "subgraph"},
+                              timings={s: timer.seconds.get(s, 0.0) / max(len(qs), 1) for s in ("encode", "retrieve")}))
+        return out
+
     # ------------------------------------------------------------------ the prediction path
     def predict(self, examples: Sequence, top_k: int = 10, batch_size: int = 16, progress: bool = False,
                 with_subgraph: bool = False) -> list[Answer]:

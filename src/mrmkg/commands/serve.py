@@ -1,0 +1,59 @@
+"""`mrmkg serve CHECKPOINT`: the checkpoint's Pipeline over HTTP, with a web page at / that shows each
+answer with its subgraph (:mod:`mrmkg.serve`, docs/serve.md)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from mrmkg.errors import InputError
+
+
+def serve_command(
+    checkpoint: Path = typer.Argument(..., help="Run folder of `mrmkg train` (uses its final/), its final/ folder, "
+                                                 "or a model folder."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (127.0.0.1: this machine only; "
+                                                         "0.0.0.0 exposes the server to the network)."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port."),
+    device: str = typer.Option("cpu", "--device", help="Where the model runs: cpu, cuda or cuda:N."),
+    max_batch: int = typer.Option(8, "--max-batch", min=1, max=1024,
+                                  help="Most concurrent requests answered in one batch (1 = no micro-batching)."),
+    max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", min=0.0, max=10_000.0,
+                                      help="How long a batch waits for more requests (ms)."),
+    max_queue: int = typer.Option(256, "--max-queue", min=1, help="Waiting requests beyond this get 503."),
+    timeout: float = typer.Option(30.0, "--timeout", min=0.001, help="Seconds before a request gets 504."),
+    max_body_mb: float = typer.Option(10.0, "--max-body-mb", min=0.001, help="Largest request body (MiB)."),
+    max_image_megapixels: float = typer.Option(20.0, "--max-image-megapixels", min=0.001,
+                                               help="Largest picture, width x height (megapixels)."),
+    max_question_chars: int = typer.Option(1000, "--max-question-chars", min=1, help="Longest question (characters)."),
+    max_top_k: int = typer.Option(100, "--max-top-k", min=1, help="Largest top_k a client may ask for."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No access log; only warnings and errors."),
+) -> None:
+    """Serve a checkpoint: POST /v1/answer and /v1/retrieve, GET /v1/entities, /v1/info, /healthz,
+    /readyz, /metrics, the API's page at /docs and a web page at / (docs/serve.md)."""
+    import uvicorn
+
+    from mrmkg.pipeline import check_device, resolve_checkpoint
+    from mrmkg.serve import ServeConfig, create_app
+
+    resolve_checkpoint(checkpoint)  # a wrong path fails here, before the port is taken
+    check_device(device)
+    config = ServeConfig(max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue, timeout_s=timeout,
+                         max_body_bytes=int(max_body_mb * 2**20), max_image_pixels=int(max_image_megapixels * 1e6),
+                         max_question_chars=max_question_chars, max_top_k=max_top_k)
+    failed: list[str] = []
+    server: uvicorn.Server | None = None
+
+    def stop(message: str) -> None:
+        failed.append(message)
+        server.should_exit = True
+
+    app = create_app(checkpoint=str(checkpoint), device=device, config=config, on_load_error=stop)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning" if quiet else "info",
+                                           access_log=not quiet, timeout_graceful_shutdown=5))
+    if not quiet:
+        typer.echo(f"serving {checkpoint} on http://{host}:{port}/ (loading the model; GET /readyz says when "
+                   "it is ready; Ctrl+C stops)")
+    server.run()
+    if failed:
+        raise InputError(f"could not serve the checkpoint: {failed[0]}")

@@ -1,0 +1,27 @@
+"""The server's settings: limits on what a client may send, micro-batching and the per-request timeout."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mrmkg.errors import InputError
+
+
+@dataclass
+class ServeConfig:
+    max_batch: int = field(default=8, metadata={"help": "Most requests answered in one Pipeline.batch call (1 = no micro-batching)."})
+    max_wait_ms: float = field(default=5.0, metadata={"help": "How long the first request of a batch waits for others (ms)."})
+    max_queue: int = field(default=256, metadata={"help": "Requests waiting beyond this are refused with 503 (back-pressure)."})
+    timeout_s: float = field(default=30.0, metadata={"help": "A request not answered within this many seconds gets 504."})
+    max_body_bytes: int = field(default=10 * 2**20, metadata={"help": "Largest request body (bytes); larger gets 413."})
+    max_image_pixels: int = field(default=20_000_000, metadata={"help": "Largest picture (width x height), checked from its header before decoding."})
+    max_question_chars: int = field(default=1000, metadata={"help": "Longest question or context (characters)."})
+    max_top_k: int = field(default=100, metadata={"help": "Largest top_k a client may ask for."})
+    max_choices: int = field(default=26, metadata={"help": "Most multiple-choice options."})
+
+    def __post_init__(self):
+        for name in ("max_batch", "max_queue", "max_body_bytes", "max_image_pixels", "max_question_chars", "max_top_k",
+                     "max_choices"):
+            if getattr(self, name) < 1:
+                raise InputError(f"must be >= 1, got {getattr(self, name)}", path=f"--{name.replace('_', '-')}")
+        if self.max_wait_ms < 0 or self.timeout_s <= 0:
+            raise InputError("--max-wait-ms must be >= 0 and --timeout > 0")
