@@ -23,9 +23,11 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/mrmkg demo
 
-# `make serve CHECKPOINT=runs/demo/rungs/<run>`: the page and API of a trained checkpoint on http://127.0.0.1:8000/
+# `make serve [CHECKPOINT=<run folder>]`: the page and API of a trained checkpoint on http://127.0.0.1:8000/;
+# by default the demo's full-method checkpoint (make demo writes its path into runs/demo/checkpoint.txt)
+CHECKPOINT ?= $(shell cat runs/demo/checkpoint.txt 2>/dev/null)
 serve: $(STAMP)
-	@test -n "$(CHECKPOINT)" || { echo "make serve needs a checkpoint: make serve CHECKPOINT=<run folder of mrmkg train> (make demo prints one)"; exit 2; }
+	@test -n "$(CHECKPOINT)" || { echo "make serve needs a checkpoint: run make demo first, or make serve CHECKPOINT=<run folder of mrmkg train>"; exit 2; }
 	$(VENV)/bin/mrmkg serve $(CHECKPOINT)
 
 test: $(STAMP)

@@ -133,8 +133,10 @@ def test_demo_pipeline_trains_every_rung_writes_files_and_reuses_cache(tmp_path,
     with Image.open(out / "subgraph.png") as im:
         assert im.size[0] > 100 and im.size[1] > 100
     assert summary["picture"] == str(out / "subgraph.png")
+    # `make serve` serves the checkpoint the samples were asked of: the last rung's run
+    assert (out / "checkpoint.txt").read_text().strip() == summary["rungs"][names[-1]]["run"]
     for label in ("(i) no KG", "(v) + stage-1 pretraining", "image questions:", "answer", "gold", "subgraph.png",
-                  "ask it yourself: mrmkg ask"):
+                  "ask it yourself: mrmkg ask", "serve it", "mrmkg serve"):
         assert label in text
 
     # second run: nothing retrains, same numbers

@@ -344,6 +344,9 @@ class Demo:
         image_q = next((q for q in asked if q.type == "image"), None)
         if image_q is not None:
             self.console.print(f"\n[bold]ask it yourself:[/] mrmkg ask {run} \"{image_q.text}\" --image {image_q.image}")
+        atomic_write_text(self.out / "checkpoint.txt", f"{run}\n")  # what `make serve` serves by default
+        self.console.print(f"[bold]serve it[/] (a page and an API on http://127.0.0.1:8000/): mrmkg serve {run}"
+                           "   (or: make serve)")
         return picture
 
 
