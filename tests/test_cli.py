@@ -251,12 +251,16 @@ def test_scienceqa_check_and_score_json(tmp_path, capsys):
     assert f"wrote {tmp_path / 'm' / 'metrics.json'}" in err
 
 
-def test_explain_says_it_reads_only_mars_evaluations_yet(tmp_path, capsys):
-    (tmp_path / "eval_config.yaml").write_text(yaml.safe_dump({"checkpoint": "runs/x", "split": "test",
+@pytest.mark.parametrize("recorded,named", [({"task": "scienceqa"}, "'scienceqa'"), ({}, "'non-MARS'")])
+def test_explain_says_it_reads_only_mars_evaluations_yet(tmp_path, capsys, recorded, named):
+    """An evaluation of another task's checkpoint (it records its task, or a split name and no MARS split
+    file) gets one line naming what explain reads, never a request for a graph and a split file."""
+    (tmp_path / "eval_config.yaml").write_text(yaml.safe_dump({"checkpoint": "runs/x", "split": "test", **recorded,
                                                                "batch_size": 8, "task_args": {"root": "x"}}))
     (tmp_path / "predictions.jsonl").write_text(json.dumps({"pid": "1", "prediction": 0}) + "\n")
     rc, _, err = run(["explain", str(tmp_path)], capsys)
-    assert rc == 2 and "split name ('test')" in err and "MARS" in err and "Traceback" not in err
+    assert rc == 2 and f"evaluation of a {named} checkpoint" in err and "reads evaluations of MARS checkpoints" in err
+    assert "Traceback" not in err
 
 
 # ------------------------------------------------------------------------------ --json and --quiet around a library call

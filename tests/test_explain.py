@@ -218,16 +218,3 @@ def test_retrieval_first_script_counts_where_the_top_scored_triple_names_the_ans
     assert script.count(str(eval_dir)) == dict(examples=1, retrieval_first=0, model_first=1, both=0,
                                                answer_is_question=0, nodes=3)
 
-
-def test_explain_names_an_evaluation_of_another_task(tmp_path, capsys):
-    """An `mrmkg eval` folder of a demo, ScienceQA or stage-1 checkpoint gets one line that says what
-    explain reads, never a request for a MARS split file."""
-    from mrmkg.cli import main
-
-    d = tmp_path / "eval"
-    d.mkdir()
-    (d / "eval_config.yaml").write_text(yaml.safe_dump({"checkpoint": "run", "task": "scienceqa", "split": "test"}))
-    (d / "predictions.jsonl").write_text("")
-    assert main(["explain", str(d)]) == 2
-    err = capsys.readouterr().err
-    assert "evaluation of a 'scienceqa' checkpoint" in err and "reads evaluations of MARS checkpoints" in err

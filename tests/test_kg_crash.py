@@ -106,8 +106,9 @@ def test_sigkill_during_kg_build_keeps_the_previous_graph(graph_src, tmp_path, m
 
 def test_sigkill_during_scienceqa_score_out_keeps_the_previous_metrics(tmp_path, capsys):
     fix = scienceqa_root()
-    m = tmp_path / "metrics.json"
-    argv = ["scienceqa", "score", str(fix), str(fix / "predictions_test.jsonl"), "--out", str(m)]
+    out = tmp_path / "scored"
+    m = out / "metrics.json"
+    argv = ["scienceqa", "score", str(fix), str(fix / "predictions_test.jsonl"), "--out", str(out)]
     assert main(argv) == 0
     before = m.read_bytes()
     kill_at(tmp_path, "write", argv, {**os.environ, "OMP_NUM_THREADS": "1"})
@@ -117,11 +118,15 @@ def test_sigkill_during_scienceqa_score_out_keeps_the_previous_metrics(tmp_path,
     assert main(argv) == 0 and json.loads(m.read_text()) == json.loads(before)
 
 
-@pytest.mark.parametrize("out", ["folder", "/dev/null/m.json"])
+@pytest.mark.parametrize("out", ["a-file", "/dev/null/m"])
 def test_scienceqa_score_out_where_the_os_refuses(tmp_path, capsys, out):
-    """Issue 25: `scienceqa score --out` an existing folder or `/dev/null/m.json` -> exit 2, one line."""
+    """Issue 25: `scienceqa score --out` where no folder can be (a file of that name, under /dev/null) -> exit 2,
+    one line naming the user's path."""
     fix = scienceqa_root()
-    target = str(tmp_path) if out == "folder" else out
+    target = out
+    if out == "a-file":
+        target = str(tmp_path / "a-file")
+        (tmp_path / "a-file").write_text("not a folder")
     assert main(["scienceqa", "score", str(fix), str(fix / "predictions_test.jsonl"), "--out", target]) == 2
     err = capsys.readouterr().err
-    assert f"{target}: cannot write here" in err and "Traceback" not in err
+    assert err.startswith(f"error: {target}: -o/--out ") and "Traceback" not in err

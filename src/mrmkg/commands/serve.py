@@ -2,20 +2,17 @@
 answer with its subgraph (:mod:`mrmkg.serve`, docs/serve.md)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
+from mrmkg.commands.options import Checkpoint, Device, Quiet
 from mrmkg.errors import InputError
 
 
 def serve_command(
-    checkpoint: Path = typer.Argument(..., help="Run folder of `mrmkg train` (uses its final/), its final/ folder, "
-                                                 "or a model folder."),
+    checkpoint: Checkpoint,
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (127.0.0.1: this machine only; "
                                                          "0.0.0.0 exposes the server to the network)."),
     port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port."),
-    device: str = typer.Option("cpu", "--device", help="Where the model runs: cpu, cuda or cuda:N."),
     max_batch: int = typer.Option(8, "--max-batch", min=1, max=1024,
                                   help="Most concurrent requests answered in one batch (1 = no micro-batching)."),
     max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", min=0.0, max=10_000.0,
@@ -27,17 +24,18 @@ def serve_command(
                                                help="Largest picture, width x height (megapixels)."),
     max_question_chars: int = typer.Option(1000, "--max-question-chars", min=1, help="Longest question (characters)."),
     max_top_k: int = typer.Option(100, "--max-top-k", min=1, help="Largest top_k a client may ask for."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No access log; only warnings and errors."),
+    device: Device = "cpu",
+    quiet: Quiet = False,
 ) -> None:
     """Serve a checkpoint: POST /v1/answer and /v1/retrieve, GET /v1/entities, /v1/info, /healthz,
-    /readyz, /metrics, the API's page at /docs and a web page at / (docs/serve.md)."""
+    /readyz, /metrics, the API's page at /docs and a web page at / (docs/serve.md). With --quiet: no access
+    log, only warnings and errors."""
     import uvicorn
 
-    from mrmkg.pipeline import check_device, resolve_checkpoint
+    from mrmkg.pipeline import resolve_checkpoint
     from mrmkg.serve import ServeConfig, create_app
 
-    resolve_checkpoint(checkpoint)  # a wrong path fails here, before the port is taken
-    check_device(device)
+    resolve_checkpoint(checkpoint)  # a wrong path fails here, before the port is taken (--device is checked by then)
     config = ServeConfig(max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue, timeout_s=timeout,
                          max_body_bytes=int(max_body_mb * 2**20), max_image_pixels=int(max_image_megapixels * 1e6),
                          max_question_chars=max_question_chars, max_top_k=max_top_k)
