@@ -184,31 +184,37 @@ class Pipeline:
 
     def batch(self, queries: Sequence[Query | dict], top_k: int = 5, batch_size: int = 16) -> list[Answer]:
         """Answer several questions at once (one retrieval batch, model batches of ``batch_size``)."""
-        qs = [q if isinstance(q, Query) else Query(**q) for q in queries]
         if top_k < 1:
             raise InputError(f"top_k must be >= 1, got {top_k}")
-        timer = _Timer()
-        examples = self.task.query_examples(qs, timer)
+        examples, timings = self._query_examples(queries)
         answers = self.predict(examples, top_k=top_k, batch_size=batch_size, with_subgraph=True)
         for a in answers:
-            for stage in ("encode", "retrieve"):
-                a.timings[stage] = timer.seconds.get(stage, 0.0) / max(len(qs), 1)
+            a.timings.update(timings)
         return answers
 
     def retrieve(self, queries: Sequence[Query | dict]) -> list[Answer]:
         """The subgraph each question retrieves, without running the model: :class:`Answer` records
         with an empty ``answer``, the ``subgraph`` (and ``graph``), the task's ``meta`` and the
         ``encode`` / ``retrieve`` timings (the same examples :meth:`batch` would give the model)."""
+        examples, timings = self._query_examples(queries)
+        return [self._with_provenance(Answer(answer="", timings=dict(timings)), ex, with_subgraph=True)
+                for ex in examples]
+
+    def _query_examples(self, queries: Sequence[Query | dict]) -> tuple[list, dict]:
+        """The task's examples for ``queries`` and each one's share of the encode / retrieve seconds."""
         qs = [q if isinstance(q, Query) else Query(**q) for q in queries]
         timer = _Timer()
         examples = self.task.query_examples(qs, timer)
-        out = []
-        for ex in examples:
-            sg = ex.meta.get("subgraph", ex.subgraph)
-            out.append(Answer(answer="", graph=sg, subgraph=self.subgraph_dict(sg),
-                              meta={k: v for k, v in ex.meta.items() if k != "subgraph"},
-                              timings={s: timer.seconds.get(s, 0.0) / max(len(qs), 1) for s in ("encode", "retrieve")}))
-        return out
+        return examples, {s: timer.seconds.get(s, 0.0) / max(len(qs), 1) for s in ("encode", "retrieve")}
+
+    def _with_provenance(self, answer: Answer, example, with_subgraph: bool) -> Answer:
+        """``answer`` with the example's provenance: its ``meta`` (the answer's own keys win) and, when
+        asked, its subgraph (``graph`` and the reader's ``subgraph`` dict)."""
+        answer.meta = {**{k: v for k, v in example.meta.items() if k != "subgraph"}, **answer.meta}
+        if with_subgraph:
+            answer.graph = example.meta.get("subgraph", example.subgraph)
+            answer.subgraph = self.subgraph_dict(answer.graph)
+        return answer
 
     # ------------------------------------------------------------------ the prediction path
     def predict(self, examples: Sequence, top_k: int = 10, batch_size: int = 16, progress: bool = False,
@@ -234,11 +240,7 @@ class Pipeline:
                 share = (time.perf_counter() - t0) / len(chunk)
                 for a, ex in zip(answers, chunk):
                     a.timings["model"] = share
-                    a.meta = {**{k: v for k, v in ex.meta.items() if k != "subgraph"}, **a.meta}
-                    if with_subgraph:
-                        a.graph = ex.meta.get("subgraph", ex.subgraph)
-                        a.subgraph = self.subgraph_dict(a.graph)
-                out += answers
+                    out.append(self._with_provenance(a, ex, with_subgraph))
         model.train(was)
         return out
 
