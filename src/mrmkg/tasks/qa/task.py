@@ -132,10 +132,6 @@ class QATask(Task):
             return None, None
         return [" " + n for n in self.kg.entity_names], self.kg.relation_names
 
-    @property
-    def max_new_tokens(self) -> int:
-        return self.config.max_new_tokens
-
     # ------------------------------------------------------------------ examples
     def target(self, r: QARecord) -> str:
         """What generation is trained on (mode generate)."""
