@@ -508,6 +508,15 @@ def test_train_then_eval_outputs_agree(world, tmp_path):
     assert asked["answer_id"] == preds[1]["top10"][0][0] and asked["meta"]["sides"] == preds[1]["sides"]
     assert sorted(r["id"] for r in asked["subgraph"]["triples"]) == sorted(t for t, _ in preds[1]["retrieved"])
     assert set(asked["timings"]) == {"encode", "retrieve", "model"} and (tmp_path / "ask.png").is_file()
+    # --graph: the same evaluation from a moved graph folder, recorded as such
+    import shutil
+
+    moved = tmp_path / "moved-graph"
+    shutil.copytree(world["graph"], moved)
+    assert cli_main(["eval", str(tmp_path / "run"), "--split", str(Path(world["mars"]) / "dev.json"),
+                     "-o", str(tmp_path / "eval-moved"), "--graph", str(moved), "--batch-size", "2", "-q"]) == 0
+    assert json.loads((tmp_path / "eval-moved" / "metrics.json").read_text())["mrr"] == metrics["mrr"]
+    assert yaml.safe_load((tmp_path / "eval-moved" / "eval_config.yaml").read_text())["task_args"]["graph"] == str(moved)
     # `mrmkg explain` reads this folder back in names: the retrieved triples and memory of every prediction
     from mrmkg.explain import explain, open_eval
 

@@ -32,7 +32,7 @@ def evaluate(checkpoint: str | Path, split: str | Path | None, out: str | Path, 
     """Evaluate ``checkpoint`` on ``split`` (None: the task's own evaluation split) and write
     predictions and metrics into ``out`` (see the module docstring). ``graph`` replaces the graph
     folder recorded in the checkpoint; ``device``: cpu, cuda or cuda:N. Returns the metrics."""
-    pipe = Pipeline.from_pretrained(checkpoint, device=device, task_args=_graph_args(checkpoint, graph))
+    pipe = Pipeline.from_pretrained(checkpoint, device=device, graph=graph)
     return write_evaluation(pipe, split, out, batch_size=batch_size, progress=progress)
 
 
@@ -51,18 +51,6 @@ def write_evaluation(pipe: Pipeline, split, out: str | Path, batch_size: int = 1
             {"checkpoint": str(checkpoint), "task": pipe.task.name, **recorded, "batch_size": batch_size,
              "task_args": dict(pipe.train_config.task_args)}, sort_keys=False))
     return metrics
-
-
-def _graph_args(checkpoint, graph: str | None) -> dict | None:
-    """``{<the task's graph field>: graph}`` for the checkpoint's task, or None."""
-    if not graph:
-        return None
-    from mrmkg.pipeline import resolve_checkpoint
-    from mrmkg.tasks.registry import get_task
-    from mrmkg.engine import load_train_config
-
-    task = get_task(load_train_config(resolve_checkpoint(checkpoint)[1]).task)
-    return {task.graph_arg: graph}
 
 
 def read_predictions(eval_dir: str | Path) -> list[dict]:

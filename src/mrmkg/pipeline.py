@@ -133,18 +133,21 @@ def resolve_checkpoint(path: str | Path) -> tuple[Path, Path]:
                      "written by `mrmkg train` (model/mrmkg.json and train_config.yaml)", path=p)
 
 
-def open_task(checkpoint: str | Path, task_args: dict | None = None):
+def open_task(checkpoint: str | Path, task_args: dict | None = None, graph: str | None = None):
     """``(task, model folder, training config)`` of a checkpoint: its task rebuilt from the run's
-    ``train_config.yaml``, with ``task_args`` replacing recorded values (e.g. a moved graph folder)."""
-    from mrmkg.tasks.registry import get_task
+    ``train_config.yaml``, with ``task_args`` replacing recorded values, and ``graph`` the graph folder
+    (the task's ``graph_arg`` field; e.g. when the run was trained on another machine)."""
     from mrmkg.engine import load_train_config
+    from mrmkg.tasks.registry import get_task
 
     model_dir, cfg_path = resolve_checkpoint(checkpoint)
     cfg = load_train_config(cfg_path)
+    cls = get_task(cfg.task)
     args = dict(cfg.task_args)
-    args.update({k: v for k, v in (task_args or {}).items() if v is not None})
+    args.update({k: v for k, v in {**(task_args or {}), **({cls.graph_arg: graph} if graph else {})}.items()
+                 if v is not None})
     cfg.task_args = args
-    return get_task(cfg.task).from_config(args, cfg), model_dir, cfg
+    return cls.from_config(args, cfg), model_dir, cfg
 
 
 class Pipeline:
@@ -157,15 +160,17 @@ class Pipeline:
         self.train_config = train_config  # the checkpoint's TrainConfig (from_pretrained)
 
     @classmethod
-    def from_pretrained(cls, checkpoint: str | Path, device: str = "cpu", task_args: dict | None = None) -> "Pipeline":
+    def from_pretrained(cls, checkpoint: str | Path, device: str = "cpu", task_args: dict | None = None,
+                        graph: str | None = None) -> "Pipeline":
         """Load ``checkpoint`` (a run folder of ``mrmkg train``, its ``final/`` or its model folder)
-        onto ``device``; ``task_args`` replace values recorded in its training config."""
+        onto ``device``; ``task_args`` replace values recorded in its training config, ``graph`` its
+        graph folder."""
         import torch
 
         from mrmkg.malloc import tune_malloc
 
         dev = torch.device(check_device(device))
-        task, model_dir, cfg = open_task(checkpoint, task_args)
+        task, model_dir, cfg = open_task(checkpoint, task_args, graph)
         model = task.load_model(model_dir).to(dev)
         tune_malloc()  # keep freed buffers in the process between batches, as training does
         return cls(task, model, checkpoint, cfg)
