@@ -14,6 +14,8 @@ output        ``-o/--out DIR``: always a folder, never a file; each command's de
               :func:`check_out_dir` has refused a folder that is not an earlier output of it.
 input format  ``--format`` (``kg build``); the prompt format of ScienceQA is ``--prompt-format``
 device        ``--device cpu|cuda|cuda:N`` on every command that runs a trained model
+dtype         ``--dtype bf16|fp16|fp32`` on every command that runs a model: the dtype the frozen models
+              load in (the trained parts stay float32)
 JSON          ``--json`` on every command that prints a result: one JSON object per line on
               stdout, everything else on stderr
 quiet         ``--quiet/-q`` on every long command: no progress bars, no tables, only the
@@ -37,8 +39,21 @@ import typer
 from mrmkg.devices import check_device
 from mrmkg.errors import InputError
 
-__all__ = ["Checkpoint", "Graph", "GraphOverride", "Out", "Device", "Json", "Quiet",
-           "check_device", "check_out_dir", "human_output"]
+__all__ = ["Checkpoint", "Graph", "GraphOverride", "Out", "Device", "Dtype", "Json", "Quiet",
+           "check_device", "check_dtype", "check_out_dir", "human_output"]
+
+DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16",
+          "half": "float16", "fp32": "float32", "float32": "float32", "float": "float32"}
+
+
+def check_dtype(value: Optional[str]) -> Optional[str]:
+    """``--dtype`` -> the torch dtype name (``bfloat16``, ``float16``, ``float32``), or None when not given."""
+    if value is None:
+        return None
+    name = DTYPES.get(value.strip().lower())
+    if name is None:
+        raise typer.BadParameter(f"{value!r} is not a dtype; expected bf16, fp16 or fp32")
+    return name
 
 
 Checkpoint = Annotated[Path, typer.Argument(
@@ -60,6 +75,11 @@ Out = Annotated[Path, typer.Option(
 Device = Annotated[Optional[str], typer.Option(
     "--device", metavar="DEVICE", callback=check_device,
     help="where the model runs: cpu, cuda or cuda:N (results agree up to float rounding)")]
+
+Dtype = Annotated[Optional[str], typer.Option(
+    "--dtype", metavar="DTYPE", callback=check_dtype,
+    help="dtype the frozen models load in: bf16, fp16 or fp32 (default: the config's, else fp32); "
+         "bf16 halves their memory, the trained parts stay fp32")]
 
 Json = Annotated[bool, typer.Option(
     "--json", help="print the result as JSON on stdout (one object per line) instead of text and tables; "
