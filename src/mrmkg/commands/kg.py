@@ -1,7 +1,7 @@
 """`mrmkg kg ...`: build, inspect and query a multimodal knowledge graph.
 
-* ``mrmkg kg build SRC --format markg|tsv|jsonl -o DIR`` loads and validates a graph
-  (:mod:`mrmkg.kg.io`), saves it and builds its index (:class:`mrmkg.kg.index.KGIndex`) into DIR.
+* ``mrmkg kg build SRC --format markg|tsv|jsonl|nt|ttl|mmkb|openke|pykeen -o DIR`` loads and validates a
+  graph (:mod:`mrmkg.kg.io`, :mod:`mrmkg.kg.formats`), saves it and builds its index (:class:`mrmkg.kg.index.KGIndex`) into DIR.
   The whole folder is built under a temporary name and renamed at the end, so a failure
   (bad input: exit status 2) never leaves a half-written DIR. Embeddings go through the on-disk
   cache, so a second build of the same graph with the same encoders re-encodes nothing and says so.
@@ -58,22 +58,26 @@ def _console():
 
 @app.command()
 def build(
-    src: Annotated[Path, typer.Argument(help="graph source: a MarKG folder, a TSV triple file or folder, "
-                                             "or a .jsonl file")],
+    src: Annotated[Path, typer.Argument(help="graph source: a MarKG, MMKB/MKGformer or OpenKE folder, a TSV or "
+                                             "PyKEEN triple file or folder, or a .jsonl, .nt or .ttl file")],
     out: Out,
-    format: Annotated[Literal["auto", "markg", "tsv", "jsonl"], typer.Option(
-        "--format", "-f", help="input format; 'auto' = markg for a folder with wiki_tuple_ids.txt, "
-                               "jsonl for *.jsonl, else tsv")] = "auto",
+    format: Annotated[Literal["auto", "markg", "tsv", "jsonl", "nt", "ttl", "mmkb", "openke", "pykeen"], typer.Option(
+        "--format", "-f", help="input format; 'auto' = nt/ttl/jsonl by file suffix; for a folder markg with "
+                               "wiki_tuple_ids.txt, openke with entity2id.txt and train2id.txt, mmkb with "
+                               "*_EntityTriples.txt, freebase_mtr100_mte100-train.txt or train.tsv with entity2text.txt; else tsv "
+                               "(pykeen only when asked for)")] = "auto",
     images: Annotated[Optional[Path], typer.Option(
-        "--images", help="markg: folder of <entity id>/<image file> sub-folders (default: SRC/images if present)")] = None,
+        "--images", help="markg/mmkb/openke: folder of <entity id>/<image file> sub-folders (default: SRC/images "
+                         "if present; mmkb also finds image-graph_images, FB15k-images, wn18-images)")] = None,
     entities: Annotated[Optional[Path], typer.Option(
         "--entities", help="tsv: entity file id<TAB>name[<TAB>description] (default: entities.tsv in a SRC folder)")] = None,
     relations: Annotated[Optional[Path], typer.Option(
         "--relations", help="tsv: relation file id<TAB>name (default: relations.tsv in a SRC folder)")] = None,
     image_list: Annotated[Optional[Path], typer.Option(
-        "--image-list", help="tsv: entity id<TAB>image path lines (default: images.tsv in a SRC folder)")] = None,
+        "--image-list", help="tsv/nt/ttl/openke/pykeen: entity id<TAB>image path lines, paths relative to the "
+                             "list's folder (tsv default: images.tsv in a SRC folder)")] = None,
     order: Annotated[Literal["hrt", "htr"], typer.Option(
-        "--order", help="tsv: column order of the triple files, head-relation-tail or head-tail-relation")] = "hrt",
+        "--order", help="tsv/pykeen: column order of the triple files, head-relation-tail or head-tail-relation")] = "hrt",
     text_encoder: Annotated[str, typer.Option(
         "--text-encoder", help="text encoder for triples, entities and relations: 'minilm' or 'clip:<id or folder>'")] = "minilm",
     vision_encoder: Annotated[str, typer.Option(
@@ -167,6 +171,10 @@ def _report_lines(rep: dict) -> list[str]:
               "added_entities": "added {} undefined entity id(s), named by their id",
               "added_relations": "added {} undefined relation id(s), named by their id",
               "skipped_bad_images": "skipped {} missing/unreadable image file(s)",
+              "skipped_literal_triples": "skipped {} statement(s) with a literal object (attributes, not edges)",
+              "skipped_blank_node_triples": "skipped {} statement(s) with a blank node",
+              "skipped_remote_images": "skipped {} http(s) image(s) (images are read from disk)",
+              "unused_names": "ignored {} name(s) of ids in no triple",
               "self_loops": "kept {} self-loop triple(s) (head == tail)"}
     for key, text in labels.items():
         if rep.get(key):

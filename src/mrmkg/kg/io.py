@@ -1,6 +1,6 @@
 """Loaders that turn graph files into an :class:`~mrmkg.kg.graph.MMKG`, with validation.
 
-Three formats, one validation core (:class:`_GraphBuilder`):
+Eight formats, one validation core (:class:`_GraphBuilder`). Three are here:
 
 * **MarKG folder** (:func:`load_markg`), as released with MKG_Analogy::
 
@@ -28,6 +28,10 @@ Three formats, one validation core (:class:`_GraphBuilder`):
   ``description`` and ``images`` are optional; records may come in any order (a triple may
   precede its entities); any other key is an error, so typos do not pass silently. Relative
   image paths are resolved against the JSONL file's folder.
+
+The formats of the field are in :mod:`mrmkg.kg.formats`, one module each, built on the same core:
+N-Triples and Turtle (``nt``, ``ttl``; rdflib), MMKB / MKGformer folders (``mmkb``: FB15K-IMG,
+WN18-IMG, the paper's graph), OpenKE (``openke``) and PyKEEN labelled TSV (``pykeen``).
 
 Validation (every failure is an :class:`~mrmkg.errors.InputError` naming file, line and what
 was expected): files that are missing, empty or not UTF-8; missing or extra columns; empty ids
@@ -71,7 +75,7 @@ from mrmkg.errors import InputError
 from mrmkg.fileio import contained_path
 from mrmkg.kg.graph import IMAGE_OF_ID, MMKG
 
-FORMATS = ("markg", "tsv", "jsonl")
+FORMATS = ("markg", "tsv", "jsonl", "nt", "ttl", "mmkb", "openke", "pykeen")
 _TSV_TRIPLE_NAMES = ("triples.tsv", "triples.txt")
 _TSV_SPLIT_NAMES = ("train.txt", "valid.txt", "test.txt")
 
@@ -104,11 +108,9 @@ class LoadOptions:
 
 
 # ---------------------------------------------------------------------------------- reading
-def _read_lines(path: str | Path, what: str) -> list[tuple[int, str]]:
-    """Non-blank lines of a UTF-8 text file as ``(1-based line number, text)``.
-
-    ``what`` describes the expected content for error messages (e.g. ``"id<TAB>name lines"``).
-    """
+def _read_text(path: str | Path, what: str) -> str:
+    """The whole of a UTF-8 text file (a byte-order mark dropped); a byte that is not UTF-8 is an
+    :class:`InputError` naming its line and column. ``what`` describes the expected content."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"file not found (expected {what})", path=p)
@@ -116,35 +118,58 @@ def _read_lines(path: str | Path, what: str) -> list[tuple[int, str]]:
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
         raise InputError(f"byte 0x{data[e.start]:02x} at column {col} is not valid UTF-8 "
                          f"(files must be UTF-8 encoded)", path=p, line=line) from None
+
+
+def _read_lines(path: str | Path, what: str) -> list[tuple[int, str]]:
+    """Non-blank lines of a UTF-8 text file as ``(1-based line number, text)``.
+
+    ``what`` describes the expected content for error messages (e.g. ``"id<TAB>name lines"``).
+    """
+    text = _read_text(path, what)
     # split on "\n" only: str.splitlines would also split inside names on \x1c, \u2028, ...
     lines = [(i + 1, s[:-1] if s.endswith("\r") else s) for i, s in enumerate(text.split("\n"))]
     lines = [(i, s) for i, s in lines if s.strip()]
     if not lines:
-        raise InputError(f"file is empty (expected {what})", path=p)
+        raise InputError(f"file is empty (expected {what})", path=path)
     return lines
+
+
+def _split_row(path, lineno: int, s: str, min_cols: int, max_cols: int, what: str) -> list[str]:
+    """One tab-separated line as ``min_cols..max_cols`` fields stripped of spaces, the first non-empty."""
+    cols = [c.strip() for c in s.split("\t")]
+    if not min_cols <= len(cols) <= max_cols:
+        n = f"{min_cols}" if min_cols == max_cols else f"{min_cols} to {max_cols}"
+        kind = "missing" if len(cols) < min_cols else "extra"
+        hint = " (is the file tab-separated?)" if len(cols) == 1 else ""
+        raise InputError(f"{kind} columns: found {len(cols)}, expected {n} ({what}){hint}",
+                         path=path, line=lineno)
+    if not cols[0]:
+        raise InputError(f"empty id in column 1 (expected {what})", path=path, line=lineno)
+    return cols
 
 
 def _read_table(path: str | Path, min_cols: int, max_cols: int, what: str) -> list[tuple[int, list[str]]]:
     """Tab-separated rows with ``min_cols..max_cols`` columns, fields stripped of spaces."""
-    rows = []
-    for lineno, s in _read_lines(path, what):
-        cols = [c.strip() for c in s.split("\t")]
-        if not min_cols <= len(cols) <= max_cols:
-            n = f"{min_cols}" if min_cols == max_cols else f"{min_cols} to {max_cols}"
-            kind = "missing" if len(cols) < min_cols else "extra"
-            hint = " (is the file tab-separated?)" if len(cols) == 1 else ""
-            raise InputError(f"{kind} columns: found {len(cols)}, expected {n} ({what}){hint}",
+    return [(lineno, _split_row(path, lineno, s, min_cols, max_cols, what)) for lineno, s in _read_lines(path, what)]
+
+
+def _read_id_values(path: str | Path, what: str, key=None) -> dict[str, tuple[str, int]]:
+    """``id<TAB>value`` lines as ``{id: (value, line)}``; a repeated id is an error naming both lines.
+    ``key`` maps an id as written to its canonical form (e.g. ``m.0abc`` to ``/m/0abc``)."""
+    out: dict[str, tuple[str, int]] = {}
+    for lineno, c in _read_table(path, 2, 2, what):
+        k = key(c[0]) if key is not None else c[0]
+        if k in out:
+            raise InputError(f"duplicate id {c[0]!r} (first at {_where(path, out[k][1])}); ids must be unique",
                              path=path, line=lineno)
-        if not cols[0]:
-            raise InputError(f"empty id in column 1 (expected {what})", path=path, line=lineno)
-        rows.append((lineno, cols))
-    return rows
+        out[k] = (c[1], lineno)
+    return out
 
 
 def _where(path, line) -> str:
@@ -214,6 +239,8 @@ class _GraphBuilder:
         self.images: list[tuple[str, str, str, int | None, Path]] = []  # (entity id, path, source, line, root)
         self.meta: dict = {}
         self.rel_desc: dict[str, str] | None = None  # relation id -> long description, when a file gives them
+        # where ids are defined, for messages about ids that are not ("the entity file", "any triple", ...)
+        self.entities_from, self.relations_from = "the entity file", "the relation file"
         self.report: dict = {"format": fmt, "source": source, "lines": {}, "duplicate_triples": 0,
                              "skipped_triples_unknown_id": 0, "skipped_images_unknown_id": 0,
                              "skipped_descriptions_unknown_id": 0, "added_entities": 0, "added_relations": 0,
@@ -250,7 +277,7 @@ class _GraphBuilder:
         i = self.eidx.get(eid)
         if i is None:
             if self.opt.unknown_ids == "error":
-                raise InputError(f"entity id {eid!r} has a description but is not in the entity file "
+                raise InputError(f"entity id {eid!r} has a description but is not in {self.entities_from} "
                                  "(use unknown_ids='skip' or 'add' to go on)", path=path, line=line)
             if self.opt.unknown_ids == "skip":
                 self.report["skipped_descriptions_unknown_id"] += 1
@@ -264,7 +291,22 @@ class _GraphBuilder:
 
     def add_triples(self, path, lines: list[int], heads: list[str], rels: list[str], tails: list[str]) -> None:
         self.chunks.append((str(path), lines, heads, rels, tails))
-        self.report["lines"][str(path)] = len(lines)
+        self.report["lines"][str(path)] = self.report["lines"].get(str(path), 0) + len(lines)
+
+    def define_from_triples(self, entity_name=None, relation_name=None) -> None:
+        """Define the ids of the triples added so far that are not yet defined, in order of first
+        appearance (so the same files always give the same indices), for formats whose triples are
+        the only definition of their ids. ``entity_name(id)`` / ``relation_name(id)`` give the name
+        (``str`` names an id by itself); ``None`` leaves that kind alone (an entity file defines it)."""
+        for path, _, h, r, t in self.chunks:
+            if entity_name is not None:
+                for x in (e for pair in zip(h, t) for e in pair):
+                    if x not in self.eidx:
+                        self.add_entity(x, entity_name(x) or x, "", path, None)
+            if relation_name is not None:
+                for x in r:
+                    if x not in self.ridx:
+                        self.add_relation(x, relation_name(x) or x, path, None)
 
     def add_image(self, eid: str, image_path: str | Path, path, line, root: str | Path) -> None:
         """An image of ``eid``; ``image_path`` as read from the data (relative to ``root``), which it must
@@ -298,8 +340,8 @@ class _GraphBuilder:
                 for c, (ids, kind, table) in enumerate(((heads, "head entity", self.eidx), (rels, "relation", self.ridx),
                                                         (tails, "tail entity", self.eidx))):
                     if cols[c][j] < 0:
-                        source = "relation file" if kind == "relation" else "entity file"
-                        raise InputError(f"{kind} id {ids[j]!r} is not in the {source} "
+                        source = self.relations_from if kind == "relation" else self.entities_from
+                        raise InputError(f"{kind} id {ids[j]!r} is not in {source} "
                                          f"({int(bad.sum())} triple(s) in this file have unknown ids; "
                                          "use unknown_ids='skip' or 'add' to go on)", path=path, line=lines[j])
             if policy == "skip":
@@ -347,7 +389,7 @@ class _GraphBuilder:
             i = self.eidx.get(eid)
             if i is None:
                 if self.opt.unknown_ids == "error":
-                    raise InputError(f"image {img} belongs to entity id {eid!r}, which is not in the entity file "
+                    raise InputError(f"image {img} belongs to entity id {eid!r}, which is not in {self.entities_from} "
                                      "(use unknown_ids='skip' or 'add' to go on)", path=src, line=line)
                 if self.opt.unknown_ids == "skip":
                     self.report["skipped_images_unknown_id"] += 1
@@ -406,8 +448,10 @@ def _options(options: LoadOptions | None, kw: dict) -> LoadOptions:
     return LoadOptions(**kw)
 
 
-def _add_triple_file(b: _GraphBuilder, path: Path, order: str = "hrt") -> None:
-    rows = _read_table(path, 3, 3, "head<TAB>relation<TAB>tail" if order == "hrt" else "head<TAB>tail<TAB>relation")
+def _add_triple_file(b: _GraphBuilder, path: Path, order: str = "hrt", rows=None) -> None:
+    """Tab-separated triples of ``path`` (or its ``rows`` already read) in column ``order``."""
+    if rows is None:
+        rows = _read_table(path, 3, 3, "head<TAB>relation<TAB>tail" if order == "hrt" else "head<TAB>tail<TAB>relation")
     ri, ti = (1, 2) if order == "hrt" else (2, 1)
     for lineno, c in rows:
         if not c[ri] or not c[ti]:
@@ -492,24 +536,20 @@ def load_tsv(triples: str | Path | Sequence[str | Path], entities: str | Path | 
             b.add_relation(c[0], c[1], relations, lineno)
     for f in files:
         _add_triple_file(b, f, order)
-    if entities is None or relations is None:
-        # ids are their own names: define them in first-appearance order before resolution
-        for _, _, h, r, t in b.chunks:
-            if entities is None:
-                for x in (e for pair in zip(h, t) for e in pair):
-                    if x not in b.eidx:
-                        b.add_entity(x, x, "", "(triples)", None)
-            if relations is None:
-                for x in r:
-                    if x not in b.ridx:
-                        b.add_relation(x, x, "(triples)", None)
+    # without an entity (relation) file, ids are their own names
+    b.define_from_triples(str if entities is None else None, str if relations is None else None)
     if images is not None:
-        images = Path(images)
-        for lineno, c in _read_table(images, 2, 2, "entity id<TAB>image path"):
-            if not c[1]:
-                raise InputError("empty image path (expected entity id<TAB>image path)", path=images, line=lineno)
-            b.add_image(c[0], c[1], images, lineno, images.parent)
+        _add_image_list(b, images)
     return b.build()
+
+
+def _add_image_list(b: _GraphBuilder, images: str | Path) -> None:
+    """``entity id<TAB>image path`` lines; relative paths are relative to the list's folder."""
+    images = Path(images)
+    for lineno, c in _read_table(images, 2, 2, "entity id<TAB>image path"):
+        if not c[1]:
+            raise InputError("empty image path (expected entity id<TAB>image path)", path=images, line=lineno)
+        b.add_image(c[0], c[1], images, lineno, images.parent)
 
 
 _JSONL_FIELDS = {
@@ -591,24 +631,48 @@ def _tsv_folder_files(folder: Path) -> dict:
 
 
 def detect_format(src: str | Path) -> str:
-    """``"markg"`` for a folder with ``wiki_tuple_ids.txt``, ``"jsonl"`` for ``*.jsonl``/``*.json``
-    files, else ``"tsv"``."""
+    """The format of ``src`` where its names say so unambiguously.
+
+    Files: ``*.nt`` -> ``nt``, ``*.ttl`` -> ``ttl``, ``*.jsonl``/``*.json``/``*.ndjson`` -> ``jsonl``.
+    Folders: ``wiki_tuple_ids.txt`` -> ``markg``; ``entity2id.txt`` with ``train2id.txt`` -> ``openke``;
+    ``*_EntityTriples.txt``, ``freebase_mtr100_mte100-train.txt`` or ``train.tsv`` with
+    ``entity2text.txt`` (MMKB / MKGformer) -> ``mmkb``. Anything else
+    is ``tsv`` (a PyKEEN file reads the same as a TSV one, so ``pykeen`` is only ever asked for).
+    """
     p = Path(src)
     if p.is_dir():
-        return "markg" if (p / "wiki_tuple_ids.txt").exists() else "tsv"
-    return "jsonl" if p.suffix.lower() in (".jsonl", ".json", ".ndjson") else "tsv"
+        if (p / "wiki_tuple_ids.txt").exists():
+            return "markg"
+        if (p / "entity2id.txt").is_file() and (p / "train2id.txt").is_file():
+            return "openke"
+        from mrmkg.kg.formats.mmkb import looks_like_mmkb
+
+        return "mmkb" if looks_like_mmkb(p) else "tsv"
+    suffix = p.suffix.lower()
+    if suffix in (".nt", ".ttl"):
+        return suffix[1:]
+    return "jsonl" if suffix in (".jsonl", ".json", ".ndjson") else "tsv"
+
+
+# which of load_graph's extra inputs each format reads
+_ACCEPTS = {"markg": {"images_dir"}, "tsv": {"entities", "relations", "images", "order"}, "jsonl": set(),
+            "nt": {"images"}, "ttl": {"images"}, "mmkb": {"images_dir"}, "openke": {"images_dir", "images"},
+            "pykeen": {"images", "order"}}
 
 
 def load_graph(src: str | Path, format: str = "auto", options: LoadOptions | None = None, *,
                images_dir: str | Path | None = None, entities: str | Path | None = None,
                relations: str | Path | None = None, images: str | Path | None = None,
                order: str = "hrt", **kw) -> MMKG:
-    """Load ``src`` in ``format`` (``markg``, ``tsv``, ``jsonl`` or ``auto``).
+    """Load ``src`` in ``format`` (one of :data:`FORMATS` or ``auto``: :func:`detect_format`).
 
     For ``tsv``, ``src`` is a triple file (with ``entities``/``relations``/``images`` given
     separately) or a folder holding ``triples.tsv`` (or ``train.txt``/``valid.txt``/``test.txt``)
     and optionally ``entities.tsv``, ``relations.tsv`` and ``images.tsv`` (``.txt`` also works);
-    explicit arguments override the folder's files.
+    explicit arguments override the folder's files. ``images_dir`` (a folder of
+    ``<entity id>/<image file>``) applies to ``markg``, ``mmkb`` and ``openke``; ``images`` (an
+    ``entity id<TAB>image path`` list) to ``tsv``, ``nt``, ``ttl``, ``openke`` and ``pykeen``;
+    ``order`` to ``tsv`` and ``pykeen``. The other formats are in :mod:`mrmkg.kg.formats`.
     """
     opt = _options(options, kw)
     src = Path(src)
@@ -618,16 +682,36 @@ def load_graph(src: str | Path, format: str = "auto", options: LoadOptions | Non
         format = detect_format(src)
     if format not in FORMATS:
         raise InputError(f"unknown graph format {format!r}; expected one of {', '.join(FORMATS)}")
-    if format != "tsv" and any(x is not None for x in (entities, relations, images)):
-        raise InputError(f"entities/relations/images files apply to --format tsv only, not {format}")
-    if format != "markg" and images_dir is not None:
-        raise InputError(f"an images folder applies to --format markg only (use an image list for {format})")
+    given = {k for k, v in (("images_dir", images_dir), ("entities", entities), ("relations", relations),
+                            ("images", images), ("order", None if order == "hrt" else order)) if v is not None}
+    for k in sorted(given - _ACCEPTS[format]):
+        users = [f for f, a in _ACCEPTS.items() if k in a]
+        what = {"images_dir": "an images folder (--images)", "images": "an image list (--image-list)",
+                "entities": "an entity file", "relations": "a relation file", "order": "a column order"}[k]
+        raise InputError(f"{what} applies to --format {'/'.join(users)}, not {format}")
+    wants_file = format in ("jsonl", "nt", "ttl")
+    if wants_file and src.is_dir():
+        raise InputError(f"expected a .{format} file, found a folder", path=src)
     if format == "markg":
         return load_markg(src, images_dir=images_dir, options=opt)
     if format == "jsonl":
-        if src.is_dir():
-            raise InputError("expected a .jsonl file, found a folder", path=src)
         return load_jsonl(src, options=opt)
+    if format in ("nt", "ttl"):
+        from mrmkg.kg.formats.rdf import load_rdf
+
+        return load_rdf(src, format, images=images, options=opt)
+    if format == "mmkb":
+        from mrmkg.kg.formats.mmkb import load_mmkb
+
+        return load_mmkb(src, images_dir=images_dir, options=opt)
+    if format == "openke":
+        from mrmkg.kg.formats.openke import load_openke
+
+        return load_openke(src, images_dir=images_dir, images=images, options=opt)
+    if format == "pykeen":
+        from mrmkg.kg.formats.pykeen import load_pykeen
+
+        return load_pykeen(src, images=images, order=order, options=opt)
     if src.is_dir():
         files = _tsv_folder_files(src)
         return load_tsv(files["triples"], entities or files["entities"], relations or files["relations"],
