@@ -163,12 +163,24 @@ def _parse_ttl(path: Path) -> tuple[list[tuple], dict[str, str], str]:
         else:
             line = getattr(e, "lines", 0) + 1
         raise InputError(f"not valid Turtle: {getattr(e, '_why', e)}", path=path, line=line) from None
-    except Exception as e:  # rdflib raises assorted errors (ValueError, ParserError, ...) on bad input
-        raise InputError(f"not valid Turtle: {type(e).__name__}: {e}", path=path) from None
+    except Exception as e:  # rdflib raises assorted errors (ValueError, AttributeError, ...) on bad input
+        raise InputError(f"not valid Turtle: {type(e).__name__}: {e}", path=path, line=_parser_line(e)) from None
     finally:
         term_log.setLevel(level)
     prefixes = {p: str(ns) for p, ns in g.namespaces()}
     return [(s, p, o, None) for s, p, o in g], prefixes, text
+
+
+def _parser_line(e: BaseException) -> int | None:
+    """The line rdflib's Turtle parser had reached when ``e`` escaped it (its ``SinkParser.lines``
+    counts the newlines it has passed), for the errors it does not wrap in ``BadSyntax``."""
+    tb, line = e.__traceback__, None
+    while tb is not None:
+        obj = tb.tb_frame.f_locals.get("self")
+        if type(obj).__name__ == "SinkParser" and isinstance(getattr(obj, "lines", None), int):
+            line = obj.lines + 1
+        tb = tb.tb_next
+    return line
 
 
 def _best(literals: list) -> str:
