@@ -137,6 +137,51 @@ def test_fuzz_jsonl(jsonl, n):
     fuzz(n, jsonl, ["g.jsonl"], lambda d: load_jsonl(d / "g.jsonl"))
 
 
+FORMATS = Path(__file__).parent / "fixtures" / "kg_formats"
+
+
+@pytest.fixture(scope="module")
+def formats(tmp_path_factory):
+    """The standard-format fixtures of test_kg_formats, with their pictures."""
+    d = tmp_path_factory.mktemp("formats") / "src"
+    shutil.copytree(FORMATS, d)
+    png(d / "rdf" / "img" / "paris.png")
+    png(d / "rdf" / "img" / "berlin.png")
+    png(d / "mmkb" / "image-graph_images" / "m.05qtj" / "google_0.png")
+    png(d / "openke" / "images" / "m.0156q" / "0.png")
+    png(d / "pykeen" / "img" / "paris.png")
+    return d
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("fmt", ["nt", "ttl"])
+def test_fuzz_rdf(formats, fmt, n):
+    fuzz(n, formats / "rdf", [f"graph.{fmt}", "img/paris.png"], lambda d: load_graph(d / f"graph.{fmt}", fmt))
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_fuzz_mmkb(formats, n):
+    fuzz(n, formats / "mmkb", ["FB15K_EntityTriples.txt", "FB15k_mid2name.txt"], lambda d: load_graph(d, "mmkb"))
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_fuzz_mkgformer(formats, n):
+    fuzz(n, formats / "mkgformer", ["train.tsv", "dev.tsv", "entity2text.txt", "entity2textlong.txt",
+                                    "relation2text.txt"], lambda d: load_graph(d, "mmkb"))
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_fuzz_openke(formats, n):
+    fuzz(n, formats / "openke", ["entity2id.txt", "relation2id.txt", "train2id.txt", "valid2id.txt", "test2id.txt",
+                                 "entity2text.txt"], lambda d: load_graph(d, "openke"))
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_fuzz_pykeen(formats, n):
+    fuzz(n, formats / "pykeen", ["triples.tsv", "images.tsv"],
+         lambda d: load_graph(d / "triples.tsv", "pykeen", images=d / "images.tsv"))
+
+
 @pytest.fixture(scope="module")
 def mars(tmp_path_factory):
     d = tmp_path_factory.mktemp("mars") / "src"
