@@ -130,6 +130,13 @@ def test_mkgformer_layout(data, tmp_path, cache, capsys):
     assert image_owners(kg) == {"Berlin": ["0.jpg"]}
 
 
+def test_mkgformer_images_beside_the_folder(data, tmp_path, cache, capsys):
+    """MKGformer keeps dataset/FB15k-images/ beside dataset/FB15k-237/: --images points there."""
+    shutil.move(data / "mkgformer" / "FB15k-images", data / "FB15k-images")
+    kg = built(data / "mkgformer", "mmkb", tmp_path, capsys, "--images", str(data / "FB15k-images"))
+    assert image_owners(kg) == {"Berlin": ["0.jpg"]}
+
+
 def test_openke(data, tmp_path, cache, capsys):
     kg = built(data / "openke", None, tmp_path, capsys)  # auto: entity2id.txt + train2id.txt
     assert kg.meta["load"]["format"] == "openke"

@@ -24,7 +24,7 @@ What becomes what:
 
 Errors name file and line: rdflib's parse errors (N-Triples is parsed line by line with rdflib's own
 parser so every statement keeps its line; Turtle errors carry the line rdflib reports), unbound
-prefixes, IRIs that are not absolute or contain spaces or ``<>"{}|\\^``` characters, bytes that are not
+prefixes, IRIs that are not absolute or contain a space or one of < > " { } | \\ ^ `, bytes that are not
 UTF-8, and missing images. Turtle statements carry no line of their own after parsing, so a bad IRI
 or image found after parsing is reported at the first line where its text appears.
 """
