@@ -283,3 +283,15 @@ def test_rdf_image_of_an_entity_in_no_triple(data):
     assert e.value.line == 15
     kg = load_graph(f, "nt", unknown_ids="add")
     assert "http://example.org/Rome" in kg.entity_ids and kg.num_images == 3
+
+
+def test_own_data_page_has_one_command_per_new_format():
+    """docs/own-data.md "Graph formats": a `mrmkg kg build ... --format F` example for each format here."""
+    import re
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "own-data.md").read_text(encoding="utf-8")
+    section = page[page.index("## Graph formats"):]
+    commands = [ln for b in re.findall(r"```sh\n(.*?)```", section, flags=re.S) for ln in b.splitlines()
+                if ln.startswith("mrmkg kg build ")]
+    formats = {re.search(r"--format (\w+)", c).group(1) for c in commands}
+    assert formats == {"nt", "ttl", "mmkb", "openke", "pykeen"}
