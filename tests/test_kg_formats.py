@@ -295,3 +295,12 @@ def test_own_data_page_has_one_command_per_new_format():
                 if ln.startswith("mrmkg kg build ")]
     formats = {re.search(r"--format (\w+)", c).group(1) for c in commands}
     assert formats == {"nt", "ttl", "mmkb", "openke", "pykeen"}
+
+
+def test_ill_typed_literal_is_skipped_without_rdflib_tracebacks(tmp_path, caplog):
+    f = tmp_path / "g.nt"
+    f.write_text('<http://a.org/x> <http://a.org/n> "abc"^^<http://www.w3.org/2001/XMLSchema#integer> .\n'
+                 "<http://a.org/x> <http://a.org/p> <http://a.org/y> .\n", encoding="utf-8")
+    kg = load_graph(f, "nt")
+    assert kg.num_triples == 1 and kg.meta["load"]["skipped_literal_triples"] == 1
+    assert not [r for r in caplog.records if r.name.startswith("rdflib")]

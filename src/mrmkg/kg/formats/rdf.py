@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import re
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
@@ -112,6 +113,19 @@ class _Locator:
         return next((self.first[n] for n in needles if n in self.first), None)
 
 
+@contextmanager
+def _quiet_rdflib():
+    """rdflib logs, with tracebacks, literals it cannot convert ("abc"^^xsd:integer) and IRIs it finds
+    invalid; the loader skips the former and reports the latter itself, with file and line."""
+    log = logging.getLogger("rdflib.term")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def _parse_nt(path: Path) -> list[tuple]:
     """``(s, p, o, line)`` for every statement, parsed line by line by rdflib's N-Triples parser."""
     from rdflib.exceptions import ParserError
@@ -128,17 +142,17 @@ def _parse_nt(path: Path) -> list[tuple]:
     sink = Sink()
     parser = W3CNTriplesParser(sink=sink)
     expected = "N-Triples statements: <subject IRI> <predicate IRI> <object IRI or \"literal\"> ."
-    for lineno, text in _read_lines(path, expected):
-        sink.line = lineno
-        parser.line = text
-        try:
-            parser.parseline()
-        except ParserError as e:
-            bad = next((m.group(1) for m in _TOKEN.finditer(text) if m.group(1) is not None
-                        and iri_problem(m.group(1))), None)
-            why = f"IRI <{bad}> {iri_problem(bad)}" if bad is not None else f"rdflib: {e}"
-            raise InputError(f"not a valid N-Triples statement ({why}); expected {expected}",
-                             path=path, line=lineno) from None
+    with _quiet_rdflib():
+        for lineno, text in _read_lines(path, expected):
+            sink.line, parser.line = lineno, text
+            try:
+                parser.parseline()
+            except ParserError as e:
+                bad = next((m.group(1) for m in _TOKEN.finditer(text)
+                            if m.group(1) is not None and iri_problem(m.group(1))), None)
+                why = f"IRI <{bad}> {iri_problem(bad)}" if bad is not None else f"rdflib: {e}"
+                raise InputError(f"not a valid N-Triples statement ({why}); expected {expected}",
+                                 path=path, line=lineno) from None
     return out
 
 
@@ -151,11 +165,9 @@ def _parse_ttl(path: Path) -> tuple[list[tuple], dict[str, str], str]:
     if not text.strip():
         raise InputError("file is empty (expected Turtle statements)", path=path)
     g = rdflib.Graph(bind_namespaces="none")
-    term_log = logging.getLogger("rdflib.term")
-    level = term_log.level
-    term_log.setLevel(logging.ERROR)  # "does not look like a valid URI": checked below, with the line
     try:
-        g.parse(data=text, format="turtle", publicID=path.resolve().as_uri())
+        with _quiet_rdflib():
+            g.parse(data=text, format="turtle", publicID=path.resolve().as_uri())
     except BadSyntax as e:
         src, at = getattr(e, "_str", None), getattr(e, "_i", None)
         if isinstance(src, (bytes, str)) and isinstance(at, int):
@@ -165,8 +177,6 @@ def _parse_ttl(path: Path) -> tuple[list[tuple], dict[str, str], str]:
         raise InputError(f"not valid Turtle: {getattr(e, '_why', e)}", path=path, line=line) from None
     except Exception as e:  # rdflib raises assorted errors (ValueError, AttributeError, ...) on bad input
         raise InputError(f"not valid Turtle: {type(e).__name__}: {e}", path=path, line=_parser_line(e)) from None
-    finally:
-        term_log.setLevel(level)
     prefixes = {p: str(ns) for p, ns in g.namespaces()}
     return [(s, p, o, None) for s, p, o in g], prefixes, text
 
