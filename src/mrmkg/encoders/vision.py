@@ -21,6 +21,7 @@ from mrmkg.encoders.base import ImageLike, VisionEncoder
 from mrmkg.encoders.hf import identity, load_clip, resolve
 from mrmkg.encoders.images import load_image
 from mrmkg.errors import InputError
+from mrmkg.malloc import tune_malloc
 
 
 def _check_images(images: Sequence[ImageLike]) -> list:
@@ -44,6 +45,7 @@ class _BatchedVisionEncoder(VisionEncoder):
         images = _check_images(images)
         shape = (len(images), self.dim) if want == "pooled" else (len(images), self.num_tokens, self.dim)
         out = np.zeros(shape, dtype=np.float32)
+        tune_malloc()  # a batch's activations (~150 MB) are reused, not page-faulted in anew each batch
         with torch.inference_mode():
             for s in tqdm(range(0, len(images), batch_size), desc=f"encode images ({self.name})",
                           disable=not progress, unit="batch"):
@@ -114,7 +116,9 @@ class EfficientNetLite0Encoder(_BatchedVisionEncoder):
         # Our own load (not from_pretrained) so that it is weights_only and prints nothing.
         state = torch.load(path, map_location="cpu", weights_only=True)
         self.model.load_state_dict(state, strict=True)
-        self.model.eval().requires_grad_(False)
+        # channels_last: oneDNN's depthwise and 1x1 convolutions run ~1.5x faster on CPU in NHWC
+        # (benchmarks/vision_encode.py); outputs agree with NCHW to ~2e-5.
+        self.model.eval().requires_grad_(False).to(memory_format=torch.channels_last)
         tag = "" if crop_fraction == 0.875 else f"-crop{crop_fraction:g}"
         self.name = f"efficientnet-lite0-imagenet{tag}" if weights_path is None else identity(
             "efficientnet-lite0", os.path.dirname(os.path.abspath(path))) + tag
@@ -122,7 +126,8 @@ class EfficientNetLite0Encoder(_BatchedVisionEncoder):
     def _pixels(self, images: list[Image.Image]) -> torch.Tensor:
         arr = np.stack([np.asarray(center_crop_resize(im, self.image_size, self.crop_fraction),
                                    dtype=np.float32) for im in images])            # [b, H, W, 3]
-        return torch.from_numpy((arr - 127.0) / 128.0).permute(0, 3, 1, 2).contiguous()  # [b, 3, H, W]
+        # [b, 3, H, W] viewed over the NHWC array: already the channels_last layout, so no copy
+        return torch.from_numpy((arr - 127.0) / 128.0).permute(0, 3, 1, 2)
 
     def _features(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         fmap = self.model.extract_features(pixels)             # [b, 1280, 7, 7]
