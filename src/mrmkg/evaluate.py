@@ -28,11 +28,12 @@ from mrmkg.pipeline import Pipeline
 
 
 def evaluate(checkpoint: str | Path, split: str | Path | None, out: str | Path, batch_size: int = 16,
-             graph: str | None = None, progress: bool = True, device: str = "cpu") -> dict:
+             graph: str | None = None, progress: bool = True, device: str = "cpu", dtype: str | None = None) -> dict:
     """Evaluate ``checkpoint`` on ``split`` (None: the task's own evaluation split) and write
     predictions and metrics into ``out`` (see the module docstring). ``graph`` replaces the graph
-    folder recorded in the checkpoint; ``device``: cpu, cuda or cuda:N. Returns the metrics."""
-    pipe = Pipeline.from_pretrained(checkpoint, device=device, graph=graph)
+    folder recorded in the checkpoint; ``device``: cpu, cuda, cuda:N or auto; ``dtype``: the frozen LLM's
+    (bf16, fp16, fp32; None: the run's). Returns the metrics."""
+    pipe = Pipeline.from_pretrained(checkpoint, device=device, graph=graph, dtype=dtype)
     return write_evaluation(pipe, split, out, batch_size=batch_size, progress=progress)
 
 
