@@ -168,13 +168,9 @@ def short_dtype(dtype) -> str:
 
 
 def parameter_bytes(module: torch.nn.Module) -> int:
-    """Bytes held by ``module``'s parameters and buffers (each tensor counted once, tied ones too)."""
-    seen, total = set(), 0
-    for t in (*module.parameters(), *module.buffers()):
-        if id(t) not in seen:
-            seen.add(id(t))
-            total += t.numel() * t.element_size()
-    return total
+    """Bytes held by ``module``'s parameters, tied ones once (buffers such as rotary frequencies, which
+    stay float32 whatever the dtype, are not counted)."""
+    return sum(p.numel() * p.element_size() for p in module.parameters())  # parameters() yields a tied one once
 
 
 def _device_map(device_map):
