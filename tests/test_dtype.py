@@ -288,6 +288,7 @@ def test_engine_loads_the_llm_on_its_process_device(monkeypatch):
 
     class FakeAccelerator:
         device = torch.device("cuda", 1)
+        distributed_type = SimpleNamespace(value="MULTI_GPU")
         process_index, num_processes, is_main_process = 1, 2, False
 
     def fake_load_llm(name, dtype=None, progress=True, device_map=None):
@@ -311,3 +312,27 @@ def test_engine_loads_the_llm_on_its_process_device(monkeypatch):
         loop.train(TrainConfig(output_dir="/nonexistent/never-written", progress=False, log_with="none"), task=task)
     assert task.llm_device == "cuda:1"
     assert seen == {"name": "some-llm", "dtype": "bf16", "device_map": "cuda:1"}
+
+
+def test_accelerate_configs_parse_and_fsdp_refuses_evaluation_during_training(monkeypatch, tmp_path):
+    """configs/accelerate/*.yaml are accelerate launch configs (DDP; FSDP2 sharding the frozen model); a
+    sharded run cannot evaluate on one process, so the engine says so before loading anything."""
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    from mrmkg.engine import TrainConfig, loop
+
+    root = Path(__file__).resolve().parent.parent / "configs" / "accelerate"
+    ddp, fsdp = (load_config_from_file(str(root / f"{n}.yaml")) for n in ("ddp", "fsdp"))
+    assert ddp.distributed_type.value == "MULTI_GPU" and not ddp.use_cpu and ddp.mixed_precision == "no"
+    assert fsdp.distributed_type.value == "FSDP" and fsdp.fsdp_config["fsdp_version"] == 2
+    assert fsdp.fsdp_config["fsdp_transformer_layer_cls_to_wrap"] == "T5Block"
+
+    class FakeAccelerator:
+        device = torch.device("cuda", 0)
+        distributed_type = SimpleNamespace(value="FSDP")
+        process_index, num_processes, is_main_process = 0, 2, True
+
+    monkeypatch.setattr(loop, "_accelerator", lambda config, clear_checkpoints: FakeAccelerator())
+    with pytest.raises(InputError, match="eval_at_end=false and eval_every=0"):
+        loop.train(TrainConfig(output_dir=str(tmp_path / "run"), progress=False, log_with="none"),
+                   task=_GenerateTask(SimpleNamespace()))
