@@ -336,3 +336,53 @@ def test_accelerate_configs_parse_and_fsdp_refuses_evaluation_during_training(mo
     with pytest.raises(InputError, match="eval_at_end=false and eval_every=0"):
         loop.train(TrainConfig(output_dir=str(tmp_path / "run"), progress=False, log_with="none"),
                    task=_GenerateTask(SimpleNamespace()))
+
+
+# ------------------------------------------------------------------------------ the same on a GPU (scripts/cuda_check.sh)
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (scripts/cuda_check.sh)")
+
+
+@cuda
+@pytest.mark.parametrize("kind", KINDS)
+def test_bf16_loads_straight_onto_the_gpu_in_half_the_memory(kind, llm_dirs):
+    used = {}
+    for dtype in ("fp32", "bf16"):
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        b = load_llm(llm_dirs[kind], dtype=dtype, device_map="cuda:0")
+        assert {p.device.type for p in b.model.parameters()} == {"cuda"}
+        used[dtype] = (torch.cuda.memory_allocated() - before, parameter_bytes(b.model))
+        del b
+    assert used["bf16"][1] * 2 == used["fp32"][1]
+    assert 0.4 < used["bf16"][0] / used["fp32"][0] < 0.6  # the allocator rounds blocks up
+
+
+@cuda
+@pytest.mark.parametrize("kind", KINDS)
+def test_cuda_batched_generation_and_bf16_llm(kind, llm_dirs):
+    m, kg = _model(kind, tiny_llm(kind), dtype="fp32")
+    m.to("cuda")
+    pipe = Pipeline(_GenerateTask(SimpleNamespace(max_new_tokens=6)), m)
+    exs = _examples(kg)
+    assert [a.text for a in pipe.predict(exs, batch_size=4)] == [a.text for a in pipe.predict(exs, batch_size=1)]
+    m, kg = _model(kind, load_llm(llm_dirs[kind], dtype="bf16", device_map="cuda:0"), dtype="bf16")
+    assert m.device.type == "cuda" and {p.device.type for p in m.trainable_parameters()} == {"cuda"}
+    m.train()
+    out = m(_cuda(m.collate(_examples(kg))))
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+
+
+def _cuda(batch):
+    from accelerate.utils import send_to_device
+
+    return send_to_device(batch, torch.device("cuda"))
+
+
+@cuda
+@pytest.mark.weights("minilm")
+def test_scienceqa_eval_on_cuda_bf16_and_auto(sqa_run, tmp_path):
+    _, c = _eval(sqa_run, tmp_path / "cuda", "--device", "cuda", "--dtype", "bf16")
+    assert c["device"].startswith("cuda") and c["llm_dtype"] == "bf16"
+    _, c = _eval(sqa_run, tmp_path / "auto", "--device", "auto", "--dtype", "bf16")
+    assert c["device"].startswith("cuda") and c["device_map"] == "auto"
