@@ -1,4 +1,7 @@
-"""Where a model runs: ``cpu``, ``cuda`` or ``cuda:N``, checked before anything loads."""
+"""Where a model runs: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``, checked before anything loads.
+
+``auto``: the frozen LLM is spread by accelerate's ``device_map="auto"`` over every visible GPU, then
+the CPU (a model larger than one card); on a machine without a GPU that is the CPU, by the same path."""
 from __future__ import annotations
 
 import re
@@ -8,15 +11,15 @@ from mrmkg.errors import InputError
 
 
 def check_device(value: Optional[str]) -> Optional[str]:
-    """``cpu``, ``cuda`` or ``cuda:N``, and CUDA only where a GPU is visible; InputError otherwise.
+    """``cpu``, ``cuda``, ``cuda:N`` or ``auto``, and CUDA only where a GPU is visible; InputError otherwise.
     Imports torch only when CUDA is asked for (the default ``cpu`` costs nothing)."""
     if value is None:
         return None
-    m = re.fullmatch(r"cpu|cuda(?::(\d+))?", value.strip())
+    m = re.fullmatch(r"cpu|auto|cuda(?::(\d+))?", value.strip())
     if m is None:
-        raise InputError(f"--device {value!r}: expected cpu, cuda or cuda:N")
+        raise InputError(f"--device {value!r}: expected cpu, cuda or cuda:N, or auto")
     value = value.strip()
-    if value != "cpu":
+    if value not in ("cpu", "auto"):
         import torch
 
         if not torch.cuda.is_available():

@@ -8,7 +8,8 @@
 * ``metrics.json``: the task's metrics computed from exactly those predictions (MARS: Hits@1/3/5/10,
   MRR, ``tie_rule``, ``image_sides``; demo: accuracy per question type; ScienceQA: the official
   columns; stage 1: exact match), plus ``checkpoint``, ``split``, ``seconds`` and ``examples_per_s``;
-* ``eval_config.yaml``: what was run (the checkpoint, the split, the task settings).
+* ``eval_config.yaml``: what was run (the checkpoint, the split, the task settings, and where the frozen
+  LLM ran: ``device``, ``llm_dtype``, ``device_map``).
 
 Every prediction comes from :class:`mrmkg.pipeline.Pipeline`, the one prediction path. ``split`` is
 what the task evaluates: a MARS split file (any path), the demo's ``dev``/``test``, a ScienceQA split
@@ -28,11 +29,12 @@ from mrmkg.pipeline import Pipeline
 
 
 def evaluate(checkpoint: str | Path, split: str | Path | None, out: str | Path, batch_size: int = 16,
-             graph: str | None = None, progress: bool = True, device: str = "cpu") -> dict:
+             graph: str | None = None, progress: bool = True, device: str = "cpu", dtype: str | None = None) -> dict:
     """Evaluate ``checkpoint`` on ``split`` (None: the task's own evaluation split) and write
     predictions and metrics into ``out`` (see the module docstring). ``graph`` replaces the graph
-    folder recorded in the checkpoint; ``device``: cpu, cuda or cuda:N. Returns the metrics."""
-    pipe = Pipeline.from_pretrained(checkpoint, device=device, graph=graph)
+    folder recorded in the checkpoint; ``device``: cpu, cuda, cuda:N or auto; ``dtype``: the frozen LLM's
+    (bf16, fp16, fp32; None: the run's). Returns the metrics."""
+    pipe = Pipeline.from_pretrained(checkpoint, device=device, graph=graph, dtype=dtype)
     return write_evaluation(pipe, split, out, batch_size=batch_size, progress=progress)
 
 
@@ -49,8 +51,18 @@ def write_evaluation(pipe: Pipeline, split, out: str | Path, batch_size: int = 1
         atomic_write_json(tmp / "metrics.json", metrics)
         atomic_write_text(tmp / "eval_config.yaml", yaml.safe_dump(
             {"checkpoint": str(checkpoint), "task": pipe.task.name, **recorded, "batch_size": batch_size,
-             "task_args": dict(pipe.train_config.task_args)}, sort_keys=False))
+             **_placement(pipe.model), "task_args": dict(pipe.train_config.task_args)}, sort_keys=False))
     return metrics
+
+
+def _placement(model) -> dict:
+    """Where and in which dtype the frozen LLM ran (``device``, ``llm_dtype``, ``device_map``), for eval_config.yaml."""
+    cfg = getattr(model, "config", None)
+    out = {"device": str(getattr(model, "device", "cpu"))}
+    for name in ("llm_dtype", "device_map"):
+        if hasattr(cfg, name):
+            out[name] = getattr(cfg, name)
+    return out
 
 
 def read_predictions(eval_dir: str | Path) -> list[dict]:

@@ -161,17 +161,24 @@ class Pipeline:
 
     @classmethod
     def from_pretrained(cls, checkpoint: str | Path, device: str = "cpu", task_args: dict | None = None,
-                        graph: str | None = None) -> "Pipeline":
+                        graph: str | None = None, dtype: str | None = None) -> "Pipeline":
         """Load ``checkpoint`` (a run folder of ``mrmkg train``, its ``final/`` or its model folder)
-        onto ``device``; ``task_args`` replace values recorded in its training config, ``graph`` its
-        graph folder."""
+        onto ``device`` (cpu, cuda, cuda:N, or auto: the frozen LLM spread over the visible GPUs by
+        accelerate's ``device_map="auto"``, the trained parts with its input embeddings); ``task_args``
+        replace values recorded in its training config, ``graph`` its graph folder; ``dtype`` (bf16,
+        fp16, fp32) is the frozen LLM's (default: the run's ``model.llm_dtype``; the trained parts
+        stay float32)."""
         import torch
 
         from mrmkg.malloc import tune_malloc
 
-        dev = torch.device(check_device(device))
+        device = check_device(device) or "cpu"
         task, model_dir, cfg = open_task(checkpoint, task_args, graph)
-        model = task.load_model(model_dir).to(dev)
+        if device == "auto":  # placed by accelerate while loading; moving it whole would undo that
+            model = task.load_model(model_dir, dtype=dtype, device="auto")
+        else:  # the frozen LLM loads straight onto the device, then the trained parts follow
+            dev = torch.device(device)
+            model = task.load_model(model_dir, dtype=dtype, device=str(dev)).to(dev)
         tune_malloc()  # keep freed buffers in the process between batches, as training does
         return cls(task, model, checkpoint, cfg)
 

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from mrmkg.commands.options import Checkpoint, Device, Json, Quiet
+from mrmkg.commands.options import Checkpoint, Device, Dtype, Json, Quiet
 from mrmkg.errors import InputError
 
 
@@ -43,6 +43,7 @@ def ask_command(
     picture: Optional[Path] = typer.Option(None, "--picture", help="also draw the retrieved subgraph to this .png "
                                                                    "or .svg file"),
     device: Device = "cpu",
+    dtype: Dtype = None,
     as_json: Json = False,
     quiet: Quiet = False,
 ) -> None:
@@ -57,7 +58,7 @@ def ask_command(
     entities = None if analogy is None else parse_analogy(analogy)
     from mrmkg.pipeline import Pipeline
 
-    pipe = Pipeline.from_pretrained(checkpoint, device=device)
+    pipe = Pipeline.from_pretrained(checkpoint, device=device, dtype=dtype)
     ans = pipe(question, image=None if image is None else str(image), choices=options, analogy=entities, top_k=top_k,
                context=context)
     drawn = pipe.draw(ans, picture, title=question or analogy) if picture is not None else None

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from mrmkg.commands.options import Checkpoint, Device, GraphOverride, Json, Out, Quiet, check_out_dir
+from mrmkg.commands.options import Checkpoint, Device, Dtype, GraphOverride, Json, Out, Quiet, check_out_dir
 
 
 def eval_command(
@@ -19,6 +19,7 @@ def eval_command(
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="examples per forward pass"),
     graph: GraphOverride = None,
     device: Device = "cpu",
+    dtype: Dtype = None,
     as_json: Json = False,
     quiet: Quiet = False,
 ) -> None:
@@ -30,7 +31,7 @@ def eval_command(
     from mrmkg.evaluate import evaluate
 
     m = evaluate(checkpoint, split, out, batch_size=batch_size, graph=None if graph is None else str(graph),
-                 progress=not (quiet or as_json), device=device)
+                 progress=not (quiet or as_json), device=device, dtype=dtype)
     if as_json:
         typer.echo(json.dumps(m, ensure_ascii=False))
         return

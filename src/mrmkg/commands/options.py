@@ -52,7 +52,8 @@ def check_dtype(value: Optional[str]) -> Optional[str]:
         return None
     name = DTYPES.get(value.strip().lower())
     if name is None:
-        raise typer.BadParameter(f"{value!r} is not a dtype; expected bf16, fp16 or fp32")
+        # InputError (not typer.BadParameter) so that the CLI says it in one line, as --device does
+        raise InputError(f"--dtype {value!r}: expected bf16, fp16 or fp32")
     return name
 
 
@@ -74,7 +75,8 @@ Out = Annotated[Path, typer.Option(
 
 Device = Annotated[Optional[str], typer.Option(
     "--device", metavar="DEVICE", callback=check_device,
-    help="where the model runs: cpu, cuda or cuda:N (results agree up to float rounding)")]
+    help="where the model runs: cpu, cuda or cuda:N (results agree up to float rounding), or auto: the frozen "
+         "LLM spread over every visible GPU by accelerate's device_map='auto' (a model larger than one card)")]
 
 Dtype = Annotated[Optional[str], typer.Option(
     "--dtype", metavar="DTYPE", callback=check_dtype,

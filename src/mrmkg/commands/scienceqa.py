@@ -8,7 +8,7 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from mrmkg.commands.options import (Checkpoint, Device, GraphOverride, Json, Out, Quiet, check_out_dir,
+from mrmkg.commands.options import (Checkpoint, Device, Dtype, GraphOverride, Json, Out, Quiet, check_out_dir,
                                     human_output)
 
 app = typer.Typer(help="ScienceQA: validate the official files, show Multimodal-CoT prompts, evaluate checkpoints, "
@@ -122,6 +122,7 @@ def eval_(checkpoint: Checkpoint,
           root: Annotated[Optional[str], typer.Option(help="ScienceQA folder instead of the run's task_args.root")] = None,
           limit: Annotated[Optional[int], typer.Option(min=1, help="only the first problems of the split (smoke runs)")] = None,
           device: Device = "cpu",
+          dtype: Dtype = None,
           as_json: Json = False,
           quiet: Quiet = False) -> None:
     """Generate for every problem of a split, parse answers strictly and score (paper's columns).
@@ -134,7 +135,7 @@ def eval_(checkpoint: Checkpoint,
     with human_output(as_json):
         m = evaluate_scienceqa(checkpoint, out, split=split, batch_size=batch_size,
                                kg=None if graph is None else str(graph), rationales=rationales, limit=limit,
-                               root=root, progress=not quiet, device=device)
+                               root=root, progress=not quiet, device=device, dtype=dtype)
     if as_json:
         typer.echo(json.dumps(m, ensure_ascii=False))
         return

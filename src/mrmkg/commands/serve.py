@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mrmkg.commands.options import Checkpoint, Device, Quiet
+from mrmkg.commands.options import Checkpoint, Device, Dtype, Quiet
 from mrmkg.errors import InputError
 
 
@@ -25,6 +25,7 @@ def serve_command(
     max_question_chars: int = typer.Option(1000, "--max-question-chars", min=1, help="Longest question (characters)."),
     max_top_k: int = typer.Option(100, "--max-top-k", min=1, help="Largest top_k a client may ask for."),
     device: Device = "cpu",
+    dtype: Dtype = None,
     quiet: Quiet = False,
 ) -> None:
     """Serve a checkpoint: POST /v1/answer and /v1/retrieve, GET /v1/entities, /v1/info, /healthz,
@@ -46,7 +47,7 @@ def serve_command(
         failed.append(message)
         server.should_exit = True
 
-    app = create_app(checkpoint=str(checkpoint), device=device, config=config, on_load_error=stop)
+    app = create_app(checkpoint=str(checkpoint), device=device, dtype=dtype, config=config, on_load_error=stop)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning" if quiet else "info",
                                            access_log=not quiet, timeout_graceful_shutdown=5))
     if not quiet:

@@ -11,7 +11,7 @@ from typing import List, Optional
 
 import typer
 
-from mrmkg.commands.options import Device, Json, Out, Quiet, check_out_dir, human_output
+from mrmkg.commands.options import Device, Dtype, Json, Out, Quiet, check_out_dir, human_output
 from mrmkg.errors import InputError
 
 
@@ -48,15 +48,31 @@ def fields_text(task: str | None = None) -> str:
 
 def _device_fields(device: str | None) -> dict:
     """``--device`` as TrainConfig fields: the engine (accelerate) places each process itself, so
-    only CPU-or-GPU is a choice; a GPU index is chosen with CUDA_VISIBLE_DEVICES."""
+    only CPU-or-GPU is a choice; a GPU index is chosen with CUDA_VISIBLE_DEVICES. ``auto`` is the GPU
+    too, with the frozen LLM spread over the visible GPUs (``model.device_map``, :func:`_model_overrides`)."""
     if device is None:
         return {}
     if device == "cpu":
         return {"cpu": True}
+    if device == "auto":
+        return {"cpu": False}
     if device != "cuda" and device != "cuda:0":
         raise InputError(f"--device {device!r}: train places its processes itself; use --device cuda with "
                          f"CUDA_VISIBLE_DEVICES={device.split(':', 1)[1]} to train on that GPU")
     return {"cpu": False}
+
+
+def _model_overrides(device: str | None, dtype: str | None) -> list[str]:
+    """``--device auto`` and ``--dtype`` as ``--set`` overrides of the model section, applied after the
+    config file's and the other ``--set`` values (the command line wins)."""
+    from mrmkg.encoders.llm import short_dtype
+
+    sets = [] if dtype is None else [f"model.llm_dtype={short_dtype(dtype)}"]
+    if device == "auto":
+        sets.append("model.device_map=auto")
+    elif device is not None:
+        sets.append("model.device_map=none")
+    return sets
 
 
 def train(
@@ -70,6 +86,7 @@ def train(
     out: Out = None,
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of init, data order and RNGs (same as --set seed=...)."),
     device: Device = None,
+    dtype: Dtype = None,
     resume: bool = typer.Option(
         False, "--resume",
         help="Continue from the newest complete checkpoint in the run folder, exactly where a killed run "
@@ -89,7 +106,10 @@ def train(
     """Train MR-MKG (stage 1: task 'markg'; stage 2: task 'mars') or any Task on accelerate.
 
     Writes the run folder OUT (the config's output_dir): checkpoints/, final/, metrics.json, summary.json.
-    Runs unchanged under `accelerate launch --num_processes K -m mrmkg train ...` (DDP).
+    Runs unchanged under `accelerate launch --multi_gpu --num_processes K -m mrmkg train ... --device cuda` (DDP, one
+    GPU per process; configs/accelerate/ has DDP and FSDP launch configs, docs/scienceqa.md the commands).
+    --dtype bf16 loads the frozen LLM in bfloat16 (model.llm_dtype); --device auto spreads it over the visible GPUs
+    in one process (model.device_map=auto).
     Bad config files or fields exit with status 2 and name the file, line and field.
     """
     if task is not None and not list_fields:
@@ -104,7 +124,7 @@ def train(
     fields = {"output_dir": None if out is None else str(out), "seed": seed, **_device_fields(device)}
     if quiet:
         fields["progress"] = False
-    cfg = load_train_config(config, set_ or [], sections=True, **fields)
+    cfg = load_train_config(config, [*(set_ or []), *_model_overrides(device, dtype)], sections=True, **fields)
     if print_config:
         import yaml
 

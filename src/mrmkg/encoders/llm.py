@@ -14,6 +14,14 @@ Names:
   folder; seq2seq (T5, UL2, BART) iff ``config.is_encoder_decoder``, causal otherwise.
 
 New GGUF packages register with :func:`register_gguf_llm`.
+
+Dtype and placement (``load_llm(dtype=..., device_map=...)``): the frozen weights load straight in
+the chosen dtype (bf16 / fp16 halve their memory against fp32; :func:`parameter_bytes` counts them)
+and, with ``device_map="auto"``, accelerate spreads the layers over every visible GPU (then the CPU)
+for a model larger than one card; a plain device (``"cuda:1"``) loads every weight there without a
+copy in host memory first. On a machine without GPUs ``"auto"`` puts everything on the CPU through
+the same code path. MR-MKG's trained parts are not loaded here and stay float32 (see
+:mod:`mrmkg.model.mrmkg`, "Dtypes and devices").
 """
 from __future__ import annotations
 
@@ -148,13 +156,42 @@ _DTYPE_ALIASES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": t
                   "half": torch.float16, "float": torch.float32}
 
 
-def load_llm(name: str = "smollm2-135m", dtype=None, progress: bool = True) -> LLMBundle:
+def torch_dtype(dtype) -> torch.dtype:
+    """``None`` (float32), a ``torch.dtype`` or a name (``bf16``, ``bfloat16``, ``fp16``, ``fp32``...) ->
+    the torch dtype; InputError for anything else."""
+    return _dtype(dtype)
+
+
+def short_dtype(dtype) -> str:
+    """The config word of a dtype: ``fp32``, ``bf16`` or ``fp16`` (``MRMKGConfig.llm_dtype``)."""
+    return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[_dtype(dtype)]
+
+
+def parameter_bytes(module: torch.nn.Module) -> int:
+    """Bytes held by ``module``'s parameters, tied ones once (buffers such as rotary frequencies, which
+    stay float32 whatever the dtype, are not counted)."""
+    return sum(p.numel() * p.element_size() for p in module.parameters())  # parameters() yields a tied one once
+
+
+def _device_map(device_map):
+    """``load_llm``'s ``device_map`` for ``from_pretrained``: None (load on the CPU), ``"auto"`` (accelerate
+    places the layers; needs a loader that knows the model's size), or a device -> ``{"": device}``."""
+    if device_map is None or isinstance(device_map, dict) or device_map == "auto":
+        return device_map
+    return {"": str(torch.device(device_map))}
+
+
+def load_llm(name: str = "smollm2-135m", dtype=None, progress: bool = True, device_map=None) -> LLMBundle:
     """Load a frozen LLM and its tokenizer.
 
     Args:
         name: a registered name (``"smollm2-135m"``, ``"gemma3-270m"``, see ``GGUF_LLMS``), a hub id
             or a local folder.
-        dtype: ``None`` (float32), a ``torch.dtype`` or its name.
+        dtype: ``None`` (float32), a ``torch.dtype`` or its name (``bf16``, ``fp16``, ``fp32``...): the
+            dtype every weight is loaded in.
+        device_map: ``None`` (the CPU), ``"auto"`` (accelerate spreads the layers over the visible GPUs,
+            then the CPU: a model larger than one card; ``model.hf_device_map`` records where each went),
+            a device (``"cuda:0"``: loaded there directly) or an explicit transformers device map.
 
     Returns an :class:`LLMBundle` whose model is in ``eval()`` with ``requires_grad=False`` on every
     parameter and whose tokenizer has a pad token. Each call returns a fresh model (callers such as
@@ -166,7 +203,7 @@ def load_llm(name: str = "smollm2-135m", dtype=None, progress: bool = True) -> L
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-    torch_dtype = _dtype(dtype)
+    dtype_ = _dtype(dtype)
     if name in GGUF_LLMS:
         src = str(_gguf_folder(name, GGUF_LLMS[name], progress=progress))
     else:
@@ -181,7 +218,7 @@ def load_llm(name: str = "smollm2-135m", dtype=None, progress: bool = True) -> L
     kind = "seq2seq" if getattr(config, "is_encoder_decoder", False) else "causal"
     auto = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
     try:
-        model = auto.from_pretrained(src, dtype=torch_dtype)
+        model = auto.from_pretrained(src, dtype=dtype_, device_map=_device_map(device_map))
         tokenizer = AutoTokenizer.from_pretrained(src)
     except (OSError, ValueError) as e:
         raise InputError(f"cannot load LLM {name!r} as a {kind} language model: {e}",

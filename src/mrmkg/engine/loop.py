@@ -63,9 +63,22 @@ def train(config: TrainConfig, task: Task | None = None, resume: bool = False, o
     accelerator = _accelerator(config, clear_checkpoints=overwrite and not resume)
     rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
 
+    sharded = accelerator.distributed_type.value in ("FSDP", "DEEPSPEED")
+    if sharded and (config.eval_at_end or config.eval_every):
+        raise InputError("fields 'eval_at_end' / 'eval_every': evaluation runs on the main process alone, which a "
+                         "sharded (FSDP/DeepSpeed) model cannot do; set eval_at_end=false and eval_every=0 and "
+                         "evaluate the final checkpoint afterwards (e.g. mrmkg scienceqa eval --device auto)")
     task = task or make_task(config)
+    if hasattr(task, "llm_device") and accelerator.device.type != "cpu" and not sharded:
+        # each process loads the frozen LLM straight onto its own GPU (no full copy in host memory first);
+        # under FSDP the plugin places and shards it instead
+        task.llm_device = str(accelerator.device)
     set_seed(config.seed)
     model = task.build_model()
+    if world > 1 and getattr(getattr(model, "config", None), "device_map", None) == "auto":
+        raise InputError("field 'model.device_map': auto spreads one model over the GPUs of one process; under "
+                         f"{world} processes each needs its own copy (use model.device_map=none, or shard the frozen "
+                         "model with FSDP: configs/accelerate/fsdp.yaml)")
     init = load_init(model, config.init_from, config.init_skip) if config.init_from and ck is None else None
     if init and main:
         print(init.line())

@@ -24,6 +24,8 @@ CHOICES = {
     "align_on": ("graph", "adapter"),
     "align_negatives": ("mean", "hardest"),
     "dtype": ("bf16", "fp32"),
+    "llm_dtype": ("fp32", "bf16", "fp16"),
+    "device_map": ("none", "auto"),
     "rank_over": ("entity", "relation"),
 }
 
@@ -41,6 +43,15 @@ class MRMKGConfig:
     text_encoder: str = field(default="minilm", metadata={"help": "frozen text encoder that embedded the KG entities/relations (informational; features come from the index)"})
     vision_encoder: str = field(default="efficientnet-lite0", metadata={"help": "frozen vision encoder of image nodes and image tokens (informational)"})
     kg: str = field(default="", metadata={"help": "graph folder whose index gives the KG features; from_pretrained reloads it when features are not passed"})
+    llm_dtype: str = field(default="fp32", metadata={
+        "help": "dtype the frozen LLM's weights load in: fp32, bf16 (half the memory; the paper's FLAN-T5-XL/XXL "
+                "rows need it on one GPU) or fp16 (half too, but T5 overflows in fp16: use bf16 for T5/UL2). The "
+                "trained parts (graph encoder, adapters, entity head) stay fp32 whatever this says; `--dtype` on "
+                "train/eval/ask/serve/scienceqa eval overrides it"})
+    device_map: str = field(default="none", metadata={
+        "help": "none: the frozen LLM sits whole on the run's device; auto: accelerate's device_map='auto' spreads "
+                "its layers over every visible GPU (then CPU) for a model larger than one card, one process only "
+                "(not under DDP); the trained parts go with the input embeddings. `--device auto` sets it"})
 
     # --- graph encoder (Eq. 3)
     graph_encoder: str = field(default="rgat", metadata={"help": "a registered graph encoder (mrmkg.model.graph_encoders): rgat (PyG RGATConv, relation-aware attention, relation embeddings as edge features) | gat (GATConv with edge features) | gcn (GCNConv, relation-blind) | none (node init only): paper Table 7"})
@@ -86,7 +97,7 @@ class MRMKGConfig:
     # --- text and speed
     max_prompt_tokens: int = field(default=512, metadata={"help": "prompt text tokens kept (the END is kept: the answer slot is the last prompt token)"})
     max_target_tokens: int = field(default=128, metadata={"help": "target tokens kept (the start is kept; EOS appended)"})
-    dtype: str = field(default="bf16", metadata={"help": "bf16: autocast the forward to bfloat16 (fast on AMX CPUs); fp32: no autocast"})
+    dtype: str = field(default="bf16", metadata={"help": "bf16: autocast the forward to bfloat16 (fast on AMX CPUs; float16 when llm_dtype is fp16); fp32: no autocast. The compute dtype; llm_dtype is the storage dtype of the frozen weights"})
     pack_sequences: bool = field(default=False, metadata={
         "help": "not in the paper, speed only: run a causal LLM on the batch's real tokens laid end to end in one "
                 "row, attention kept inside each example, instead of a padded [B, L] batch (mrmkg.model.packing); "

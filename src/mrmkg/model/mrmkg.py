@@ -22,6 +22,17 @@ may re-rank those scores and define their loss.
 
 Loss: ``L = L_task + lambda * L_align (+ the score hook's weighted auxiliary losses)`` (Eq. 8),
 ``L_task`` = token cross-entropy (mean over target tokens) plus the ranking loss when the batch has answers.
+
+Dtypes and devices: the frozen LLM may be stored in bf16/fp16 (``config.llm_dtype``, loaded by
+:func:`mrmkg.encoders.llm.load_llm`); every trained part (graph encoder, adapters, entity head,
+pointer) and the KG features stay float32, so the optimizer never sees a half-precision weight. The
+casts sit at the two boundaries: the adapters take the LLM's word embeddings ``H_T`` as their query
+and cast it to their own dtype (attention scores in fp32); ``encode`` casts the prefix segments to
+the embeddings' dtype before the LLM runs; scores and logits read from the LLM are cast back to
+float32 (``_lm_logits``, ``EntityHead.score``), and every loss is float32. ``config.dtype == "bf16"``
+autocasts the forward (float16 when the LLM is stored in fp16). With ``config.device_map == "auto"``
+the LLM's layers may sit on several GPUs: the trained parts live with the input embeddings
+(``self.device``), and what comes back from the LLM is moved there.
 """
 from __future__ import annotations
 
@@ -145,6 +156,9 @@ class MRMKG(nn.Module):
             parts = build_trainable_parts(config, self.d, features.text_dim, features.vision_dim,
                                           features.num_relations, features.num_entities, self.image_token_dim,
                                           entity_init_std=std)
+        for part in parts.values():  # with the input embeddings: on the LLM's (first) device
+            if part is not None:
+                part.to(self.device)
         self.graph_encoder = parts["graph_encoder"]
         self.knowledge_adapter = parts["knowledge_adapter"]
         self.visual_adapter = parts["visual_adapter"]
@@ -212,7 +226,9 @@ class MRMKG(nn.Module):
 
     def _autocast(self):
         if self.config.dtype == "bf16":
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+            # an fp16 LLM computes in fp16: bf16 autocast would round its fp16 weights a second time
+            half = torch.float16 if self.embed_tokens.weight.dtype == torch.float16 else torch.bfloat16
+            return torch.autocast(device_type=self.device.type, dtype=half)
         return contextlib.nullcontext()
 
     def _check(self, batch: MRMKGBatch) -> None:
@@ -330,7 +346,7 @@ class MRMKG(nn.Module):
             if targets:
                 enc.target_pos = dest[:, -batch.target_ids.shape[1]:]
         else:
-            enc.encoder_states = self.lm.get_encoder()(inputs_embeds=x, attention_mask=mask.long()).last_hidden_state
+            enc.encoder_states = self.lm.get_encoder()(inputs_embeds=x, attention_mask=mask.long()).last_hidden_state.to(self.device)
         return enc
 
     @property
@@ -341,9 +357,11 @@ class MRMKG(nn.Module):
         """Last hidden states ``[B, L, d]`` of the causal LLM on the packed prompt; rows where the mask is
         False are padding (zero outputs when ``config.pack_sequences``, see mrmkg.model.packing)."""
         if self.config.pack_sequences:
-            return packed_hidden(self._base, self.lm.config, enc.inputs_embeds, enc.attention_mask)
-        return self._base(inputs_embeds=enc.inputs_embeds, attention_mask=enc.attention_mask.long(),
-                          position_ids=enc.position_ids, use_cache=False).last_hidden_state
+            hidden = packed_hidden(self._base, self.lm.config, enc.inputs_embeds, enc.attention_mask)
+        else:
+            hidden = self._base(inputs_embeds=enc.inputs_embeds, attention_mask=enc.attention_mask.long(),
+                                position_ids=enc.position_ids, use_cache=False).last_hidden_state
+        return hidden.to(self.device)  # device_map="auto": the last layer may sit on another GPU
 
     def answer_slot(self, enc: Encoded, hidden: torch.Tensor | None = None) -> torch.Tensor:
         """``[B, d]``: the hidden state that ranks candidates. Causal: the last prompt row of ``hidden``
@@ -356,7 +374,7 @@ class MRMKG(nn.Module):
         dec_ids = torch.full((states.shape[0], 1), start, dtype=torch.long, device=states.device)
         out = self.lm.get_decoder()(input_ids=dec_ids, encoder_hidden_states=states,
                                     encoder_attention_mask=enc.attention_mask.long(), use_cache=False)
-        return out.last_hidden_state[:, 0]
+        return out.last_hidden_state[:, 0].to(self.device)
 
     def _lm_logits(self, h: torch.Tensor) -> torch.Tensor:
         logits = self.lm.get_output_embeddings()(h)
@@ -395,7 +413,7 @@ class MRMKG(nn.Module):
     def _seq2seq_target_loss(self, enc: Encoded, batch: MRMKGBatch):
         labels = batch.target_ids.masked_fill(~batch.target_mask, -100)
         logits = self.lm(encoder_outputs=(enc.encoder_states,), attention_mask=enc.attention_mask.long(),
-                         decoder_input_ids=self.lm._shift_right(labels), use_cache=False).logits.float()
+                         decoder_input_ids=self.lm._shift_right(labels), use_cache=False).logits.float().to(self.device)
         sel = batch.target_mask
         return self._token_ce(logits[sel], batch.target_ids[sel], sel.nonzero()[:, 0], len(batch))
 
@@ -462,7 +480,7 @@ class MRMKG(nn.Module):
                 cache, last = o.past_key_values, o.last_hidden_state[:, -1]
                 nxt_pos = enc.position_ids[:, -1:] + 1
                 for _ in range(max_new_tokens):
-                    nxt = self._lm_logits(last).argmax(-1)
+                    nxt = self._lm_logits(last).argmax(-1).to(self.device)
                     out_ids, done = self._append(out_ids, nxt, done, eos)
                     if done.all():
                         break
@@ -478,7 +496,7 @@ class MRMKG(nn.Module):
                     o = self.lm(encoder_outputs=(enc.encoder_states,), attention_mask=mask,
                                 decoder_input_ids=nxt[:, None], past_key_values=cache, use_cache=True)
                     cache = o.past_key_values
-                    nxt = o.logits[:, -1].float().argmax(-1)
+                    nxt = o.logits[:, -1].float().argmax(-1).to(self.device)
                     out_ids, done = self._append(out_ids, nxt, done, eos)
                     if done.all():
                         break

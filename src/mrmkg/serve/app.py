@@ -168,11 +168,11 @@ class Service:
         self.checkpoint = pipe.checkpoint
         self.metrics.ready.set(1)
 
-    def load(self, checkpoint: str, device: str) -> None:
+    def load(self, checkpoint: str, device: str, dtype: str | None = None) -> None:
         from mrmkg.pipeline import Pipeline
 
         try:
-            self.set_pipeline(Pipeline.from_pretrained(checkpoint, device=device))
+            self.set_pipeline(Pipeline.from_pretrained(checkpoint, device=device, dtype=dtype))
         except Exception as e:  # reported by /readyz and by `mrmkg serve`, which stops
             self.load_error = str(e) if isinstance(e, InputError) else f"{type(e).__name__}: {e}"
             log.exception("could not load %s", checkpoint)
@@ -408,9 +408,10 @@ async def _read_request(request: Request, service: Service) -> tuple[M.AnswerReq
 
 # ---------------------------------------------------------------------------------------------- the app
 def create_app(pipeline=None, checkpoint: str | None = None, device: str = "cpu",
-               config: ServeConfig | None = None, on_load_error: Callable[[str], None] | None = None) -> FastAPI:
+               config: ServeConfig | None = None, on_load_error: Callable[[str], None] | None = None,
+               dtype: str | None = None) -> FastAPI:
     """The app serving ``pipeline`` (a loaded :class:`~mrmkg.pipeline.Pipeline`), or ``checkpoint``
-    loaded on ``device`` in the background at start-up (``/readyz`` says when it is loaded;
+    loaded on ``device`` (its frozen LLM in ``dtype``) in the background at start-up (``/readyz`` says when it is loaded;
     ``on_load_error(message)`` is called if it cannot be)."""
     config = config or ServeConfig()
     metrics = Metrics()
@@ -421,7 +422,7 @@ def create_app(pipeline=None, checkpoint: str | None = None, device: str = "cpu"
     async def lifespan(app: FastAPI):
         loader = None
         if service.pipe is None and checkpoint is not None:
-            loader = asyncio.get_running_loop().run_in_executor(service.executor, service.load, checkpoint, device)
+            loader = asyncio.get_running_loop().run_in_executor(service.executor, service.load, checkpoint, device, dtype)
             if on_load_error is not None:
                 loader.add_done_callback(lambda _: service.load_error and on_load_error(service.load_error))
         app.state.loader = loader

@@ -18,6 +18,7 @@ process builds: MR-MKG never changes it), loading a trained one, the example cac
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, ClassVar, Sequence
 
 import torch
@@ -28,16 +29,19 @@ from mrmkg.model import MRMKG, KGFeatures, MRMKGConfig
 from mrmkg.tasks.knowledge import GraphContext
 from mrmkg.yamlconfig import Source, from_dict
 
-_LLMS: dict = {}  # (llm name, gradient checkpointing) -> the frozen LLM this process loaded
+_LLMS: dict = {}  # (llm name, gradient checkpointing, dtype, placement) -> the frozen LLM this process loaded
 
 
-def shared_llm(cfg: MRMKGConfig):
-    """The frozen LLM ``cfg`` names, loaded once per process (the demo builds six models in a row).
-    Gradient checkpointing changes the LLM's state, so it is part of the key."""
-    key = (cfg.llm, cfg.gradient_checkpointing)
+def shared_llm(cfg: MRMKGConfig, device: str | None = None):
+    """The frozen LLM ``cfg`` names, loaded once per process (the demo builds six models in a row) in
+    ``cfg.llm_dtype``, spread by ``cfg.device_map == "auto"`` or else loaded straight onto ``device``
+    (None: the CPU; the caller moves the model later). Gradient checkpointing changes the LLM's state,
+    so it is part of the key, as are the dtype and the placement."""
+    device_map = "auto" if cfg.device_map == "auto" else (None if device in (None, "cpu") else str(device))
+    key = (cfg.llm, cfg.gradient_checkpointing, cfg.llm_dtype, device_map)
     if key not in _LLMS:
         _LLMS.clear()
-        _LLMS[key] = load_llm(cfg.llm, progress=False)
+        _LLMS[key] = load_llm(cfg.llm, dtype=cfg.llm_dtype, progress=False, device_map=device_map)
     return _LLMS[key]
 
 
@@ -55,6 +59,8 @@ class Task:
         self.model_args = dict(model_args or {})
         self.seed = seed
         self.model: MRMKG | None = None  # the model ``collate`` builds batches for
+        #: where ``build_model`` loads the frozen LLM (None: the CPU); the engine sets its process's GPU here
+        self.llm_device: str | None = None
         self._train: list | None = None
 
     @classmethod
@@ -92,13 +98,26 @@ class Task:
         """A fresh MR-MKG model (called by the engine right after seeding)."""
         cfg = self.model_config()
         entities, relations = self.vocabulary()
-        model = MRMKG(cfg, shared_llm(cfg), self.features(), image_token_dim=self.image_token_dim(),
+        model = MRMKG(cfg, shared_llm(cfg, self.llm_device), self.features(), image_token_dim=self.image_token_dim(),
                       entity_names=entities, relation_names=relations, report=False)
         return self.attach(model)
 
-    def load_model(self, directory) -> MRMKG:
-        """A model saved by ``save_pretrained``, with this task's feature tables."""
-        return self.attach(MRMKG.from_pretrained(directory, features=self.features()))
+    def load_model(self, directory, dtype: str | None = None, device: str | None = None) -> MRMKG:
+        """A model saved by ``save_pretrained``, with this task's feature tables. The frozen LLM loads in
+        ``dtype`` (bf16/fp16/fp32 or their long names; None: the run's ``model.llm_dtype``) onto
+        ``device`` (None or cpu: the CPU; ``auto``: spread by accelerate, ``model.device_map``); the
+        trained weights stay float32 (a caller moves them to a single device, see ``Pipeline.from_pretrained``)."""
+        from mrmkg.encoders.llm import short_dtype
+
+        over = {}
+        if dtype is not None:
+            over["llm_dtype"] = short_dtype(dtype)
+        over["device_map"] = "auto" if device == "auto" else "none"  # where it runs now, not where it was trained
+        cfg = replace(self.model_config(), **over)
+        llm = shared_llm(cfg, None if device == "auto" else device)
+        model = MRMKG.from_pretrained(directory, llm=llm, features=self.features())
+        model.config.llm_dtype, model.config.device_map = cfg.llm_dtype, cfg.device_map  # what this process runs
+        return self.attach(model)
 
     def attach(self, model: MRMKG) -> MRMKG:
         """Make ``model`` the one this task collates for (tasks add what a model needs from the data)."""

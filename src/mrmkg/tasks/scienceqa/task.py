@@ -301,16 +301,17 @@ class ScienceQATask(Task):
 # ------------------------------------------------------------------------------ entry point
 def evaluate_scienceqa(checkpoint: str | Path, out: str | Path, split: str | None = None, batch_size: int = 8,
                        kg: str | None = None, rationales: str | None = None, limit: int | None = None,
-                       root: str | None = None, progress: bool = True, device: str = "cpu") -> dict:
+                       root: str | None = None, progress: bool = True, device: str = "cpu",
+                       dtype: str | None = None) -> dict:
     """Evaluate a ScienceQA checkpoint of ``mrmkg train`` on ``split`` (default: the run's
     ``test_split``) and write ``predictions.jsonl`` (:meth:`ScienceQATask.predict`; readable by
     ``mrmkg scienceqa score`` and, for the rationale stage, by the answer stage's ``rationales``),
     ``metrics.json`` and ``eval_config.yaml`` into ``out``, atomically (:func:`mrmkg.evaluate.evaluate`).
     ``kg``, ``rationales`` (may hold ``{split}``), ``limit`` and ``root`` override the run's ``task_args``.
-    Returns the metrics dict written."""
+    ``device`` and ``dtype`` (the frozen LLM's) as in :meth:`Pipeline.from_pretrained`. Returns the metrics dict written."""
     from mrmkg.pipeline import Pipeline
 
-    pipe = Pipeline.from_pretrained(checkpoint, device=device, task_args={
+    pipe = Pipeline.from_pretrained(checkpoint, device=device, dtype=dtype, task_args={
         "kg": kg, "rationales": rationales, "limit": limit, "root": root})
     if not isinstance(pipe.task, ScienceQATask):
         raise InputError(f"this checkpoint was trained on task {pipe.task.name!r}, not 'scienceqa'", path=checkpoint)
