@@ -125,8 +125,22 @@ def main(argv: list[str] | None = None) -> int:
         warnings.formatwarning = fmt
 
 
+def _check_utf8(args: list[str]) -> None:
+    """Refuse an argument that is not valid UTF-8 (its bytes reach Python as lone surrogates): every
+    command treats its arguments as text (questions, choices, hosts, names) or writes them into UTF-8
+    JSON/YAML (paths in eval_config.yaml, metrics.json), where they would fail later and obscurely."""
+    for i, a in enumerate(args, 1):
+        try:
+            a.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = os.fsencode(a).decode("utf-8", "backslashreplace")
+            raise InputError(f"argument {i} ('{shown}') is not valid UTF-8: mrmkg reads its arguments, file names "
+                             "included, as UTF-8 text") from None
+
+
 def _run(args: list[str], command: str, debug: bool) -> int:
     try:
+        _check_utf8(args)
         rc = app(args=args, prog_name="mrmkg", standalone_mode=False)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
