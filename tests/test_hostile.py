@@ -166,3 +166,35 @@ def test_an_intact_checkpoint_verifies_and_loads(tiny_checkpoint, tmp_path):
         warnings.simplefilter("error", UnverifiedArtifactWarning)
         pipe = Pipeline.from_pretrained(run)
     assert pipe.model is not None
+
+
+@pytest.mark.parametrize("argv", [["ask", "{bad}", "What?"], ["ask", "run", "{bad}"], ["serve", "run", "--host", "{bad}"],
+                                  ["{bad}"], ["scienceqa", "score", "r", "p", "--out", "{bad}"]])
+def test_arguments_that_are_not_utf8_are_one_line(capsys, argv):
+    """A question, a host or a path whose bytes are not UTF-8 (they reach Python as lone surrogates)
+    -> exit 2 naming the argument, before any command runs (the campaign found a tokenizer TypeError
+    for `ask` and a UnicodeEncodeError for `serve --host`)."""
+    bad = b"caf\xe9\xff".decode("utf-8", "surrogateescape")
+    assert main([a.replace("{bad}", bad) for a in argv]) == 2
+    line = _one_error_line(capsys)
+    assert "('caf\\xe9\\xff') is not valid UTF-8" in line, line
+
+
+@pytest.mark.parametrize("extra,reason", [
+    (["Which?", "--choices", "|".join("abcdef")], "give at most 5 choices, not 6"),
+    (["--analogy", "a : b :: c : ?"], "not analogies (--analogy is for MARS and demo checkpoints)"),
+])
+def test_ask_a_scienceqa_checkpoint_what_it_cannot_answer(tiny_checkpoint, capsys, extra, reason):
+    """The campaign's `ask --choices` with more options than letters (an IndexError before) and
+    `--analogy` on a ScienceQA model (\"the question is empty\" before)."""
+    assert main(["ask", str(tiny_checkpoint / "run"), *extra]) == 2
+    assert reason in _one_error_line(capsys)
+
+
+def test_scienceqa_eval_rationales_on_a_checkpoint_that_is_not_an_answer_stage(tiny_checkpoint, tmp_path, capsys):
+    """--rationales was silently ignored for a QCM-A checkpoint; it is refused, and nothing is written."""
+    out = tmp_path / "out"
+    assert main(["scienceqa", "eval", str(tiny_checkpoint / "run"), "-o", str(out), "--rationales",
+                 str(tmp_path / "r.jsonl"), "-q"]) == 2
+    assert "--rationales feeds the answer stage (prompt format QCMG-A)" in _one_error_line(capsys)
+    assert not out.exists()

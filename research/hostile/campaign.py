@@ -41,6 +41,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+#: a valid JSON Lines graph of one triple, to which the jsonl cases add a bad line
+JL_TRIPLE = ('{"type": "entity", "id": "Q1", "name": "a"}\n{"type": "entity", "id": "Q2", "name": "b"}\n'
+             '{"type": "relation", "id": "P1", "name": "r"}\n{"type": "triple", "head": "Q1", "relation": "P1", "tail": "Q2"}\n')
 NONUTF8 = os.fsdecode(b"caf\xe9\xff")  # an argument that is not valid UTF-8, as sys.argv carries it
 
 
@@ -229,8 +232,11 @@ def cases(a: dict, w: Path):
 
     for label, content in [("not JSON", "{nope\n"), ("a list", "[1, 2]\n"), ("missing keys", '{"head": "a"}\n'),
                            ("not UTF-8", b'{"head": "\xff"}\n'), ("empty", ""), ("deep nesting", "[" * 100000 + "\n"),
-                           ("huge number", '{"head": 1e999, "relation": "r", "tail": "t"}\n'),
-                           ("image escapes", '{"head": "a", "relation": "r", "tail": "b", "head_image": "../../etc/passwd"}\n')]:
+                           ("huge number id", '{"type": "entity", "id": 1e999, "name": "x"}\n'),
+                           ("unknown key", '{"type": "entity", "id": "Q1", "name": "x", "nope": 1}\n'),
+                           ("image escapes", JL_TRIPLE + '{"type": "image", "entity": "Q1", "path": "../../etc/passwd"}\n'),
+                           ("image absolute", JL_TRIPLE + '{"type": "image", "entity": "Q1", "path": "/etc/hostname"}\n'),
+                           ("triple of unknown ids", '{"type": "triple", "head": "a", "relation": "r", "tail": "b"}\n')]:
         def jl(content=content):
             return ["kg", "build", str(write(tmp("g.jsonl"), content)), "-o", str(tmp()), *F]
         yield f"build jsonl: {label}", jl
@@ -239,7 +245,7 @@ def cases(a: dict, w: Path):
                            ("unterminated IRI", "<http://a <http://b> <http://c> .\n")]:
         def nt(content=content):
             return ["kg", "build", str(write(tmp("g.nt"), content)), "-o", str(tmp()), *F]
-        yield f"build nt: {label}", nt
+        yield f"build .nt file: {label}", nt
 
     def markg_bad(files):
         def f():

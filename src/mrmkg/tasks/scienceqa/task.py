@@ -258,6 +258,9 @@ class ScienceQATask(Task):
         the hint), written as the checkpoint's Multimodal-CoT stage writes its inputs."""
         probs = []
         for i, q in enumerate(queries):
+            if q.analogy is not None:
+                raise InputError("a ScienceQA checkpoint answers multiple-choice questions (a question and --choices), "
+                                 "not analogies (--analogy is for MARS and demo checkpoints)")
             if not q.question.strip():
                 raise InputError("the question is empty")
             if not q.choices or len(q.choices) < 2:
