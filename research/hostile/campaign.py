@@ -642,7 +642,7 @@ def run_case(name: str, argv, timeout: int) -> dict:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             if callable(argv):
                 argv = argv()
-            rec["argv"] = [os.fsencode(x).decode("utf-8", "backslashreplace") for x in argv]
+            rec["argv"] = [_printable(x if len(x) <= 200 else f"{x[:100]}...({len(x)} characters)") for x in argv]
             rc = main(list(argv))
         rec["rc"] = rc
     except Timeout as e:
