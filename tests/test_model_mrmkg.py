@@ -126,7 +126,7 @@ def test_save_load_round_trip_is_bit_identical(kind, tmp_path):
     m.eval()
     m.save_pretrained(tmp_path / "ckpt")
     saved = {p.name for p in (tmp_path / "ckpt").iterdir()}
-    assert saved == {"model.safetensors", "mrmkg.json"}
+    assert saved == {"model.safetensors", "mrmkg.json", "checksums.json"}  # the manifest, written last
     from safetensors.torch import load_file
 
     keys = set(load_file(str(tmp_path / "ckpt" / "model.safetensors")))

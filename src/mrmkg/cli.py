@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import warnings
 
 import typer
 
@@ -97,13 +98,49 @@ def _path_error(e: OSError) -> str:
     return f"{' -> '.join(paths)}: {what}" if paths else f"{what}: {e}"
 
 
+def _one_line_warnings(fmt):
+    """``warnings.formatwarning`` that prints mrmkg's own warnings about the user's files (an unverified
+    graph folder or checkpoint) as one ``warning: ...`` line instead of Python's file:line and source
+    (formatting only: warnings still go through filters and ``catch_warnings`` as usual)."""
+    from mrmkg.manifest import UnverifiedArtifactWarning
+
+    def formatwarning(message, category, filename, lineno, line=None):
+        if issubclass(category, UnverifiedArtifactWarning):
+            return f"warning: {message}\n"
+        return fmt(message, category, filename, lineno, line)
+    return formatwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the app; user errors (bad input, bad usage) exit 2 with one line, no traceback;
     unexpected errors exit 1 with one line naming the command (``--debug`` / MRMKG_DEBUG=1 re-raise)."""
     args = list(sys.argv[1:] if argv is None else argv)
     command, debug = _command_of(args)
     debug = debug or os.environ.get("MRMKG_DEBUG", "").strip() not in ("", "0")
+    fmt = warnings.formatwarning
+    warnings.formatwarning = _one_line_warnings(fmt)
     try:
+        return _run(args, command, debug)
+    finally:
+        warnings.formatwarning = fmt
+
+
+def _check_utf8(args: list[str]) -> None:
+    """Refuse an argument that is not valid UTF-8 (its bytes reach Python as lone surrogates): every
+    command treats its arguments as text (questions, choices, hosts, names) or writes them into UTF-8
+    JSON/YAML (paths in eval_config.yaml, metrics.json), where they would fail later and obscurely."""
+    for i, a in enumerate(args, 1):
+        try:
+            a.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = os.fsencode(a).decode("utf-8", "backslashreplace")
+            raise InputError(f"argument {i} ('{shown}') is not valid UTF-8: mrmkg reads its arguments, file names "
+                             "included, as UTF-8 text") from None
+
+
+def _run(args: list[str], command: str, debug: bool) -> int:
+    try:
+        _check_utf8(args)
         rc = app(args=args, prog_name="mrmkg", standalone_mode=False)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)

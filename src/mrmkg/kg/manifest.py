@@ -1,4 +1,4 @@
-"""Artifacts that verify themselves: the checksum manifest of a graph folder and of its index.
+"""Graph folders and indexes that verify themselves (the shared machinery: :mod:`mrmkg.manifest`).
 
 ``MMKG.save`` and ``KGIndex.save`` write ``checksums.json`` *last*, after every other file::
 
@@ -24,111 +24,14 @@ with `mrmkg kg build SRC --out X`". Folders written before manifests existed loa
 """
 from __future__ import annotations
 
-import json
-import os
-import warnings
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from mrmkg.errors import InputError
-from mrmkg.fileio import atomic_write_json, sha256_file
-
-CHECKSUMS = "checksums.json"
-FORMAT_VERSION = 1
-
-
-class DamagedArtifactError(InputError):
-    """A built graph folder (or its index) does not match its manifest or holds invalid content."""
-
-    def __init__(self, root: str | Path, file: str, what: str):
-        self.root, self.file, self.what = str(root), file, what
-        super().__init__(f"graph folder {root} is damaged: {file} ({what}); "
-                         f"rebuild it with `mrmkg kg build SRC --out {root}`")
-        self.path = str(Path(root) / file)
-
-
-class UnverifiedArtifactWarning(UserWarning):
-    """A folder written before checksum manifests existed: loaded, but its files cannot be verified."""
-
-
-def verify_all() -> bool:
-    """Hash every listed file, memory-mapped arrays included (``MRMKG_VERIFY_ALL=1``)."""
-    return os.environ.get("MRMKG_VERIFY_ALL", "") not in ("", "0")
-
-
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return path.name
-
-
-def write_checksums(folder: str | Path, names: list[str], kind: str) -> None:
-    """Record size and SHA-256 of ``names`` (files in ``folder``) in ``folder/checksums.json``; call it last."""
-    folder = Path(folder)
-    files = {n: {"size": (folder / n).stat().st_size, "sha256": sha256_file(folder / n)} for n in names}
-    atomic_write_json(folder / CHECKSUMS, {"format_version": FORMAT_VERSION, "kind": kind, "files": files})
-
-
-def read_json(path: Path, root: Path):
-    """Parse a JSON file of a built folder; any problem is a :class:`DamagedArtifactError`."""
-    rel = _rel(path, root)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DamagedArtifactError(root, rel, "missing") from None
-    except OSError as e:
-        raise DamagedArtifactError(root, rel, f"unreadable: {e.strerror}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DamagedArtifactError(root, rel, f"not UTF-8 text at byte {e.start}") from None
-    try:
-        return json.loads(text)
-    except ValueError as e:
-        raise DamagedArtifactError(root, rel, f"not valid JSON: {getattr(e, 'msg', e)}") from None
-    except RecursionError:
-        raise DamagedArtifactError(root, rel, "JSON nested too deeply") from None
-
-
-def verify_checksums(folder: str | Path, root: str | Path, hashed: Callable[[str], bool],
-                     full: bool | None = None) -> bool:
-    """Check ``folder/checksums.json`` against the files; ``hashed(name)`` says whose SHA-256 to compare
-    (all of them when ``full``, default: under ``MRMKG_VERIFY_ALL=1``). Returns False when the folder has
-    no manifest (the caller warns), True when everything matches; raises :class:`DamagedArtifactError`
-    otherwise."""
-    folder, root = Path(folder), Path(root)
-    path = folder / CHECKSUMS
-    if not path.exists():
-        return False
-    rel = _rel(path, root)
-    mf = read_json(path, root)
-    files = mf.get("files") if isinstance(mf, dict) else None
-    if not isinstance(mf, dict) or mf.get("format_version") != FORMAT_VERSION or not isinstance(files, dict):
-        raise DamagedArtifactError(root, rel, f'expected {{"format_version": {FORMAT_VERSION}, "files": {{...}}}}')
-    full = verify_all() if full is None else full
-    for name, rec in files.items():
-        if (not isinstance(rec, dict) or not isinstance(rec.get("size"), int) or not isinstance(rec.get("sha256"), str)
-                or "/" in name or "\\" in name or name in ("", ".", "..")):
-            raise DamagedArtifactError(root, rel, f"entry {name!r} is not {{size, sha256}} of a file in the folder")
-        p = folder / name
-        frel = _rel(p, root)
-        if not p.is_file():
-            raise DamagedArtifactError(root, frel, "missing")
-        size = p.stat().st_size
-        if size != rec["size"]:
-            raise DamagedArtifactError(root, frel, f"{size} bytes, the manifest says {rec['size']}")
-        if (full or hashed(name)) and sha256_file(p) != rec["sha256"]:
-            raise DamagedArtifactError(root, frel, "content differs from the manifest (SHA-256 mismatch)")
-    return True
-
-
-def warn_unverified(folder: str | Path, what: str) -> None:
-    warnings.warn(f"{what} {folder} has no {CHECKSUMS} (written before mrmkg verified its artifacts): its files "
-                  f"are checked for structure only; rebuild it with `mrmkg kg build` to add one",
-                  UnverifiedArtifactWarning, stacklevel=3)
+# the machinery every self-verifying artifact shares (graph folders were the first; checkpoints use it too)
+from mrmkg.manifest import (CHECKSUMS, FORMAT_VERSION, DamagedArtifactError, UnverifiedArtifactWarning,  # noqa: F401
+                            read_json, rel as _rel, require, verify_all, verify_checksums, warn_unverified,
+                            write_checksums)
 
 
 def load_npy(path: Path, root: Path, mmap: bool = True) -> np.ndarray:
@@ -158,16 +61,6 @@ def load_npy(path: Path, root: Path, mmap: bool = True) -> np.ndarray:
         raise
     except Exception as e:  # numpy raises ValueError, OSError, SyntaxError, EOFError, ... on bad headers
         raise DamagedArtifactError(root, rel, f"not a valid .npy array: {e}") from None
-
-
-def require(root: Path, rel: str, obj: dict, key: str, types: tuple, what: str | None = None):
-    """``obj[key]`` with one of ``types``, or a :class:`DamagedArtifactError` naming the key."""
-    if key not in obj:
-        raise DamagedArtifactError(root, rel, f"no {key!r} key")
-    v = obj[key]
-    if not isinstance(v, types) or (isinstance(v, bool) and bool not in types):
-        raise DamagedArtifactError(root, rel, f"{key!r} is {type(v).__name__}, expected {what or types[0].__name__}")
-    return v
 
 
 _INDEX_KEYS = {  # key -> allowed types, of the index manifest.json that KGIndex.load and `kg stats` read

@@ -49,6 +49,8 @@ from torch import nn
 from mrmkg.encoders.registry import load_llm
 from mrmkg.errors import InputError
 from mrmkg.fileio import atomic_write_bytes, atomic_write_json
+from mrmkg.manifest import (DamagedCheckpointError, check_tensors, read_json, require, safetensors_header,
+                            verify_checksums, warn_unverified, write_checksums)
 from mrmkg.model.alignment import triplet_alignment_loss
 from mrmkg.model.batch import ENTITY_TOKEN, RELATION_TOKEN, MRMKGBatch, MRMKGExample, collate
 from mrmkg.model.config import MRMKGConfig
@@ -521,7 +523,8 @@ class MRMKG(nn.Module):
 
     def save_pretrained(self, directory: str | Path) -> None:
         """Write ``model.safetensors`` (trainable weights only) and ``mrmkg.json`` (config, frozen
-        model names, feature shapes), each atomically."""
+        model names, feature shapes), each atomically, then ``checksums.json`` (their sizes and
+        SHA-256, :mod:`mrmkg.manifest`) last: a folder whose writing was interrupted does not verify."""
         from safetensors.torch import save
 
         d = Path(directory)
@@ -536,29 +539,55 @@ class MRMKG(nn.Module):
                      "num_entities": self.features.num_entities, "num_relations": self.features.num_relations,
                      "image_token_dim": self.image_token_dim},
         })
+        write_checksums(d, [WEIGHTS, META], kind="model")
+
+    @staticmethod
+    def read_pretrained(directory: str | Path) -> dict:
+        """The checked ``mrmkg.json`` of a ``save_pretrained`` folder, before anything is loaded: the
+        folder against its ``checksums.json`` (every file's size and SHA-256; a folder without one
+        loads with an ``UnverifiedArtifactWarning``), the JSON's keys and types, the format version,
+        the safetensors header. Raises :class:`~mrmkg.manifest.DamagedCheckpointError` (or another
+        ``InputError``) naming the file."""
+        d = Path(directory)
+        if not (d / META).is_file() or not (d / WEIGHTS).is_file():
+            raise InputError(f"not an MR-MKG checkpoint (expected {META} and {WEIGHTS})", path=d)
+        err = DamagedCheckpointError
+        meta = read_json(d / META, d, err)
+        version = meta.get("format_version") if isinstance(meta, dict) else None
+        if isinstance(version, int) and not isinstance(version, bool) and version < FORMAT_VERSION:
+            # checked before the manifest: formats before 2 predate manifests, and the fix is the same
+            raise InputError(f"checkpoint format {version} is older than this mrmkg's format {FORMAT_VERSION} (format 2 "
+                             "moved the graph pointer's options into the model config's 'pointer' section); retrain "
+                             "it with this version (mrmkg train)", path=d / META)
+        if not verify_checksums(d, d, hashed=lambda name: True, kind="model", error=err):
+            warn_unverified(d, "checkpoint", "save it again (save_pretrained / mrmkg train) to add one")
+        if not isinstance(meta, dict):
+            raise err(d, META, f"a JSON {type(meta).__name__}, expected an object")
+        if version != FORMAT_VERSION:
+            raise err(d, META, f"'format_version' is {version!r}, expected {FORMAT_VERSION}")
+        require(d, META, meta, "config", (dict,), "an object", error=err)
+        frozen = require(d, META, meta, "frozen", (dict,), "an object", error=err)
+        require(d, META, frozen, "llm", (str,), error=err)
+        dims = require(d, META, meta, "dims", (dict,), "an object", error=err)
+        for k in ("d", "text_dim", "vision_dim", "num_entities", "num_relations", "image_token_dim"):
+            v = require(d, META, dims, k, (int, type(None)) if k == "image_token_dim" else (int,),
+                        "an integer or null" if k == "image_token_dim" else "an integer", error=err)
+            if v is not None and v < 0:
+                raise err(d, META, f"dims.{k} is {v}, expected >= 0")
+        safetensors_header(d / WEIGHTS, d, err)
+        return meta
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, llm=None, features: KGFeatures | None = None,
                         report: bool = False) -> "MRMKG":
-        """Rebuild from ``save_pretrained`` output. ``llm`` defaults to ``load_llm(<saved name>)``;
-        ``features`` to the index of ``config.kg`` (required when the model uses the KG)."""
+        """Rebuild from ``save_pretrained`` output (checked first by :meth:`read_pretrained`). ``llm``
+        defaults to ``load_llm(<saved name>)``; ``features`` to the index of ``config.kg`` (required when
+        the model uses the KG). The weights must be exactly the model's trainable parameters (names,
+        shapes, dtypes), checked from the safetensors header before any is read."""
         from safetensors.torch import load_file
 
         d = Path(directory)
-        if not (d / META).is_file() or not (d / WEIGHTS).is_file():
-            raise InputError(f"not an MR-MKG checkpoint (expected {META} and {WEIGHTS})", path=d)
-        with open(d / META, encoding="utf-8") as f:
-            try:
-                meta = json.load(f)
-            except json.JSONDecodeError as e:
-                raise InputError(f"not valid JSON: {e.msg}", path=d / META, line=e.lineno) from None
-        version = meta.get("format_version")
-        if isinstance(version, int) and version < FORMAT_VERSION:
-            raise InputError(f"checkpoint format {version} is older than this mrmkg's format {FORMAT_VERSION} (format 2 "
-                             "moved the graph pointer's options into the model config's 'pointer' section); retrain "
-                             "it with this version (mrmkg train)", path=d / META)
-        if version != FORMAT_VERSION:
-            raise InputError(f"checkpoint format {version} is not {FORMAT_VERSION}", path=d / META)
+        meta = cls.read_pretrained(d)
         config = MRMKGConfig.from_dict(meta["config"], path=d / META)
         dims = meta["dims"]
         if llm is None:
@@ -577,16 +606,12 @@ class MRMKG(nn.Module):
             if v != dims[k]:
                 raise InputError(f"checkpoint was trained with {k}={dims[k]}, the given model/features have {v}", path=d / META)
         model = cls(config, llm, features, image_token_dim=dims["image_token_dim"], report=report)
-        state = load_file(str(d / WEIGHTS))
         own = dict(model.named_parameters())
-        want = {n for n, p in own.items() if p.requires_grad}
-        if set(state) != want:
-            missing, extra = sorted(want - set(state)), sorted(set(state) - want)
-            raise InputError(f"weights do not match the config (missing {missing[:5]}, unexpected {extra[:5]})",
-                             path=d / WEIGHTS)
+        want = {n: p for n, p in own.items() if p.requires_grad}
+        check_tensors(safetensors_header(d / WEIGHTS, d, DamagedCheckpointError), want, d, WEIGHTS,
+                      DamagedCheckpointError)
+        state = load_file(str(d / WEIGHTS))
         with torch.no_grad():
             for n, t in state.items():
-                if own[n].shape != t.shape:
-                    raise InputError(f"{n}: shape {tuple(t.shape)} in file, {tuple(own[n].shape)} in model", path=d / WEIGHTS)
                 own[n].copy_(t)
         return model

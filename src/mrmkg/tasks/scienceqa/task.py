@@ -258,11 +258,18 @@ class ScienceQATask(Task):
         the hint), written as the checkpoint's Multimodal-CoT stage writes its inputs."""
         probs = []
         for i, q in enumerate(queries):
+            if q.analogy is not None:
+                raise InputError("a ScienceQA checkpoint answers multiple-choice questions (a question and --choices), "
+                                 "not analogies (--analogy is for MARS and demo checkpoints)")
             if not q.question.strip():
                 raise InputError("the question is empty")
             if not q.choices or len(q.choices) < 2:
                 raise InputError("a ScienceQA checkpoint answers multiple-choice questions: give at least two "
                                  "choices (--choices \"A|B\")")
+            if len(q.choices) > len(sqa.OPTIONS):  # the prompt names them by the letters A-E, as ScienceQA does
+                raise InputError(f"a ScienceQA checkpoint answers with one of {len(sqa.OPTIONS)} option letters "
+                                 f"({', '.join(sqa.OPTIONS)}): give at most {len(sqa.OPTIONS)} choices, not "
+                                 f"{len(q.choices)}")
             image = None if q.image is None else Path(q.image)
             if image is not None and not image.is_file():
                 raise InputError("image not found", path=image)
@@ -315,6 +322,9 @@ def evaluate_scienceqa(checkpoint: str | Path, out: str | Path, split: str | Non
         "kg": kg, "rationales": rationales, "limit": limit, "root": root})
     if not isinstance(pipe.task, ScienceQATask):
         raise InputError(f"this checkpoint was trained on task {pipe.task.name!r}, not 'scienceqa'", path=checkpoint)
+    if rationales and pipe.task.args.prompt.format != "QCMG-A":  # it would be ignored: say so instead
+        raise InputError(f"--rationales feeds the answer stage (prompt format QCMG-A); this checkpoint's format is "
+                         f"{pipe.task.args.prompt.format}", path=checkpoint)
     from mrmkg.evaluate import write_evaluation
 
     return write_evaluation(pipe, split, out, batch_size=batch_size, progress=progress)
