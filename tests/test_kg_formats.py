@@ -121,6 +121,14 @@ def test_mmkb_layout_builds_with_images(data, tmp_path, cache, capsys):
     assert (tmp_path / "g" / "index" / "image_emb.npy").is_file()
 
 
+def test_images_per_entity_keeps_the_first_ones(data, tmp_path, cache, capsys):
+    kg = built(data / "mmkb", None, tmp_path, capsys, "--images-per-entity", "1")
+    assert image_owners(kg) == {"Paris": ["bing_1.jpg"], "Berlin": ["google_0.jpg"]}  # folder order: bing < google
+    assert kg.meta["load"]["skipped_images_over_cap"] == 1
+    rc, text = build(data / "mmkb", None, tmp_path / "neg", capsys, "--images-per-entity", "-1")
+    assert rc == 2 and "--images-per-entity" in text and not (tmp_path / "neg").exists()
+
+
 def test_mkgformer_layout(data, tmp_path, cache, capsys):
     kg = built(data / "mkgformer", None, tmp_path, capsys)  # auto: train.tsv with entity2text.txt
     assert kg.meta["load"]["format"] == "mmkb" and kg.num_triples == 5  # train + dev + test

@@ -102,6 +102,9 @@ def build(
     allow_outside_paths: Annotated[bool, typer.Option(
         "--allow-outside-paths", help="accept image paths that lead outside their data folder (absolute paths, "
                                       "'..', symlinks pointing elsewhere); refused by default")] = False,
+    images_per_entity: Annotated[int, typer.Option(
+        "--images-per-entity", min=0, help="keep at most N images of each entity, the first in file/folder "
+                                           "order (0 = all; MMKB has up to 25 per search engine)")] = 0,
     exact_max: Annotated[int, typer.Option(
         "--exact-max", help="index exactly (flat) up to this many vectors, approximately above (HNSW up to 2M vectors, IVF beyond)")] = 20_000,
     quiet: Quiet = False,
@@ -119,7 +122,8 @@ def build(
     check_out_dir(out, marker="graph.json", what="a built graph")
     vision = None if vision_encoder.strip().lower() == "none" else vision_encoder
     options = LoadOptions(unknown_ids=unknown_ids, duplicate_triples=duplicate_triples, bad_images=bad_images,
-                          check_images=check_images, allow_outside_paths=allow_outside_paths)
+                          check_images=check_images, allow_outside_paths=allow_outside_paths,
+                          images_per_entity=images_per_entity)
     kg = load_graph(src, format, options, images_dir=images, entities=entities, relations=relations,
                     images=image_list, order=order)
     if image_standin != "none":
@@ -171,6 +175,7 @@ def _report_lines(rep: dict) -> list[str]:
               "added_entities": "added {} undefined entity id(s), named by their id",
               "added_relations": "added {} undefined relation id(s), named by their id",
               "skipped_bad_images": "skipped {} missing/unreadable image file(s)",
+              "skipped_images_over_cap": "skipped {} image(s) past --images-per-entity",
               "skipped_literal_triples": "skipped {} statement(s) with a literal object (attributes, not edges)",
               "skipped_blank_node_triples": "skipped {} statement(s) with a blank node",
               "skipped_remote_images": "skipped {} http(s) image(s) (images are read from disk)",

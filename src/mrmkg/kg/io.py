@@ -97,6 +97,9 @@ class LoadOptions:
     check_images: bool = field(default=True, metadata={
         "help": "decode every image once while loading, so bad files are found here with their file and line "
                 "rather than halfway through encoding"})
+    images_per_entity: int = field(default=0, metadata={
+        "help": "keep at most this many images of each entity, the first ones in file/folder order (0 = all); "
+                "MMKB ships up to 25 per search engine per entity, and every kept image is encoded", "ge": 0})
 
     def __post_init__(self) -> None:
         for name, allowed in (("unknown_ids", ("error", "skip", "add")),
@@ -105,6 +108,9 @@ class LoadOptions:
             value = getattr(self, name)
             if value not in allowed:
                 raise InputError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+        if isinstance(self.images_per_entity, bool) or not isinstance(self.images_per_entity, int) \
+                or self.images_per_entity < 0:
+            raise InputError(f"images_per_entity must be an integer >= 0 (0 = all), not {self.images_per_entity!r}")
 
 
 # ---------------------------------------------------------------------------------- reading
@@ -244,7 +250,7 @@ class _GraphBuilder:
         self.report: dict = {"format": fmt, "source": source, "lines": {}, "duplicate_triples": 0,
                              "skipped_triples_unknown_id": 0, "skipped_images_unknown_id": 0,
                              "skipped_descriptions_unknown_id": 0, "added_entities": 0, "added_relations": 0,
-                             "skipped_bad_images": 0, "self_loops": 0, "options": asdict(options)}
+                             "skipped_bad_images": 0, "skipped_images_over_cap": 0, "self_loops": 0, "options": asdict(options)}
 
     # -- definitions
     def add_entity(self, eid: str, name: str, desc: str, path, line) -> None:
@@ -382,7 +388,8 @@ class _GraphBuilder:
     def _resolve_images(self) -> tuple[list[str], list[int]]:
         from tqdm.auto import tqdm
 
-        paths, owners = [], []
+        paths, owners, kept = [], [], {}
+        cap = self.opt.images_per_entity
         # decoding tens of thousands of images takes minutes: show progress for big lists only
         for eid, img, src, line, root in tqdm(self.images, desc="check images", unit="img",
                                         disable=len(self.images) < 1000 or not self.opt.check_images):
@@ -395,6 +402,9 @@ class _GraphBuilder:
                     self.report["skipped_images_unknown_id"] += 1
                     continue
                 i = self._auto_entity(eid, src, line)
+            if cap and kept.get(i, 0) >= cap:
+                self.report["skipped_images_over_cap"] += 1
+                continue
             p = contained_path(img, root, allow_outside=self.opt.allow_outside_paths, source=src, line=line)
             problem = _image_problem(p) if self.opt.check_images else (None if p.is_file() else "image file not found")
             if problem is not None:
@@ -405,6 +415,7 @@ class _GraphBuilder:
                 continue
             paths.append(str(p.resolve()))
             owners.append(i)
+            kept[i] = kept.get(i, 0) + 1
         return paths, owners
 
     def build(self) -> MMKG:
