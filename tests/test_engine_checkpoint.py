@@ -37,7 +37,11 @@ def test_checkpoint_and_final_hold_the_trainable_weights_once(tmp_path, model, w
     manifest = json.loads((ck / "checksums.json").read_text())
     assert manifest["kind"] == "checkpoint" and set(manifest["files"]) == _files(ck) - {"checksums.json"}
     assert set(load_file(str(ck / "model.safetensors"))) == {"head.weight", "head.bias"}  # nothing frozen
-    assert _files(r.output_dir / "final") == {weights, "train_config.yaml", "trainer_state.json", "metrics.json"}
+    final = r.output_dir / "final"
+    assert _files(final) == {weights, "train_config.yaml", "trainer_state.json", "metrics.json", "checksums.json"}
+    manifest = json.loads((final / "checksums.json").read_text())  # final/'s own files; model/ has its own
+    assert manifest["kind"] == "final" and set(manifest["files"]) == {f for f in _files(final) if "/" not in f} - {
+        "checksums.json"}
     w = final_weights(r.output_dir)
     assert set(w) == {"head.weight", "head.bias"}
     assert all(torch.equal(w[k], t) for k, t in load_file(str(ck / "model.safetensors")).items())

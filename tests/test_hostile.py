@@ -90,6 +90,7 @@ def tiny_checkpoint(tmp_path_factory):
     cfg = yaml.safe_load((model_dir.parent / "train_config.yaml").read_text())
     task = make_task(TrainConfig(task="scienceqa", task_args=cfg["task_args"], model=model_args))
     task.build_model().save_pretrained(model_dir)
+    write_checksums(model_dir.parent, ["train_config.yaml"], kind="final")  # as write_final does
     return root
 
 
@@ -99,6 +100,7 @@ def _copy(src, tmp_path):
     shutil.copytree(src, tmp_path / "c")
     cfg = tmp_path / "c" / "run" / "final" / "train_config.yaml"
     cfg.write_text(cfg.read_text().replace(str(src), str(tmp_path / "c")))
+    write_checksums(cfg.parent, ["train_config.yaml"], kind="final")  # the copy's own config, intact
     return tmp_path / "c" / "run", tmp_path / "c" / "run" / "final" / "model"
 
 
@@ -198,3 +200,165 @@ def test_scienceqa_eval_rationales_on_a_checkpoint_that_is_not_an_answer_stage(t
                  str(tmp_path / "r.jsonl"), "-q"]) == 2
     assert "--rationales feeds the answer stage (prompt format QCMG-A)" in _one_error_line(capsys)
     assert not out.exists()
+
+
+# ---------------------------------------------------------------- the campaign's last tracebacks (s18-hostile2)
+@pytest.mark.parametrize("text,line,reason", [
+    ("[" * 100_000, 1, "JSON nested too deeply to read"),
+    ('{"a": 1}\n{"a": [1,\n', 2, "not valid JSON at column"),
+])
+def test_json_too_deep_or_invalid_is_an_input_error_with_file_and_line(tmp_path, text, line, reason):
+    """fileio.parse_json, under every JSON loader: a line of 100,000 `[` was a RecursionError."""
+    from mrmkg.errors import InputError
+    from mrmkg.fileio import read_json, read_jsonl
+
+    p = tmp_path / "x.jsonl"
+    p.write_text(text)
+    with pytest.raises(InputError, match=reason) as e:
+        list(read_jsonl(p))
+    assert (e.value.path, e.value.line) == (str(p), line)
+    with pytest.raises(InputError, match=reason):  # the whole text as one JSON document
+        read_json(p)
+
+
+def test_jsonl_graph_deep_nesting_and_no_triple(tmp_path):
+    """`kg build` of a .jsonl graph: a deeply nested line names its line; a graph with no triple says
+    what a triple looks like in JSON Lines (not head<TAB>relation<TAB>tail)."""
+    from mrmkg.errors import InputError
+    from mrmkg.kg.io import load_jsonl
+
+    p = tmp_path / "g.jsonl"
+    p.write_text('{"type": "entity", "id": "a", "name": "A"}\n' + "[" * 100_000 + "\n")
+    with pytest.raises(InputError, match=r"g\.jsonl:2: JSON nested too deeply"):
+        load_jsonl(p)
+    p.write_text('{"type": "entity", "id": "a", "name": "A"}\n')
+    with pytest.raises(InputError, match=r'no triples left .*expected lines \{"type": "triple", "head"'):
+        load_jsonl(p)
+
+
+@pytest.mark.parametrize("loader", ["mrmkg.json", "pid_splits.json", "scene_graphs.json"])
+def test_json_files_not_utf8_or_too_deep(tmp_path, loader):
+    """The whole-file JSON loaders this campaign reached: mrmkg.json (MRMKGConfig.load), ScienceQA's
+    files and Visual Genome's (scene_graphs.json = `[\\xff]` was a UnicodeDecodeError)."""
+    from mrmkg.errors import InputError
+    from mrmkg.model.config import MRMKGConfig
+    from mrmkg.tasks.kgqa.vg import _load_json
+    from mrmkg.tasks.scienceqa.data import load_pid_splits
+
+    load = {"mrmkg.json": MRMKGConfig.load, "pid_splits.json": load_pid_splits,
+            "scene_graphs.json": lambda p: _load_json(p, "scene_graphs.json")}[loader]
+    p = tmp_path / loader
+    for data, reason in [(b"[\xff]", "bytes that are not UTF-8 at column 2"),
+                         (b"\n" + b"[" * 100_000, "JSON nested too deeply")]:
+        p.write_bytes(data)
+        with pytest.raises(InputError, match=reason) as e:
+            load(p)
+        assert e.value.path == str(p)
+
+
+@pytest.mark.parametrize("model,damaged", [("plain", "final/model is damaged: model.safetensors (not a valid "
+                                                      "safetensors file"),
+                                           ("bare", "final is damaged: trainable.safetensors (140 bytes, the manifest")])
+def test_init_from_garbage_weights_names_the_file(tmp_path, model, damaged):
+    """init_from a run whose weights are garbage was a SafetensorError: the folder's manifest (final/ has
+    one since s18-hostile2) or, without one, the safetensors header names the file."""
+    from engine_toy import toy_config
+    from mrmkg.engine import train
+    from mrmkg.errors import InputError
+
+    a = train(toy_config(tmp_path / "a", epochs=1, task_args={"model": model}))
+    weights = a.output_dir / "final" / ("model/model.safetensors" if model == "plain" else "trainable.safetensors")
+    weights.write_bytes(b"garbage" * 20)
+    with pytest.raises(InputError, match="point field 'init_from' at another run") as e:
+        train(toy_config(tmp_path / "b", epochs=1, init_from=str(a.output_dir)))
+    assert f"checkpoint {a.output_dir}/{damaged}" in str(e.value), e.value
+    assert not (tmp_path / "b" / "run" / "final").exists()
+
+
+def test_final_folder_verifies_itself(tmp_path, capsys):
+    """final/ holds train_config.yaml (it rebuilds the task whenever the run loads) and, for a model
+    without save_pretrained, the weights: its checksums.json is checked by resolve_checkpoint."""
+    from mrmkg.manifest import DamagedCheckpointError
+    from mrmkg.pipeline import verify_final
+
+    final = tmp_path / "final"
+    final.mkdir()
+    (final / "train_config.yaml").write_text("task: toy\n")
+    write_checksums(final, ["train_config.yaml"], kind="final")
+    verify_final(final)  # intact
+    (final / "train_config.yaml").write_text("task: tox\n")  # same size, other content
+    with pytest.raises(DamagedCheckpointError, match="train_config.yaml .content differs from the manifest"):
+        verify_final(final)
+
+
+def test_serve_logs_a_bad_checkpoint_in_one_line(tiny_checkpoint, tmp_path, caplog):
+    """A damaged checkpoint: the server log said the right thing after the InputError's traceback; now one
+    line (a real bug still gets its traceback)."""
+    import logging
+
+    from mrmkg.serve.app import Service
+    from mrmkg.serve.config import ServeConfig
+    from mrmkg.serve.metrics import Metrics
+
+    run, model = _copy(tiny_checkpoint, tmp_path)
+    (model / "mrmkg.json").write_text("{}")
+    service = Service(ServeConfig(), Metrics())
+    try:
+        with caplog.at_level(logging.ERROR, logger="mrmkg.serve"):
+            service.load(str(run), "cpu")
+    finally:
+        service.executor.shutdown()
+    assert f"checkpoint {model} is damaged: mrmkg.json (2 bytes" in service.load_error
+    [record] = [r for r in caplog.records if r.name == "mrmkg.serve"]
+    assert record.exc_info is None and service.load_error in record.getMessage()
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "0", "-1", "1e400"])
+def test_serve_refuses_a_timeout_that_is_not_a_finite_positive_number(capsys, value):
+    assert main(["serve", "nowhere", "--timeout", value]) == 2
+    assert "Invalid value for '--timeout'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field,value", [("timeout_s", float("inf")), ("timeout_s", float("nan")),
+                                         ("max_wait_ms", float("nan")), ("max_wait_ms", -1.0)])
+def test_serve_config_refuses_non_finite_numbers(field, value):
+    from mrmkg.errors import InputError
+    from mrmkg.serve.config import ServeConfig
+
+    with pytest.raises(InputError, match="must be a finite number"):
+        ServeConfig(**{field: value})
+
+
+@pytest.mark.parametrize("argv,option", [
+    (["stage1", "kg-qa", "G", "-o", "X", "--max-answers", "0"], "--max-answers"),
+    (["stage1", "kg-qa", "G", "-o", "X", "--max-triples", "-1"], "--max-triples"),
+    (["stage1", "kg-qa", "G", "-o", "X", "--max-instances", "-1"], "--max-instances"),
+    (["stage1", "kg-qa", "G", "-o", "X", "--seed", "-1"], "--seed"),
+    (["stage1", "vg", "V", "-o", "X", "--max-instances", "-1"], "--max-instances"),
+    (["stage1", "vg", "V", "-o", "X", "--max-triples", "0"], "--max-triples"),
+    (["kg", "retrieve", "G", "q", "-n", "0"], "-n"),
+    (["kg", "retrieve", "G", "q", "--hops", "-1"], "--hops"),
+    (["kg", "retrieve", "G", "q", "--min-score", "inf"], "--min-score"),
+    (["kg", "build", "S", "-o", "X", "--exact-max", "0"], "--exact-max"),
+    (["train", "--seed", "-1"], "--seed"),
+])
+def test_numeric_options_out_of_range_are_usage_errors(capsys, argv, option):
+    """Counts >= 1 (or >= 0), seeds in [0, 2**32), finite floats: refused by the option, before anything
+    is read (stage1's were ValueErrors from inside, or silently accepted)."""
+    assert main(argv) == 2
+    assert f"Invalid value for '{option}'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("config,kw,name", [("KGQAConfig", {"max_answers": 0}, "max_answers"),
+                                            ("KGQAConfig", {"max_instances": -1}, "max_instances"),
+                                            ("KGQAConfig", {"seed": -1}, "seed"),
+                                            ("VGConfig", {"max_instances": -1}, "max_instances"),
+                                            ("VGConfig", {"images_per_entity": -1}, "images_per_entity")])
+def test_stage1_configs_check_their_bounds(config, kw, name):
+    """The library path too (yamlconfig.check_bounds in __post_init__): an InputError naming the field."""
+    from mrmkg.errors import InputError
+    from mrmkg.tasks.kgqa import data, vg
+
+    cls = getattr(data if config == "KGQAConfig" else vg, config)
+    with pytest.raises(InputError, match=f"field '{name}': must be >= "):
+        cls(**kw)

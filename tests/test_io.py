@@ -273,7 +273,7 @@ def test_image_folder_of_unknown_entity(markg):
 
 def test_jsonl_invalid_json(tmp_path):
     f = write(tmp_path / "g.jsonl", '{"type": "entity", "id": "a", "name": "A"}\n{"type": "entity", "id": \n')
-    raises_at(lambda: load_jsonl(f), f, 2, "invalid JSON")
+    raises_at(lambda: load_jsonl(f), f, 2, "not valid JSON")
 
 
 def test_jsonl_unknown_type(tmp_path):

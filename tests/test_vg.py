@@ -191,7 +191,7 @@ def test_kg_qa_options_and_determinism(toy):
     assert all(np.array_equal(x.subgraph.edge_triple, y.subgraph.edge_triple) for x, y in zip(a, b))
     with pytest.raises(InputError, match="needs a Retriever"):
         kg_qa.build_kg_qa(toy, kg_qa.KGQAConfig(subgraph="retrieve"))
-    with pytest.raises(ValueError, match="subgraph must be"):
+    with pytest.raises(InputError, match="field 'subgraph': expected neighbourhood"):
         kg_qa.KGQAConfig(subgraph="all")
 
 

@@ -157,6 +157,28 @@ def read_text(path: str | Path, what: str = "file") -> str:
         raise InputError(f"bytes that are not UTF-8 at column {col}", path=p, line=line) from None
 
 
+def parse_json(text: str, path: str | Path | None = None, line: int | None = None, expected: str = "JSON"):
+    """``json.loads(text)`` where every failure is an :class:`~mrmkg.errors.InputError` naming ``path`` and
+    the line: ``line`` when ``text`` is one line of a file (JSON Lines), else the line of the error in
+    ``text``. Invalid JSON and nesting too deep for the parser (``[[[[...``, a RecursionError) are both
+    refused; ``expected`` (e.g. ``"a JSON object of model config fields"``) completes the message."""
+    from mrmkg.errors import InputError
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"not valid JSON at column {e.colno} ({e.msg}); expected {expected}", path=path,
+                         line=e.lineno if line is None else line) from None
+    except RecursionError:
+        raise InputError(f"JSON nested too deeply to read; expected {expected}", path=path, line=line) from None
+
+
+def read_json(path: str | Path, what: str = "JSON file", expected: str = "JSON"):
+    """The parsed content of a UTF-8 JSON file; a missing file, bytes that are not UTF-8, invalid or too
+    deeply nested JSON are InputErrors naming the file and line (:func:`read_text`, :func:`parse_json`)."""
+    return parse_json(read_text(path, what), path, expected=expected)
+
+
 def read_jsonl(path: str | Path, what: str = "JSON Lines file", expected: str = "one JSON object per line"):
     """Yield ``(line_number, object)`` for each non-blank line of a JSON Lines file.
 
@@ -177,10 +199,7 @@ def read_jsonl(path: str | Path, what: str = "JSON Lines file", expected: str = 
                 raise InputError(f"bytes that are not UTF-8 at column {e.start + 1}", path=p, line=ln) from None
             if not line.strip():
                 continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"not valid JSON ({e.msg}); expected {expected}", path=p, line=ln) from None
+            obj = parse_json(line, p, ln, expected)
             if not isinstance(obj, dict):
                 raise InputError(f"expected {expected}, found {type(obj).__name__}", path=p, line=ln)
             yield ln, obj

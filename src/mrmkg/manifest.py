@@ -1,9 +1,9 @@
 """Artifacts that verify themselves: the checksum manifest (``checksums.json``) of a folder mrmkg wrote.
 
 Graph folders and their indexes (:mod:`mrmkg.kg.manifest`), model folders (``MRMKG.save_pretrained``)
-and training checkpoints (:mod:`mrmkg.engine.checkpoint`) write, *last*, after every other file::
+and training checkpoints and a run's ``final/`` (:mod:`mrmkg.engine.checkpoint`) write, *last*, after every other file::
 
-    {"format_version": 1, "kind": "graph" | "index" | "model" | "checkpoint",
+    {"format_version": 1, "kind": "graph" | "index" | "model" | "checkpoint" | "final",
      "files": {"graph.json": {"size": 891234, "sha256": "..."}, ...}}
 
 so a folder whose writer was interrupted, or whose files were later truncated, replaced or deleted,

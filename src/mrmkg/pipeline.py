@@ -119,6 +119,16 @@ class _Timer:
             self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t0
 
 
+def verify_final(folder: Path) -> None:
+    """A run's ``final/`` against its ``checksums.json`` (its own files; ``model/`` has its own manifest,
+    checked when the model loads): its ``train_config.yaml`` rebuilds the task, so a damaged one must not
+    load quietly. A ``final/`` written before it had a manifest loads with a warning."""
+    from mrmkg.manifest import DamagedCheckpointError, verify_checksums, warn_unverified
+
+    if not verify_checksums(folder, folder, hashed=lambda name: True, kind="final", error=DamagedCheckpointError):
+        warn_unverified(folder, "checkpoint", "train it again (`mrmkg train`) to add one")
+
+
 def resolve_checkpoint(path: str | Path) -> tuple[Path, Path]:
     """``(model folder, train_config.yaml)`` for a run folder, its ``final/`` or a model folder."""
     p = Path(path)
@@ -126,8 +136,10 @@ def resolve_checkpoint(path: str | Path) -> tuple[Path, Path]:
         raise InputError("checkpoint not found", path=p)
     for cand in (p, p / "final"):
         if (cand / "model" / "mrmkg.json").is_file() and (cand / "train_config.yaml").is_file():
+            verify_final(cand)
             return cand / "model", cand / "train_config.yaml"
     if (p / "mrmkg.json").is_file() and (p.parent / "train_config.yaml").is_file():
+        verify_final(p.parent)
         return p, p.parent / "train_config.yaml"
     raise InputError("not a trained checkpoint: expected a run folder, its final/ folder or a model folder "
                      "written by `mrmkg train` (model/mrmkg.json and train_config.yaml)", path=p)

@@ -376,6 +376,20 @@ def _in_range(number, key: str, src: Source, meta):
     return number
 
 
+def check_bounds(obj, prefix: str = "") -> None:
+    """Check the numbers of dataclass ``obj`` as :func:`from_dict` does (finite floats, metadata bounds
+    ``ge``/``gt``/``le``/``lt``): for ``__post_init__``, so a config built in code (a command's options,
+    a library call) is held to the same bounds as one read from YAML. InputError naming the field."""
+    src = Source()
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if isinstance(value, float) and not math.isfinite(value) and not f.metadata.get("allow_nonfinite", False):
+            raise src.error(prefix + f.name, f"expected a finite number, got {value!r}")
+        _in_range(value, prefix + f.name, src, f.metadata)
+
+
 def from_dict(cls, data: dict | None, source: Source | None = None, prefix: str = ""):
     """Build dataclass ``cls`` from ``data``; unknown or ill-typed fields raise InputError.
 

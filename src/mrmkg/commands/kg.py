@@ -106,7 +106,7 @@ def build(
         "--images-per-entity", min=0, help="keep at most N images of each entity, the first in file/folder "
                                            "order (0 = all; MMKB has up to 25 per search engine)")] = 0,
     exact_max: Annotated[int, typer.Option(
-        "--exact-max", help="index exactly (flat) up to this many vectors, approximately above (HNSW up to 2M vectors, IVF beyond)")] = 20_000,
+        "--exact-max", min=1, help="index exactly (flat) up to this many vectors, approximately above (HNSW up to 2M vectors, IVF beyond)")] = 20_000,
     quiet: Quiet = False,
 ) -> None:
     """Load and validate a graph, then save it with its embedding index into OUT.
@@ -190,13 +190,17 @@ def _report_lines(rep: dict) -> list[str]:
 @app.command()
 def stats(graph: Graph, as_json: Json = False) -> None:
     """Print statistics of a built graph: sizes, degrees, load report and index."""
+    from mrmkg.fileio import read_json
     from mrmkg.kg.graph import MMKG
 
     kg = MMKG.load(graph)
     s = kg.stats()
     rep = kg.meta.get("load", {})
     manifest_path = graph / "index" / "manifest.json"
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else None
+    manifest = read_json(manifest_path, "index manifest", "a JSON object") if manifest_path.is_file() else None
+    if manifest is not None and not isinstance(manifest, dict):
+        raise InputError(f"expected a JSON object, found {type(manifest).__name__}; rebuild the index "
+                         "(`mrmkg kg index`)", path=manifest_path)
     if as_json:
         index = None if manifest is None else {k: manifest.get(k) for k in (
             "text_encoder", "text_encoder_id", "text_dim", "vision_encoder", "vision_encoder_id", "image_dim",
@@ -233,11 +237,11 @@ def retrieve(
     graph: Graph,
     question: Annotated[Optional[str], typer.Argument(help="the question text (may be omitted with --image)")] = None,
     image: Annotated[Optional[Path], typer.Option("--image", help="an image to query with (alone or with the text)")] = None,
-    n: Annotated[int, typer.Option("-n", help="first stage: triples nearest to the query whose entities seed the subgraph")] = 10,
-    N: Annotated[int, typer.Option("-N", help="triples kept after expanding the seeds and re-ranking (paper: 10 or 20)")] = 10,
-    hops: Annotated[int, typer.Option("--hops", help="expansion hops from the seed entities (paper: 1)")] = 1,
+    n: Annotated[int, typer.Option("-n", min=1, help="first stage: triples nearest to the query whose entities seed the subgraph")] = 10,
+    N: Annotated[int, typer.Option("-N", min=1, help="triples kept after expanding the seeds and re-ranking (paper: 10 or 20)")] = 10,
+    hops: Annotated[int, typer.Option("--hops", min=0, help="expansion hops from the seed entities (paper: 1)")] = 1,
     min_score: Annotated[Optional[float], typer.Option(
-        "--min-score", help="drop triples whose cosine to the query is below this")] = None,
+        "--min-score", min=-1.0, max=1.0, help="drop triples whose cosine to the query is below this")] = None,
     as_json: Json = False,
 ) -> None:
     """Retrieve the subgraph for a question (and/or image) and print its triples, best first

@@ -18,9 +18,10 @@ def serve_command(
     max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", min=0.0, max=10_000.0,
                                       help="How long a batch waits for more requests (ms)."),
     max_queue: int = typer.Option(256, "--max-queue", min=1, help="Waiting requests beyond this get 503."),
-    timeout: float = typer.Option(30.0, "--timeout", min=0.001, help="Seconds before a request gets 504."),
-    max_body_mb: float = typer.Option(10.0, "--max-body-mb", min=0.001, help="Largest request body (MiB)."),
-    max_image_megapixels: float = typer.Option(20.0, "--max-image-megapixels", min=0.001,
+    # every float has a max: typer refuses nan through min, but lets inf (and 1e400) through without one
+    timeout: float = typer.Option(30.0, "--timeout", min=0.001, max=86_400.0, help="Seconds before a request gets 504."),
+    max_body_mb: float = typer.Option(10.0, "--max-body-mb", min=0.001, max=1024.0, help="Largest request body (MiB)."),
+    max_image_megapixels: float = typer.Option(20.0, "--max-image-megapixels", min=0.001, max=1000.0,
                                                help="Largest picture, width x height (megapixels)."),
     max_question_chars: int = typer.Option(1000, "--max-question-chars", min=1, help="Longest question (characters)."),
     max_top_k: int = typer.Option(100, "--max-top-k", min=1, help="Largest top_k a client may ask for."),

@@ -26,8 +26,8 @@ def vg(vg_dir: Annotated[Path, typer.Argument(help="folder with scene_graphs.jso
                                                            "default VG_DIR")] = None,
        scope: Annotated[Literal["image", "region"], typer.Option(help="scene graph of the whole image, or "
                                                                       "the QA's region graph")] = "image",
-       max_instances: Annotated[Optional[int], typer.Option(help="stop after this many instances")] = None,
-       max_triples: Annotated[Optional[int], typer.Option(help="cap on triples per instance")] = None,
+       max_instances: Annotated[Optional[int], typer.Option(min=1, help="stop after this many instances")] = None,
+       max_triples: Annotated[Optional[int], typer.Option(min=1, help="cap on triples per instance")] = None,
        skip_missing_images: Annotated[bool, typer.Option("--skip-missing-images",
                                                          help="skip instances whose image is missing")] = False) -> None:
     """Region-based VG QA -> instances whose MMKG is the image's scene graph with object crops.
@@ -47,13 +47,13 @@ def vg(vg_dir: Annotated[Path, typer.Argument(help="folder with scene_graphs.jso
 @app.command("kg-qa")
 def kg_qa(graph: Graph,
           out: Out,
-          max_answers: Annotated[int, typer.Option(help="skip (entity, relation) pairs with more answers")] = 3,
-          max_triples: Annotated[int, typer.Option(help="triples per neighbourhood subgraph")] = 10,
+          max_answers: Annotated[int, typer.Option(min=1, help="skip (entity, relation) pairs with more answers")] = 3,
+          max_triples: Annotated[int, typer.Option(min=1, help="triples per neighbourhood subgraph")] = 10,
           image_questions: Annotated[bool, typer.Option("--image-questions/--no-image-questions",
                                                         help="also ask 'What is shown in this image?' of entity "
                                                              "images")] = True,
-          max_instances: Annotated[Optional[int], typer.Option(help="sample this many (seeded)")] = None,
-          seed: Annotated[int, typer.Option(help="sampling seed")] = 0) -> None:
+          max_instances: Annotated[Optional[int], typer.Option(min=1, help="sample this many (seeded)")] = None,
+          seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="sampling seed")] = 0) -> None:
     """'What is the <relation> of <entity>?' and 'What is shown in this image?' instances from a graph.
 
     Writes OUT (replaced atomically): records.jsonl, which `task: stage1` with `source: records` reads."""

@@ -84,7 +84,7 @@ def train(
         help="Override one config field, dotted for nested ones; repeatable. The value is read as YAML: "
              "--set optim.lr=1e-4 --set task_args.prompt=kg_text --set model.graph_encoder=gat"),
     out: Out = None,
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of init, data order and RNGs (same as --set seed=...)."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, max=2**32 - 1, help="Seed of init, data order and RNGs (same as --set seed=...)."),
     device: Device = None,
     dtype: Dtype = None,
     resume: bool = typer.Option(

@@ -26,7 +26,6 @@ the same code path. MR-MKG's trained parts are not loaded here and stay float32 
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ import torch
 from mrmkg.encoders.base import LLMBundle
 from mrmkg.encoders.hf import resolve
 from mrmkg.errors import InputError
-from mrmkg.fileio import atomic_dir, atomic_write_json, sha256_file
+from mrmkg.fileio import atomic_dir, atomic_write_json, read_json, sha256_file
 from mrmkg.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -231,4 +230,4 @@ def load_llm(name: str = "smollm2-135m", dtype=None, progress: bool = True, devi
 def gguf_source_info(name: str) -> dict:
     """Provenance of a converted GGUF model (``mrmkg_source.json``), converting it if needed."""
     folder = _gguf_folder(name, GGUF_LLMS[name])
-    return json.loads((folder / "mrmkg_source.json").read_text())
+    return read_json(folder / "mrmkg_source.json", "converted model's provenance", "a JSON object")

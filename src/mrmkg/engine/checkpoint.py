@@ -14,6 +14,8 @@ A run folder holds::
         model/                     model.save_pretrained() (with its own checksums.json), when the model has it; else
         trainable.safetensors      the trainable parameters
         train_config.yaml, trainer_state.json, metrics.json
+        checksums.json             written last, kind "final": the files above (not model/'s); checked by
+                                   mrmkg.pipeline.resolve_checkpoint, i.e. whenever the run is loaded
 
 A checkpoint folder is built under a temporary name and renamed when complete
 (:func:`mrmkg.fileio.atomic_dir`), so a run killed at any moment leaves only complete ones.
@@ -225,14 +227,19 @@ def prune_checkpoints(output_dir: Path, keep: int) -> None:
 
 def write_final(folder: Path, model: torch.nn.Module, config: TrainConfig, state: dict, metrics: dict) -> None:
     """``final/``: the trained weights once (``model/`` by ``save_pretrained``, else
-    ``trainable.safetensors``), the config, the trainer state and the metrics."""
+    ``trainable.safetensors``), the config, the trainer state and the metrics, and last its
+    ``checksums.json`` (kind ``final``) over its own files: ``train_config.yaml`` rebuilds the task
+    whenever the run is loaded, so it is verified like the weights (``model/`` has its own manifest)."""
     from safetensors.torch import save_file
 
     with atomic_dir(folder) as tmp:
+        names = ["train_config.yaml", "trainer_state.json", "metrics.json"]
         if hasattr(model, "save_pretrained"):
             model.save_pretrained(tmp / "model")
         else:
             save_file(trainable_state(model), str(tmp / "trainable.safetensors"))
+            names.append("trainable.safetensors")
         atomic_write_text(tmp / "train_config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False))
         atomic_write_json(tmp / "trainer_state.json", state)
         atomic_write_json(tmp / "metrics.json", metrics)
+        write_checksums(tmp, names, kind="final")

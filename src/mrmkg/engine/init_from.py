@@ -15,6 +15,7 @@ import torch
 
 from mrmkg.engine.checkpoint import latest_checkpoint
 from mrmkg.errors import InputError
+from mrmkg.manifest import DamagedCheckpointError, safetensors_header, verify_checksums
 
 __all__ = ["InitReport", "find_weights", "load_init"]
 
@@ -54,6 +55,28 @@ def find_weights(src: str | Path) -> Path:
                      "or its checkpoints/", path=src)
 
 
+class InitFromDamagedError(DamagedCheckpointError):
+    """The weights ``init_from`` names are not what their writer wrote (manifest or safetensors header)."""
+
+    def remedy(self) -> str:
+        return "point field 'init_from' at another run, or train that one again"
+
+
+def _read_weights(file: Path) -> dict[str, torch.Tensor]:
+    """The tensors of ``file``, checked first against its folder's manifest (when it has one: size and
+    SHA-256) and its safetensors header, so a damaged file is named instead of failing inside safetensors."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = file.parent
+    verify_checksums(folder, folder, hashed=lambda n: n == file.name, error=InitFromDamagedError)
+    safetensors_header(file, folder, InitFromDamagedError)
+    try:
+        return load_file(str(file))
+    except (SafetensorError, OSError) as e:  # passed the header check, but the data is unreadable
+        raise InitFromDamagedError(folder, file.name, f"not a valid safetensors file: {e}") from None
+
+
 def _as_model_names(names: list[str], model: torch.nn.Module) -> dict[str, str]:
     """Each source name as the model spells it. A wrapper model's ``save_pretrained`` writes its
     inner model's names (``graph_encoder.x``) while its own are ``mrmkg.graph_encoder.x``, and a
@@ -73,10 +96,8 @@ def load_init(model: torch.nn.Module, src: str | Path, skip: Sequence[str] = ())
     in ``skip`` (source or model spelling). InputError (naming the file) when a prefix in ``skip``
     matches nothing, when the source has a tensor the model lacks or shapes differently, or when
     nothing is left to load."""
-    from safetensors.torch import load_file
-
     file = find_weights(src)
-    state = load_file(str(file))
+    state = _read_weights(file)
     name = _as_model_names(list(state), model)
     skip = tuple(skip)
     unused = [s for s in skip if not any(n.startswith(s) or name[n].startswith(s) for n in state)]

@@ -64,7 +64,6 @@ duplicates, skips and additions), which ``mrmkg kg stats`` prints.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -72,7 +71,7 @@ from typing import Sequence
 import numpy as np
 
 from mrmkg.errors import InputError
-from mrmkg.fileio import contained_path
+from mrmkg.fileio import contained_path, parse_json
 from mrmkg.kg.graph import IMAGE_OF_ID, MMKG
 
 FORMATS = ("markg", "tsv", "jsonl", "nt", "ttl", "mmkb", "openke", "pykeen")
@@ -224,6 +223,13 @@ def _list_image_folder(images_dir: Path) -> list[tuple[str, Path]]:
 
 
 # ---------------------------------------------------------------------------------- builder
+#: a triple in each format whose triples are not ``head<TAB>relation<TAB>tail`` lines
+_TRIPLE_FORMS = {
+    "jsonl": 'lines {"type": "triple", "head": ID, "relation": ID, "tail": ID}',
+    "nt": "RDF triples <subject IRI> <predicate IRI> <object IRI> (literals and blank nodes are not graph triples)",
+    "ttl": "RDF triples between IRIs (literals and blank nodes are not graph triples)",
+}
+
 class _GraphBuilder:
     """Accumulates id-keyed records from any format, applies :class:`LoadOptions`, and builds the
     MMKG with integer arrays (one dict lookup per id, no per-triple objects)."""
@@ -247,6 +253,8 @@ class _GraphBuilder:
         self.rel_desc: dict[str, str] | None = None  # relation id -> long description, when a file gives them
         # where ids are defined, for messages about ids that are not ("the entity file", "any triple", ...)
         self.entities_from, self.relations_from = "the entity file", "the relation file"
+        # what a triple looks like in this format, for the message when none is left
+        self.triple_form = _TRIPLE_FORMS.get(fmt, "head<TAB>relation<TAB>tail lines")
         self.report: dict = {"format": fmt, "source": source, "lines": {}, "duplicate_triples": 0,
                              "skipped_triples_unknown_id": 0, "skipped_images_unknown_id": 0,
                              "skipped_descriptions_unknown_id": 0, "added_entities": 0, "added_relations": 0,
@@ -432,8 +440,7 @@ class _GraphBuilder:
         triples = self._dedupe(triples, where)
         if triples.shape[0] == 0:
             src = self.chunks[0][0] if self.chunks else self.report["source"]
-            raise InputError("no triples left to build a graph from (expected head<TAB>relation<TAB>tail lines)",
-                             path=src)
+            raise InputError(f"no triples left to build a graph from (expected {self.triple_form})", path=src)
         image_paths, image_owner = self._resolve_images()
         self.report["self_loops"] = int((triples[:, 0] == triples[:, 2]).sum())
         self.report["triples"] = int(triples.shape[0])
@@ -579,11 +586,7 @@ def load_jsonl(path: str | Path, options: LoadOptions | None = None, **kw) -> MM
     t_lines, heads, rels, tails = [], [], [], []
     expected = 'one JSON object per line with "type": entity, relation, triple or image'
     for lineno, s in _read_lines(path, expected):
-        try:
-            rec = json.loads(s)
-        except json.JSONDecodeError as e:
-            raise InputError(f"invalid JSON at column {e.colno}: {e.msg} (expected {expected})",
-                             path=path, line=lineno) from None
+        rec = parse_json(s, path, lineno, expected)
         if not isinstance(rec, dict):
             raise InputError(f"expected a JSON object, found {type(rec).__name__}", path=path, line=lineno)
         kind = rec.get("type")

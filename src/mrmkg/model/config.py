@@ -7,12 +7,11 @@ a 2-layer RGAT of width 256, literal ("text"-length) adapters, text as the knowl
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mrmkg.errors import InputError
-from mrmkg.fileio import atomic_write_json
+from mrmkg.fileio import atomic_write_json, read_json
 from mrmkg.model.extensions.pointer_config import PointerConfig
 from mrmkg.model.graph_encoders import graph_encoder_names
 from mrmkg.yamlconfig import Source, from_dict
@@ -157,11 +156,7 @@ class MRMKGConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "MRMKGConfig":
-        try:
-            with open(path, encoding="utf-8") as f:
-                d = json.load(f)
-        except json.JSONDecodeError as e:
-            raise InputError(f"not valid JSON: {e.msg}", path=path, line=e.lineno) from None
+        d = read_json(path, "model config", "a JSON object of model config fields")
         if not isinstance(d, dict):
             raise InputError("expected a JSON object of model config fields", path=path)
         return cls.from_dict(d, path=path)

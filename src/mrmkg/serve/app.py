@@ -173,8 +173,11 @@ class Service:
 
         try:
             self.set_pipeline(Pipeline.from_pretrained(checkpoint, device=device, dtype=dtype))
-        except Exception as e:  # reported by /readyz and by `mrmkg serve`, which stops
-            self.load_error = str(e) if isinstance(e, InputError) else f"{type(e).__name__}: {e}"
+        except InputError as e:  # a bad checkpoint: the message says it all, a traceback would bury it
+            self.load_error = str(e)
+            log.error("could not load %s: %s", checkpoint, e)
+        except Exception as e:  # a bug: keep its traceback. Both are reported by /readyz and `mrmkg serve`
+            self.load_error = f"{type(e).__name__}: {e}"
             log.exception("could not load %s", checkpoint)
 
     def require(self):

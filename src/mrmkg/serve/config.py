@@ -1,6 +1,7 @@
 """The server's settings: limits on what a client may send, micro-batching and the per-request timeout."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from mrmkg.errors import InputError
@@ -23,5 +24,8 @@ class ServeConfig:
                      "max_choices"):
             if getattr(self, name) < 1:
                 raise InputError(f"must be >= 1, got {getattr(self, name)}", path=f"--{name.replace('_', '-')}")
-        if self.max_wait_ms < 0 or self.timeout_s <= 0:
-            raise InputError("--max-wait-ms must be >= 0 and --timeout > 0")
+        # nan compares false to everything and inf never times out: both refused by name
+        if not (math.isfinite(self.max_wait_ms) and self.max_wait_ms >= 0):
+            raise InputError(f"must be a finite number >= 0, got {self.max_wait_ms}", path="--max-wait-ms")
+        if not (math.isfinite(self.timeout_s) and self.timeout_s > 0):
+            raise InputError(f"must be a finite number > 0, got {self.timeout_s}", path="--timeout")

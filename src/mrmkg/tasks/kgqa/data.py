@@ -36,6 +36,7 @@ from mrmkg.errors import InputError
 from mrmkg.fileio import atomic_write_text, read_jsonl
 from mrmkg.kg.graph import MMKG
 from mrmkg.kg.subgraph import ENTITY, Subgraph
+from mrmkg.yamlconfig import check_bounds
 
 PROMPT_TEMPLATE = "Question: {question}\nAnswer:"
 
@@ -67,23 +68,22 @@ class KGQAConfig:
                                    metadata={"help": "relation question; {relation} and {entity} are names"})
     image_question: str = field(default="What is shown in this image?", metadata={"help": "image question text"})
     prompt_template: str = field(default=PROMPT_TEMPLATE, metadata={"help": "model input; {question} is replaced"})
-    max_answers: int = field(default=3, metadata={"help": "skip (head, relation) pairs with more tails than this"})
-    images_per_entity_questions: int = field(default=1, metadata={"help": "image questions per entity (its first images)"})
+    max_answers: int = field(default=3, metadata={"ge": 1, "help": "skip (head, relation) pairs with more tails than this"})
+    images_per_entity_questions: int = field(default=1, metadata={"ge": 0, "help": "image questions per entity (its first images)"})
     subgraph: str = field(default="neighbourhood", metadata={"help": "neighbourhood | retrieve | none (see module doc)"})
-    max_triples: int = field(default=10, metadata={"help": "triples in a neighbourhood subgraph (answer triples first)"})
-    images_per_entity: int = field(default=1, metadata={"help": "image nodes per subgraph entity ('image of')"})
-    max_instances: int | None = field(default=None, metadata={"help": "sample this many instances (seeded); None = all"})
-    seed: int = field(default=0, metadata={"help": "seed of the instance sample and of neighbour order"})
+    max_triples: int = field(default=10, metadata={"ge": 1, "help": "triples in a neighbourhood subgraph (answer triples first)"})
+    images_per_entity: int = field(default=1, metadata={"ge": 0, "help": "image nodes per subgraph entity ('image of')"})
+    max_instances: int | None = field(default=None, metadata={"ge": 1, "help": "sample this many instances (seeded); None = all"})
+    seed: int = field(default=0, metadata={"ge": 0, "lt": 2**32, "help": "seed of the instance sample and of neighbour order"})
 
     def __post_init__(self) -> None:
         if self.subgraph not in ("neighbourhood", "retrieve", "none"):
-            raise ValueError(f"subgraph must be neighbourhood, retrieve or none, not {self.subgraph!r}")
-        if self.max_answers < 1 or self.max_triples < 1:
-            raise ValueError("max_answers and max_triples must be >= 1")
+            raise InputError(f"field 'subgraph': expected neighbourhood, retrieve or none, not {self.subgraph!r}")
+        check_bounds(self)
         if "{relation}" not in self.question_template or "{entity}" not in self.question_template:
-            raise ValueError("question_template must contain {relation} and {entity}")
+            raise InputError("field 'question_template': must contain {relation} and {entity}")
         if "{question}" not in self.prompt_template:
-            raise ValueError("prompt_template must contain {question}")
+            raise InputError("field 'prompt_template': must contain {question}")
 
 
 def neighbourhood_subgraph(kg: MMKG, entity: int, first: Sequence[int] = (), max_triples: int = 10,

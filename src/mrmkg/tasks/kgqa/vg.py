@@ -38,17 +38,17 @@ Output folder (written atomically): ``graph/`` (the MMKG), ``crops/<image_id>/<o
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from mrmkg.errors import InputError
-from mrmkg.fileio import atomic_dir, atomic_write_json
+from mrmkg.fileio import atomic_dir, atomic_write_json, read_json
 from mrmkg.kg.graph import MMKG
 from mrmkg.kg.subgraph import Subgraph
 from mrmkg.tasks.kgqa.data import PROMPT_TEMPLATE, Stage1Record, save_records, subgraph_to_mmkg
+from mrmkg.yamlconfig import check_bounds
 
 ATTRIBUTE_OF_ID = "vg:attribute_of"
 ATTRIBUTE_OF = "attribute of"
@@ -62,19 +62,20 @@ class VGConfig:
         "help": "image: the whole image's scene graph (paper Fig. 6); region: only the QA's region graph "
                 "(needs region_graphs.json)"})
     prompt_template: str = field(default=PROMPT_TEMPLATE, metadata={"help": "model input; {question} is replaced"})
-    min_crop_size: int = field(default=2, metadata={"help": "objects whose clipped box is narrower/shorter (px) get no crop"})
+    min_crop_size: int = field(default=2, metadata={"ge": 0, "help": "objects whose clipped box is narrower/shorter (px) get no crop"})
     max_triples: int | None = field(default=None, metadata={
-        "help": "cap on triples per instance (relations first, then attributes); None = the whole scene graph"})
-    images_per_entity: int = field(default=1, metadata={"help": "crop nodes per object in the subgraph (0 = none)"})
-    max_instances: int | None = field(default=None, metadata={"help": "stop after this many instances (file order)"})
+        "ge": 1, "help": "cap on triples per instance (relations first, then attributes); None = the whole scene graph"})
+    images_per_entity: int = field(default=1, metadata={"ge": 0, "help": "crop nodes per object in the subgraph (0 = none)"})
+    max_instances: int | None = field(default=None, metadata={"ge": 1, "help": "stop after this many instances (file order)"})
     skip_missing_images: bool = field(default=False, metadata={
         "help": "skip instances whose image file is missing (counted) instead of failing"})
 
     def __post_init__(self) -> None:
         if self.graph_scope not in ("image", "region"):
-            raise ValueError(f"graph_scope must be 'image' or 'region', not {self.graph_scope!r}")
+            raise InputError(f"field 'graph_scope': expected 'image' or 'region', not {self.graph_scope!r}")
+        check_bounds(self)
         if "{question}" not in self.prompt_template:
-            raise ValueError("prompt_template must contain {question}")
+            raise InputError("field 'prompt_template': must contain {question}")
 
 
 @dataclass
@@ -95,7 +96,10 @@ class VGStage1:
 
         d = Path(directory)
         man = d / "manifest.json"
-        counts = json.loads(man.read_text()).get("counts", {}) if man.is_file() else {}
+        meta = read_json(man, "manifest", "a JSON object") if man.is_file() else {}
+        if not isinstance(meta, dict):
+            raise InputError(f"expected a JSON object, found {type(meta).__name__}", path=man)
+        counts = meta.get("counts", {})
         return cls(MMKG.load(d / "graph"), load_records(d / "records.jsonl"), counts)
 
 
@@ -103,11 +107,7 @@ class VGStage1:
 def _load_json(path: Path, what: str):
     if not path.is_file():
         raise InputError(f"{what} not found (a Visual Genome file)", path=path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise InputError(f"not valid JSON: {e.msg}", path=path, line=e.lineno) from None
+    return read_json(path, what, f"{what} (JSON, UTF-8)")
 
 
 def _list_of_dicts(data, path: Path, what: str) -> list[dict]:

@@ -32,7 +32,6 @@ reported, and scored as wrong. MM-CoT's random fallback exists only behind ``fal
 """
 from __future__ import annotations
 
-import json
 import random
 import re
 from collections import Counter
@@ -43,7 +42,7 @@ from typing import Iterable, Literal, Sequence
 import numpy as np
 
 from mrmkg.errors import InputError
-from mrmkg.fileio import contained_path
+from mrmkg.fileio import contained_path, read_json
 
 #: Option letters, as MM-CoT's ``--options`` default. ScienceQA has 2 to 5 choices.
 OPTIONS = ("A", "B", "C", "D", "E")
@@ -124,15 +123,7 @@ class ScienceQA:
 
 
 def _json(path: Path):
-    if not path.is_file():
-        raise InputError("file not found", path=path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise InputError(f"not valid JSON: {e.msg}", path=path, line=e.lineno) from None
-    except UnicodeDecodeError as e:
-        raise InputError(f"not UTF-8 text ({e.reason})", path=path) from None
+    return read_json(path, "file", "a ScienceQA JSON file")
 
 
 def _line_of_key(path: Path, key: str) -> int | None:

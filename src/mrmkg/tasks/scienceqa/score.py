@@ -144,8 +144,8 @@ def read_predictions(path: str | Path) -> dict[str, int | None]:
     if stripped.startswith("{") and not path.suffix == ".jsonl":
         try:
             obj = json.loads(text)
-        except json.JSONDecodeError:
-            obj = None  # maybe JSON Lines with a .json suffix
+        except (json.JSONDecodeError, RecursionError):
+            obj = None  # maybe JSON Lines with a .json suffix (read_jsonl names the line otherwise)
         if isinstance(obj, dict) and "pid" not in obj:
             res = obj.get("results", obj)
             if not isinstance(res, dict):
