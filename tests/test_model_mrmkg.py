@@ -149,6 +149,9 @@ def test_from_pretrained_errors(tmp_path):
     other = toy_features(kg, text_dim=6)
     with pytest.raises(InputError, match="text_dim"):
         MRMKG.from_pretrained(tmp_path / "c", llm=m.llm, features=other)
+    renamed = type(m.llm)(m.llm.model, m.llm.tokenizer, m.llm.kind, "another-llm-of-the-same-width")
+    with pytest.warns(UserWarning, match="trained on the frozen LLM .* running it on 'another-llm"):
+        MRMKG.from_pretrained(tmp_path / "c", llm=renamed, features=m.features)
 
 
 def test_older_checkpoint_format_is_refused_with_the_file_and_a_retrain_hint(tmp_path):

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -592,6 +593,8 @@ class MRMKG(nn.Module):
         dims = meta["dims"]
         if llm is None:
             llm = load_llm(meta["frozen"]["llm"])
+        elif llm.name != meta["frozen"]["llm"]:  # same hidden size passes the checks below: say it once
+            warnings.warn(f"{d} was trained on the frozen LLM {meta['frozen']['llm']!r}; running it on {llm.name!r}")
         if features is None:
             if config.kg:
                 from mrmkg.kg.index import KGIndex  # imports faiss: only when the features must be loaded
