@@ -37,7 +37,6 @@ the LLM's layers may sit on several GPUs: the trained parts live with the input 
 from __future__ import annotations
 
 import contextlib
-import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
