@@ -409,11 +409,11 @@ class MMKG:
             raise DamagedArtifactError(d, "graph.json", f"a JSON {type(j).__name__}, expected an object")
         if j.get("format_version") == MMAP_VERSION:
             return cls._load_mmap(d, j)
-        if not (d / "graph.npz").is_file():
-            raise DamagedArtifactError(d, "graph.npz", "missing")
         if j.get("format_version") != NPZ_VERSION:
             raise InputError(f"graph format version {j.get('format_version')!r} is not {NPZ_VERSION} or "
                              f"{MMAP_VERSION}; rebuild it with `mrmkg kg build`", path=d / "graph.json")
+        if not (d / "graph.npz").is_file():
+            raise DamagedArtifactError(d, "graph.npz", "missing")
         lists = {k: _string_list(d, j, k) for k in ("entity_ids", "entity_names", "entity_descriptions",
                                                      "relation_ids", "relation_names", "image_paths")}
         meta = _check_meta(d, j.get("meta", {}))
