@@ -60,6 +60,19 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+def _rss_parts() -> dict:
+    """Current ``RssAnon`` (the process's own memory) and ``RssFile`` (pages of memory-mapped files it has
+    touched: reclaimable by the kernel, but counted in RSS) in MB."""
+    out = {}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(("RssAnon:", "RssFile:")):
+                out[line.split(":")[0]] = round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return out
+
+
 def _du(path: Path) -> int:
     """Bytes of the regular files under ``path``, each inode once (the index hard-links the embeddings)."""
     seen, total = set(), 0
@@ -237,7 +250,7 @@ def retrieve_main(work: Path, n_queries: int, sweep: bool) -> dict:
         sg = retriever.retrieve_vectors(qt[i], qv[i] if has_img[i] else None, query=f"q{i}")
         lat.append(time.perf_counter() - t)
         triples_out.append(int(sg.triple_ids.size))
-    rss_retrieve = _rss_mb()
+    rss_retrieve, rss_parts = _rss_mb(), _rss_parts()
     lat_ms = np.array(lat) * 1000
     # first stage alone, and the candidate-set sizes that drive the re-rank cost
     t = time.perf_counter()
@@ -267,7 +280,8 @@ def retrieve_main(work: Path, n_queries: int, sweep: bool) -> dict:
         ivf.nprobe, index.config.refine = keep
     return {
         "load_seconds": round(load_s, 3),
-        "rss_mb": {"start": round(rss0, 1), "after_load": round(rss_load, 1), "peak_retrieving": round(rss_retrieve, 1)},
+        "rss_mb": {"start": round(rss0, 1), "after_load": round(rss_load, 1), "peak_retrieving": round(rss_retrieve, 1),
+                   "after_retrieving": rss_parts},
         "queries": len(qt), "queries_with_image": int(has_img.sum()),
         "latency_ms": {"p50": round(float(np.percentile(lat_ms, 50)), 3), "p90": round(float(np.percentile(lat_ms, 90)), 3),
                        "p99": round(float(np.percentile(lat_ms, 99)), 3), "max": round(float(lat_ms.max()), 3),

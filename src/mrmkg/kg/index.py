@@ -100,6 +100,9 @@ class IndexConfig:
                 "96 for 384-d: more bytes, better recall, larger index)"})
     opq: bool = field(default=True, metadata={
         "help": "ivfpq: learn an OPQ rotation before quantising (better recall at the same code size)"})
+    opq_niter: int = field(default=10, metadata={
+        "help": "ivfpq: OPQ training iterations (faiss' default is 50; on the 1M synthetic benchmark 10 gave the "
+                "same recall, 0.988 vs 0.989 with refine 4, in a fraction of the time)"})
     refine: int = field(default=1, metadata={
         "help": "ivfpq: fetch refine * k PQ hits and re-score them exactly against the stored float vectors "
                 "(1 = PQ scores as they are)"})
@@ -114,7 +117,7 @@ class IndexConfig:
         if self.approx not in APPROX_CHOICES:
             raise InputError(f"IndexConfig.approx must be one of {APPROX_CHOICES}, not {self.approx!r}")
         for name in ("exact_max", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "ivf_nprobe", "batch_size",
-                     "pq_m", "refine", "add_chunk"):
+                     "pq_m", "opq_niter", "refine", "add_chunk"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"IndexConfig.{name} must be >= 1, not {getattr(self, name)!r}")
 
@@ -190,6 +193,8 @@ def _build_ivfpq(x: np.ndarray, config: IndexConfig, progress: bool, what: str) 
     ivf.cp.seed = config.seed
     ivf.cp.niter = 10
     ivf.do_polysemous_training = False  # the factory turns it on; it took 180 of 181 s training 20k vectors
+    if config.opq:
+        faiss.downcast_VectorTransform(index.chain.at(0)).niter = config.opq_niter
     # k-means needs a few dozen points per list; each 256-centroid PQ codebook needs a few thousand
     m = max(config.ivf_train_per_list * nlist, 256 * 40)
     sample = np.ascontiguousarray(x[_sample_rows(n, m, config.seed)], dtype=np.float32)
