@@ -309,8 +309,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--queries", type=int, default=1000, help="timed A.6 queries")
     ap.add_argument("--recall-queries", type=int, default=200, help="queries for recall@10 against exact search")
-    ap.add_argument("--nlist", type=int, default=0, help="IVF lists (0 = sqrt(triples))")
-    ap.add_argument("--nprobe", type=int, default=32)
+    ap.add_argument("--nlist", type=int, default=0, help="IVF lists (0 = sqrt(triples) rounded up to a power of "
+                                                        "two: 4096 at 10M)")
+    ap.add_argument("--nprobe", type=int, default=16)
     ap.add_argument("--pq-m", type=int, default=48, help="PQ bytes per vector")
     ap.add_argument("--refine", type=int, default=4, help="IndexConfig.refine")
     ap.add_argument("--threads", type=int, default=1, help="FAISS/BLAS threads while building (retrieval: 1)")
@@ -345,7 +346,8 @@ def main(argv=None) -> int:
         print(f"   {name}: {phases[name]:.1f} s (peak RSS so far {_rss_mb():.0f} MB)", flush=True)
         return out
 
-    config = IndexConfig(approx="ivfpq", ivf_nlist=args.nlist, ivf_nprobe=args.nprobe, pq_m=args.pq_m,
+    nlist = args.nlist or 1 << int(np.ceil(np.log2(max(2.0, np.sqrt(args.triples)))))
+    config = IndexConfig(approx="ivfpq", ivf_nlist=nlist, ivf_nprobe=args.nprobe, pq_m=args.pq_m,
                          refine=args.refine, seed=args.seed)
     done = args.reuse and (gdir / "index" / "checksums.json").is_file() and (work / "exact.npz").is_file()
     if not done:

@@ -206,3 +206,30 @@ def test_unknown_format_version_asks_for_a_rebuild(toy):
         warnings.simplefilter("ignore", UnverifiedArtifactWarning)
         with pytest.raises(InputError, match="format version 3 is not 1 or 2; rebuild it with `mrmkg kg build`"):
             MMKG.load(g)
+
+
+def test_out_of_core_rows_are_read_not_mapped(tmp_path):
+    np.save(tmp_path / "t.npy", _clustered(1000))
+    t = np.load(tmp_path / "t.npy", mmap_mode="r")
+    idx = KGIndex.from_arrays(t, _clustered(30, seed=1), _clustered(3, seed=2), config=IndexConfig(**PQ))
+    ids = np.array([5, 7, 6, 999, 0, 5, 1, 2])  # unsorted, repeated, runs
+    np.testing.assert_array_equal(idx.rows(idx.triple_emb, ids), np.asarray(t)[ids])
+    assert idx.rows(idx.triple_emb, np.zeros(0, np.int64)).shape == (0, 16)
+    with pytest.raises(IndexError):
+        idx.rows(idx.triple_emb, np.array([1000]))
+
+
+def test_an_index_from_before_ivfpq_still_loads(tmp_path):
+    KGIndex.from_arrays(_clustered(200), _clustered(10, seed=1), _clustered(3, seed=2)).save(tmp_path)
+    mf = tmp_path / "index" / "manifest.json"
+    j = json.loads(mf.read_text())
+    j["config"] = {k: v for k, v in j["config"].items() if k not in ("pq_m", "opq", "opq_niter", "refine", "add_chunk")}
+    mf.write_text(json.dumps(j))
+    (tmp_path / "index" / CHECKSUMS).unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnverifiedArtifactWarning)
+        assert KGIndex.load(tmp_path).config == IndexConfig(**{**j["config"]})
+        j["config"]["bogus"] = 1
+        mf.write_text(json.dumps(j))
+        with pytest.raises(DamagedArtifactError, match="unknown key"):
+            KGIndex.load(tmp_path)
