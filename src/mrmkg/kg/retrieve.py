@@ -301,7 +301,7 @@ class Retriever:
         cfg, idx = self.config, self.index
         emb = None
         if qt is not None or cfg.image_scoring == "shared":
-            emb = np.asarray(idx.triple_emb[cands])  # gather from the memory map: [c, d_t]
+            emb = idx.rows(idx.triple_emb, cands)  # gather from the memory-mapped file: [c, d_t]
         s_t = emb @ qt if qt is not None else None
         if qv is None:
             return s_t.astype(np.float32, copy=False)
@@ -323,7 +323,7 @@ class Retriever:
         if idx.num_images:
             imgs, owner = _ranges(kg.img_ptr, kg.img_idx, ents)
             if imgs.size:
-                sims = np.asarray(idx.image_emb[imgs]) @ qv
+                sims = idx.rows(idx.image_emb, imgs) @ qv
                 np.maximum.at(a, owner, sims.astype(np.float32))
         return a[inv.reshape(ht.shape)].max(axis=1)
 
