@@ -31,11 +31,13 @@ class VisionEncoder(ABC):
     num_tokens: int  # visual tokens per image returned by encode_tokens
 
     @abstractmethod
-    def encode(self, images: Sequence[ImageLike], batch_size: int = 32, progress: bool = False) -> np.ndarray:
-        """Pooled image features, float32 ``[len(images), dim]``, L2-normalised rows."""
+    def encode(self, images: Sequence[ImageLike], batch_size: int | None = None, progress: bool = False) -> np.ndarray:
+        """Pooled image features, float32 ``[len(images), dim]``, L2-normalised rows. ``batch_size``:
+        None = the encoder's own best (its ``default_batch_size``)."""
 
     @abstractmethod
-    def encode_tokens(self, images: Sequence[ImageLike], batch_size: int = 32, progress: bool = False) -> np.ndarray:
+    def encode_tokens(self, images: Sequence[ImageLike], batch_size: int | None = None,
+                      progress: bool = False) -> np.ndarray:
         """Visual token features (patches / feature-map cells), float32 ``[len(images), num_tokens, dim]``."""
 
 

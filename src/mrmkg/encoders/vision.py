@@ -33,6 +33,8 @@ def _check_images(images: Sequence[ImageLike]) -> list:
 class _BatchedVisionEncoder(VisionEncoder):
     """Shared batching: subclasses implement ``_features(pixels) -> (pooled [b,dim], tokens [b,T,dim])``."""
 
+    default_batch_size = 32
+
     @abstractmethod
     def _pixels(self, images: list[Image.Image]) -> torch.Tensor:
         """RGB PIL images -> float32 ``[b, 3, H, W]``."""
@@ -45,6 +47,7 @@ class _BatchedVisionEncoder(VisionEncoder):
         images = _check_images(images)
         shape = (len(images), self.dim) if want == "pooled" else (len(images), self.num_tokens, self.dim)
         out = np.zeros(shape, dtype=np.float32)
+        batch_size = batch_size or self.default_batch_size
         tune_malloc()  # a batch's activations (~150 MB) are reused, not page-faulted in anew each batch
         with torch.inference_mode():
             for s in tqdm(range(0, len(images), batch_size), desc=f"encode images ({self.name})",
@@ -58,10 +61,11 @@ class _BatchedVisionEncoder(VisionEncoder):
                     out[s:s + len(batch)] = tokens.float().numpy()
         return out
 
-    def encode(self, images: Sequence[ImageLike], batch_size: int = 32, progress: bool = False) -> np.ndarray:
+    def encode(self, images: Sequence[ImageLike], batch_size: int | None = None, progress: bool = False) -> np.ndarray:
         return self._run(images, batch_size, progress, "pooled")
 
-    def encode_tokens(self, images: Sequence[ImageLike], batch_size: int = 32, progress: bool = False) -> np.ndarray:
+    def encode_tokens(self, images: Sequence[ImageLike], batch_size: int | None = None,
+                      progress: bool = False) -> np.ndarray:
         return self._run(images, batch_size, progress, "tokens")
 
 
@@ -101,6 +105,10 @@ class EfficientNetLite0Encoder(_BatchedVisionEncoder):
     dim = 1280
     num_tokens = 49
     image_size = 224
+    # 8: a batch's largest activation ([8, 96, 112, 112] fp32, 38 MB) stays near glibc's 32 MB mmap threshold;
+    # at 32 every batch maps and page-faults ~150 MB anew. 12.9 ms/image at 8 against 26.6 at 32
+    # (benchmarks/vision_encode.py, 2 threads, docs/results.md).
+    default_batch_size = 8
 
     def __init__(self, weights_path: str | os.PathLike | None = None, crop_fraction: float = 0.875):
         try:

@@ -109,7 +109,8 @@ class IndexConfig:
                 "(1 = PQ scores as they are)"})
     add_chunk: int = field(default=200_000, metadata={
         "help": "ivfpq: vectors added per step (bounds build memory: chunk x dim x 4 bytes)"})
-    batch_size: int = field(default=64, metadata={"help": "encoder batch size while building"})
+    batch_size: int = field(default=64, metadata={"help": "text encoder batch size while building (image "
+                                                           "encoders use their own best batch size)"})
     seed: int = field(default=0, metadata={"help": "seed of the IVF k-means (HNSW is deterministic)"})
 
     def __post_init__(self) -> None:
@@ -485,8 +486,9 @@ class KGIndex:
         def enc(encoder, items, kind, what):
             if progress and items:
                 print(f"embedding {len(items)} {what} with {encoder.name}", flush=True)
-            return _normalise(cached_encode(encoder, items, kind=kind, cache_root=cache_root,
-                                            progress=progress, batch_size=config.batch_size))
+            batch = {"batch_size": config.batch_size} if kind == "text" else {}  # images: the encoder's own
+            return _normalise(cached_encode(encoder, items, kind=kind, cache_root=cache_root, progress=progress,
+                                            **batch))
 
         triple_emb = enc(text_encoder, kg.verbalise_all(), "text", "triples")
         entity_emb = enc(text_encoder, kg.entity_texts(config.entity_text == "name+description"), "text", "entities")
