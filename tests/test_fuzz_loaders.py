@@ -30,6 +30,7 @@ from mrmkg.kg.manifest import CHECKSUMS
 from mrmkg.kg.retrieve import open_graph
 from mrmkg.tasks.mars.data import load_candidates, load_mars_split
 from mrmkg.tasks.scienceqa.data import load_scienceqa
+from kg_formats_fixture import copy_formats
 from sqa_fixture import scienceqa_root
 from test_cli_kg import BowEncoder, ColourEncoder
 
@@ -137,14 +138,10 @@ def test_fuzz_jsonl(jsonl, n):
     fuzz(n, jsonl, ["g.jsonl"], lambda d: load_jsonl(d / "g.jsonl"))
 
 
-FORMATS = Path(__file__).parent / "fixtures" / "kg_formats"
-
-
 @pytest.fixture(scope="module")
 def formats(tmp_path_factory):
     """The standard-format fixtures of test_kg_formats, with their pictures."""
-    d = tmp_path_factory.mktemp("formats") / "src"
-    shutil.copytree(FORMATS, d)
+    d = copy_formats(tmp_path_factory.mktemp("formats") / "src")
     png(d / "rdf" / "img" / "paris.png")
     png(d / "rdf" / "img" / "berlin.png")
     png(d / "mmkb" / "image-graph_images" / "m.05qtj" / "google_0.png")

@@ -18,9 +18,9 @@ from mrmkg.errors import InputError
 from mrmkg.kg.formats.mmkb import canonical_id, folder_entity, split_statement
 from mrmkg.kg.graph import MMKG
 from mrmkg.kg.io import detect_format, load_graph
+from kg_formats_fixture import copy_formats
 from test_cli_kg import FAKE
 
-FIXTURES = Path(__file__).parent / "fixtures" / "kg_formats"
 RED, BLUE, GREEN = (250, 10, 10), (10, 10, 250), (10, 250, 10)
 
 
@@ -37,8 +37,7 @@ def cache(tmp_path, monkeypatch):
 @pytest.fixture
 def data(tmp_path) -> Path:
     """A copy of the fixtures with their pictures drawn."""
-    d = tmp_path / "data"
-    shutil.copytree(FIXTURES, d)
+    d = copy_formats(tmp_path / "data")
     picture(d / "rdf" / "img" / "paris.png", RED)
     picture(d / "rdf" / "img" / "berlin.png", BLUE)
     mm = d / "mmkb" / "image-graph_images"  # MMKB's download-images.py: <images dir>/m.xyz/<provider>_<i>.jpg
