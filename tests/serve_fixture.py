@@ -21,15 +21,13 @@ def build_checkpoint(root: Path) -> dict:
     from rich.console import Console
 
     from mrmkg.demo import Demo, DemoConfig
-    from test_model_common import tiny_llm
+    from test_model_common import save_tiny_llm
 
     root = Path(root)
     os.environ.setdefault("MRMKG_CACHE", str(root / "cache"))
     llm_dir = root / "tiny_llm"
     if not (llm_dir / "config.json").is_file():
-        llm = tiny_llm("llama")
-        llm.model.save_pretrained(llm_dir)
-        llm.tokenizer.save_pretrained(llm_dir)
+        save_tiny_llm("llama", llm_dir)
     cfg = DemoConfig(out=str(root / "demo"), world=TINY_WORLD, llm=str(llm_dir), text_encoder="minilm",
                      vision_encoder="efficientnet-lite0", rungs=("align",), train_per_type=4, eval_per_type=3,
                      stage1_per_type=4, steps=2, stage1_steps=2, batch_size=4, model=TINY_MODEL, progress=False)

@@ -57,13 +57,9 @@ class PixelVision:
 
 @pytest.fixture(scope="module")
 def llm_dir(tmp_path_factory):
-    from test_model_common import tiny_llm
+    from test_model_common import save_tiny_llm
 
-    d = tmp_path_factory.mktemp("tiny_llm")
-    llm = tiny_llm("llama")
-    llm.model.save_pretrained(d)
-    llm.tokenizer.save_pretrained(d)
-    return str(d)
+    return save_tiny_llm("llama", tmp_path_factory.mktemp("tiny_llm"))
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from mrmkg.model import MRMKG, MRMKGExample
 from mrmkg.pipeline import Pipeline
 from mrmkg.tasks.base import Task
 from sqa_fixture import scienceqa_root
-from test_model_common import small_config, tiny_llm, toy_features, toy_kg, toy_subgraph
+from test_model_common import save_tiny_llm, small_config, tiny_llm, toy_features, toy_kg, toy_subgraph
 from test_scienceqa_train import graph_dir  # noqa: F401 (a fixture: the science MMKG indexed with MiniLM)
 
 KINDS = ["llama", "t5"]
@@ -30,14 +30,7 @@ KINDS = ["llama", "t5"]
 @pytest.fixture(scope="module")
 def llm_dirs(tmp_path_factory) -> dict[str, str]:
     """Tiny random LLaMA and T5 (FLAN-T5's architecture) saved as fp32 folders ``load_llm`` reads."""
-    out = {}
-    for kind in KINDS:
-        d = tmp_path_factory.mktemp(f"tiny-{kind}")
-        b = tiny_llm(kind)
-        b.model.save_pretrained(d)
-        b.tokenizer.save_pretrained(d)
-        out[kind] = str(d)
-    return out
+    return {kind: save_tiny_llm(kind, tmp_path_factory.mktemp(f"tiny-{kind}")) for kind in KINDS}
 
 
 # ------------------------------------------------------------------------------ loading

@@ -77,15 +77,11 @@ def tiny_checkpoint(tmp_path_factory):
     """A real model folder (``save_pretrained`` of a graph-less ScienceQA model on a tiny random LLaMA)."""
     from mrmkg.engine import TrainConfig
     from mrmkg.tasks.registry import make_task
-    from test_model_common import tiny_llm
+    from test_model_common import save_tiny_llm
 
     root = tmp_path_factory.mktemp("tiny")
-    llm_dir = root / "llm"
-    b = tiny_llm("llama")
-    b.model.save_pretrained(llm_dir)
-    b.tokenizer.save_pretrained(llm_dir)
-    model_args = {"llm": str(llm_dir), "dtype": "fp32", "gnn_hidden": 16, "gnn_heads": 2, "gnn_relation_dim": 8,
-                  "use_kg": False, "max_prompt_tokens": 96, "max_target_tokens": 8}
+    model_args = {"llm": save_tiny_llm("llama", root / "llm"), "dtype": "fp32", "gnn_hidden": 16, "gnn_heads": 2,
+                  "gnn_relation_dim": 8, "use_kg": False, "max_prompt_tokens": 96, "max_target_tokens": 8}
     model_dir = _checkpoint(root, model=model_args)
     cfg = yaml.safe_load((model_dir.parent / "train_config.yaml").read_text())
     task = make_task(TrainConfig(task="scienceqa", task_args=cfg["task_args"], model=model_args))

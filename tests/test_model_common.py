@@ -61,6 +61,14 @@ def tiny_llm(kind: str = "llama", seed: int = 0) -> LLMBundle:
     return LLMBundle(model.eval(), tok, k, f"tiny-{kind}")
 
 
+def save_tiny_llm(kind: str, folder) -> str:
+    """:func:`tiny_llm` saved as a model folder ``load_llm`` reads (a run's ``llm``); returns the path."""
+    llm = tiny_llm(kind)
+    llm.model.save_pretrained(folder)
+    llm.tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
 def toy_kg() -> MMKG:
     """cat/dog/fur/pet/red with images for cat and dog (2 each)."""
     ents = [("Q1", "cat", ""), ("Q2", "dog", ""), ("Q3", "fur", ""), ("Q4", "pet", ""), ("Q5", "red", "")]

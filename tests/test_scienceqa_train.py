@@ -19,7 +19,7 @@ from mrmkg.tasks.registry import builtin_tasks
 from mrmkg.engine import TrainConfig, train
 from mrmkg.tasks.registry import make_task
 from sqa_fixture import scienceqa_root
-from test_model_common import tiny_llm
+from test_model_common import save_tiny_llm
 
 FIX = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parent.parent
@@ -56,14 +56,7 @@ def graph_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def llm_dirs(tmp_path_factory) -> dict[str, str]:
     """Tiny random LLaMA and T5 (with the tiny word tokenizer) saved as folders ``load_llm`` reads."""
-    out = {}
-    for kind in ("llama", "t5"):
-        d = tmp_path_factory.mktemp(f"tiny-{kind}")
-        b = tiny_llm(kind)
-        b.model.save_pretrained(d)
-        b.tokenizer.save_pretrained(d)
-        out[kind] = str(d)
-    return out
+    return {kind: save_tiny_llm(kind, tmp_path_factory.mktemp(f"tiny-{kind}")) for kind in ("llama", "t5")}
 
 
 def _config(tmp_path: Path, name: str, llm: str, task: str = "scienceqa", **task_args) -> TrainConfig:

@@ -64,7 +64,7 @@ def build_artifacts(root: Path) -> dict:
     from mrmkg.engine import TrainConfig, train
     from mrmkg.tasks.registry import make_task
     from sqa_fixture import scienceqa_root
-    from test_model_common import tiny_llm
+    from test_model_common import save_tiny_llm
 
     os.environ["MRMKG_CACHE"] = str(root / "cache")
     a: dict = {"root": root}
@@ -87,12 +87,8 @@ def build_artifacts(root: Path) -> dict:
     a["preds"] = a["sqa"] / "predictions_test.jsonl"
 
     # a tiny real checkpoint: graph-less ScienceQA on a tiny random LLaMA
-    llm_dir = root / "llm"
-    b = tiny_llm("llama")
-    b.model.save_pretrained(llm_dir)
-    b.tokenizer.save_pretrained(llm_dir)
-    model_args = {"llm": str(llm_dir), "dtype": "fp32", "gnn_hidden": 16, "gnn_heads": 2, "gnn_relation_dim": 8,
-                  "use_kg": False, "max_prompt_tokens": 96, "max_target_tokens": 8}
+    model_args = {"llm": save_tiny_llm("llama", root / "llm"), "dtype": "fp32", "gnn_hidden": 16, "gnn_heads": 2,
+                  "gnn_relation_dim": 8, "use_kg": False, "max_prompt_tokens": 96, "max_target_tokens": 8}
     task_args = {"root": str(a["sqa"]), "prompt": {"retrieval": "none"}, "max_new_tokens": 2, "limit": 2}
     final = root / "ckpt" / "final"
     (final / "model").mkdir(parents=True)
