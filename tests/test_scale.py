@@ -233,3 +233,72 @@ def test_an_index_from_before_ivfpq_still_loads(tmp_path):
         mf.write_text(json.dumps(j))
         with pytest.raises(DamagedArtifactError, match="unknown key"):
             KGIndex.load(tmp_path)
+
+
+# ------------------------------------------------------------------ PQ-code shortlist of the A.6 candidates
+def test_pq_scores_decode_codes_through_the_direct_map_before_and_after_loading(tmp_path):
+    x = _clustered(3000)
+    idx = KGIndex.from_arrays(x, _clustered(50, seed=1), _clustered(4, seed=2), config=IndexConfig(**PQ))
+    assert idx.compressed and not KGIndex.from_arrays(x[:50], x[:5], x[:2]).compressed
+    ids, q = np.array([2999, 0, 17, 17, 1500]), x[17]
+    approx = idx.pq_scores(ids, q)
+    assert approx.shape == (5,) and approx.dtype == np.float32
+    np.testing.assert_allclose(approx, x[ids] @ q, atol=0.15)  # approximate...
+    assert not np.allclose(approx, x[ids] @ q, atol=1e-4)  # ...not the stored vectors
+    assert idx.pq_scores(np.zeros(0, np.int64), q).shape == (0,)
+    idx.save(tmp_path)
+    back = KGIndex.load(tmp_path)
+    np.testing.assert_allclose(back.pq_scores(ids, q), approx, atol=1e-6)
+    with pytest.raises(ValueError, match="needs an IVF-PQ triple index"):
+        KGIndex.from_arrays(x[:50], x[:5], x[:2]).pq_scores(ids[:1], q)
+    # an index written without the direct map (before builds kept one) gets it at load
+    ivf = faiss.downcast_index(faiss.extract_index_ivf(idx.triple_index))
+    ivf.set_direct_map_type(faiss.DirectMap.NoMap)
+    faiss.write_index(idx.triple_index, str(tmp_path / "index" / "triples.faiss"))
+    (tmp_path / "index" / CHECKSUMS).unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnverifiedArtifactWarning)
+        np.testing.assert_allclose(KGIndex.load(tmp_path).pq_scores(ids, q), approx, atol=1e-6)
+
+
+@pytest.fixture
+def pq_graph():
+    kg = toy_graph(n_entities=60, n_triples=3000)  # ~100 triples an entity: hundreds of candidates a query
+    x = _clustered(3000, seed=3)
+    idx = KGIndex.from_arrays(x, _clustered(60, seed=1), _clustered(kg.num_relations, seed=2),
+                              config=IndexConfig(**PQ), kg=kg)
+    return kg, idx, x
+
+
+@pytest.mark.parametrize("shortlist", [1, 2, 4])
+def test_shortlist_reads_only_its_rows_and_keeps_exact_scores(pq_graph, shortlist, monkeypatch):
+    kg, idx, x = pq_graph
+    read = []
+    rows = idx.rows
+    monkeypatch.setattr(idx, "rows", lambda emb, ids: read.append(len(ids)) or rows(emb, ids))
+    full = Retriever(kg, idx, RetrievalConfig(n=5, N=10, shortlist=0))
+    short = Retriever(kg, idx, RetrievalConfig(n=5, N=10, shortlist=shortlist))
+    agree = []
+    for i in range(0, 3000, 150):
+        read.clear()
+        a = full.retrieve_vectors(x[i])
+        n_full = read[-1]
+        read.clear()
+        b = short.retrieve_vectors(x[i])
+        assert n_full > 100 and read[-1] == 10 * shortlist  # only the shortlist's rows are read
+        np.testing.assert_allclose(b.edge_score, x[b.triple_ids] @ x[i], atol=1e-5)  # final scores exact
+        assert np.all(np.diff(b.edge_score) <= 1e-6)
+        agree.append(len(set(a.triple_ids.tolist()) & set(b.triple_ids.tolist())) / 10)
+    # with a shortlist of N the PQ error decides the ranks near the cut; 4 N keeps the exact top N
+    assert np.mean(agree) >= {1: 0.6, 2: 0.85, 4: 0.95}[shortlist]
+
+
+def test_shortlist_is_off_for_exact_indexes_and_checked(pq_graph, monkeypatch):
+    kg = pq_graph[0]
+    idx = KGIndex.from_arrays(pq_graph[2], _clustered(60, seed=1), _clustered(kg.num_relations, seed=2), kg=kg,
+                              config=IndexConfig(approx="ivf", exact_max=100, ivf_nlist=8, ivf_nprobe=8))
+    monkeypatch.setattr(idx, "pq_scores", lambda *a: pytest.fail("PQ scores on a float index"))
+    sg = Retriever(kg, idx, RetrievalConfig(n=5, N=10, shortlist=1)).retrieve_vectors(pq_graph[2][0])
+    assert sg.triple_ids.size == 10
+    with pytest.raises(InputError, match="shortlist must be >= 0"):
+        RetrievalConfig(shortlist=-1)

@@ -66,12 +66,15 @@ class RetrievalConfig:
                 "head/tail entity) or 'shared' (cosine to the triple text; needs one text-image space)"})
     image_weight: float = field(default=0.5, metadata={
         "help": "weight of the image score when a query has both text and image"})
+    shortlist: int = field(default=4, metadata={
+        "help": "compressed (ivfpq) index only: score the expanded candidates from their PQ codes and re-score "
+                "only the best shortlist x N exactly against the stored vectors; 0 = every candidate exactly"})
 
     def __post_init__(self) -> None:
         for name in ("n", "N", "hops"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"RetrievalConfig.{name} must be >= 1, not {getattr(self, name)!r}")
-        for name in ("images_per_entity", "image_k"):
+        for name in ("images_per_entity", "image_k", "shortlist"):
             if int(getattr(self, name)) < 0:
                 raise InputError(f"RetrievalConfig.{name} must be >= 0, not {getattr(self, name)!r}")
         if self.image_scoring not in IMAGE_SCORING_CHOICES:
@@ -287,6 +290,7 @@ class Retriever:
             return Subgraph.empty(query)
 
         cands = expand(kg, seeds, cfg.hops)
+        cands = self._shortlist(cands, qt, qv)
         scores = self._score(cands, qt, qv)
         if cfg.min_score is not None:
             keep = scores >= cfg.min_score
@@ -294,19 +298,40 @@ class Retriever:
         ids, scores = top_n_sorted(cands, scores, cfg.N)
         return Subgraph.from_triples(kg, ids, scores, seeds, query, cfg.images_per_entity)
 
-    def _score(self, cands: np.ndarray, qt, qv) -> np.ndarray:
-        """Scores ``[len(cands)]`` float32 of candidate triples for the query (module docstring)."""
+    def _shortlist(self, cands: np.ndarray, qt, qv) -> np.ndarray:
+        """On a compressed (IVF-PQ) index, the ``shortlist * N`` candidates with the best scores computed
+        from their PQ codes, ascending ids; otherwise ``cands`` unchanged.
+
+        Exact scores need each candidate's float row, read from disk for an out-of-core index (~30 us a
+        row at 10M triples, ~400 candidates a query); PQ codes are decoded in memory. The shortlist is
+        ranked by the same score as the final re-rank (text part from the codes), so the result differs
+        from scoring every candidate exactly only when a triple's PQ error moves it from the exact top
+        ``N`` to below the ``shortlist * N``-th PQ score (benchmarks/scale.py measures how often).
+        """
+        keep = self.config.shortlist * self.config.N
+        if keep == 0 or cands.size <= keep or not self.index.compressed:
+            return cands
+        return np.sort(top_n_sorted(cands, self._score(cands, qt, qv, approx=True), keep)[0])
+
+    def _score(self, cands: np.ndarray, qt, qv, approx: bool = False) -> np.ndarray:
+        """Scores ``[len(cands)]`` float32 of candidate triples for the query (module docstring); with
+        ``approx`` the triple-text cosines come from PQ codes (:meth:`KGIndex.pq_scores`)."""
         if cands.size == 0:
             return np.zeros(0, np.float32)
         cfg, idx = self.config, self.index
-        emb = None
-        if qt is not None or cfg.image_scoring == "shared":
+        if approx:
+            def dot(q):
+                return idx.pq_scores(cands, q)
+        elif qt is not None or cfg.image_scoring == "shared":
             emb = idx.rows(idx.triple_emb, cands)  # gather from the memory-mapped file: [c, d_t]
-        s_t = emb @ qt if qt is not None else None
+
+            def dot(q):
+                return emb @ q
+        s_t = dot(qt) if qt is not None else None
         if qv is None:
             return s_t.astype(np.float32, copy=False)
         if cfg.image_scoring == "shared":
-            s_v = emb @ qv
+            s_v = dot(qv)
         else:
             s_v = self._entity_image_triple_scores(cands, qv)
         if s_t is None:
