@@ -339,3 +339,28 @@ def test_cached_encode_serves_second_call(clip_dir, photos, tmp_path):
     Image.open(paths[0]).rotate(90).save(paths[0])
     cached_encode(vision, paths, kind="image", cache_root=tmp_path)
     assert vision.calls == 2
+
+
+class _FakeText:
+    """Deterministic vectors from the text, recording what it was asked to encode."""
+    name, dim = "fake-text", 4
+
+    def __init__(self):
+        self.asked = []
+
+    def encode(self, items, progress=False):
+        self.asked.append(list(items))
+        return np.array([[len(t), t.count("a"), ord(t[0]), 1.0] for t in items], np.float32)
+
+
+def test_cached_encode_per_item_encodes_only_the_missing_items(tmp_path):
+    enc = _FakeText()
+    a = cached_encode(enc, ["apple", "banana"], cache_root=tmp_path, per_item=True)
+    b = cached_encode(enc, ["cherry", "banana", "apple", "cherry"], cache_root=tmp_path, per_item=True)
+    assert enc.asked == [["apple", "banana"], ["cherry"]]  # a new batch make-up still hits its known items
+    np.testing.assert_array_equal(b, enc.encode(["cherry", "banana", "apple", "cherry"]))
+    np.testing.assert_array_equal(a, b[[2, 1]])
+    # a single item is the same entry as a one-item list, per item or not
+    assert cached_encode(enc, ["cherry"], cache_root=tmp_path).shape == (1, 4)
+    assert cached_encode(enc, ["apple", "banana"], cache_root=tmp_path, per_item=True).dtype == np.float32
+    assert len(enc.asked) == 3  # the explicit encode above

@@ -158,6 +158,16 @@ def test_entities_info_images_health_metrics(client, pipe, world):
         assert needle in m.text, needle
 
 
+def test_the_server_loads_the_lazy_encoders_before_it_is_ready(world):
+    from mrmkg.pipeline import Pipeline
+
+    p = Pipeline.from_pretrained(world["run"])
+    r = p.task.retriever
+    assert r._text_encoder is None and r._vision_encoder is None  # the first question would load them
+    assert p.warm_up() is p
+    assert r._text_encoder is not None and r._vision_encoder is not None
+
+
 def test_readyz_before_the_model_is_loaded(tmp_path):
     app = create_app(checkpoint=str(tmp_path / "missing"))
     with TestClient(app) as c:

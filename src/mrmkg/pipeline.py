@@ -198,6 +198,16 @@ class Pipeline:
     def kind(self) -> str:
         return self.task.output
 
+    def warm_up(self) -> "Pipeline":
+        """Load now what the first question would load lazily (the retriever's text and vision
+        encoders: seconds for MiniLM), so a server is ready when it says so."""
+        retriever = getattr(self.task, "retriever", None)
+        if retriever is not None:
+            retriever.text_encoder
+            if retriever.index.manifest.get("vision_encoder"):
+                retriever.vision_encoder
+        return self
+
     # ------------------------------------------------------------------ user questions
     def __call__(self, question: str = "", image=None, choices: Sequence[str] | None = None,
                  analogy: Sequence[str] | None = None, top_k: int = 5, context: str = "") -> Answer:

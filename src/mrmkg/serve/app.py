@@ -172,7 +172,7 @@ class Service:
         from mrmkg.pipeline import Pipeline
 
         try:
-            self.set_pipeline(Pipeline.from_pretrained(checkpoint, device=device, dtype=dtype))
+            self.set_pipeline(Pipeline.from_pretrained(checkpoint, device=device, dtype=dtype).warm_up())
         except InputError as e:  # a bad checkpoint: the message says it all, a traceback would bury it
             self.load_error = str(e)
             log.error("could not load %s: %s", checkpoint, e)

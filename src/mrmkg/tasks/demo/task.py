@@ -140,11 +140,12 @@ class DemoTask(Task):
     def vision_encoder(self):
         return self.retriever.vision_encoder
 
-    def _image_features(self, paths: Sequence[str]) -> tuple[np.ndarray, list | None]:
-        """Pooled features ``[n, d_v]`` (through the embedding cache) and, for ``grid``, token grids."""
+    def _image_features(self, paths: Sequence[str], per_item: bool = False) -> tuple[np.ndarray, list | None]:
+        """Pooled features ``[n, d_v]`` (through the embedding cache, one entry per picture with
+        ``per_item``: query batches) and, for ``grid``, token grids."""
         if not paths:
             return np.zeros((0, self.index.image_dim), np.float32), None
-        pooled = cached_encode(self.vision_encoder, list(paths), kind="image")
+        pooled = cached_encode(self.vision_encoder, list(paths), kind="image", per_item=per_item)
         grids = None
         if self.config.image_input == "grid":
             grids = list(np.asarray(self.vision_encoder.encode_tokens(list(paths)), dtype=np.float32))
@@ -343,7 +344,7 @@ class DemoTask(Task):
         items = []
         with timer("encode"):
             imgs = [q.image for q in queries if q.image is not None and q.analogy is None]
-            pooled, grids = self._image_features(imgs) if imgs else (None, None)
+            pooled, grids = self._image_features(imgs, per_item=True) if imgs else (None, None)
         k = 0
         for i, q in enumerate(queries):
             text = q.question.strip()

@@ -146,7 +146,7 @@ class QATask(Task):
             return []
         cfg, kg = self.config, self.kg
         imgs = [r.image for r in records if r.image]
-        pooled = cached_encode(self.retriever.vision_encoder, imgs, kind="image") if imgs else None
+        pooled = cached_encode(self.retriever.vision_encoder, imgs, kind="image", per_item=True) if imgs else None
         texts = self.retriever.text_encoder.encode([r.question for r in records])
         image_vecs, k = [], 0
         for r in records:
