@@ -444,7 +444,8 @@ class KGIndex:
         (``os.preadv``, consecutive rows in one call), not faulted in through the map: the kernel maps up
         to 64 KB around every faulted row (fault-around), and those mapped page-cache pages count in this
         process's RSS; at 10M triples 1,000 queries mapped all 15 GB of the file (RssFile 15.3 GB, RssAnon
-        53 MB). Reading costs ~4 us a row and leaves the pages in the shared page cache only.
+        53 MB). Reading costs ~4 us a row from the page cache, ~100 us from this VM's disk, and leaves the pages
+        in the shared page cache only.
         """
         ids = np.asarray(ids, dtype=np.int64)
         src = _whole_npy_file(emb) if self.config.approx == "ivfpq" else None
@@ -465,6 +466,11 @@ class KGIndex:
         sbuf = memoryview(sorted_out).cast("B")
         fd = os.open(src, os.O_RDONLY)
         try:
+            if len(starts) > 1 and hasattr(os, "posix_fadvise"):
+                # ask for every run first: the kernel reads them concurrently, then the reads below wait
+                # on pages already in flight (10M triples, 40 rows not in the page cache: 6.5 -> 4.3 ms)
+                for a, b in zip(starts, ends):
+                    os.posix_fadvise(fd, emb.offset + int(sid[a]) * row, (b - a) * row, os.POSIX_FADV_WILLNEED)
             for a, b in zip(starts, ends):
                 want = (b - a) * row
                 if os.preadv(fd, [sbuf[a * row:b * row]], emb.offset + int(sid[a]) * row) != want:
