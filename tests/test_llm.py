@@ -131,3 +131,23 @@ def test_smollm2_conversion_forward_and_cache_hit(monkeypatch):
     load_llm("smollm2-135m")
     print(f"\nsmollm2-135m: first load {first:.1f}s, cached load {time.perf_counter() - t0:.1f}s; "
           f"greedy continuation: {text!r}")
+
+
+def test_a_gguf_file_is_parsed_once_per_conversion(tmp_path):
+    import gguf
+    import numpy as np
+
+    path = tmp_path / "tiny.gguf"
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_block_count(1)
+    w.add_tensor("token_embd.weight", np.arange(12, dtype=np.float32).reshape(3, 4))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    original = gguf.GGUFReader
+    with llm_mod._one_gguf_parse():
+        a, b = gguf.GGUFReader(str(path)), gguf.GGUFReader(tmp_path / "." / "tiny.gguf")
+        assert a is b and isinstance(a, original)  # the same file (any spelling of its path): one parse
+        np.testing.assert_array_equal(a.tensors[0].data, np.arange(12, dtype=np.float32).reshape(3, 4))
+    assert gguf.GGUFReader is original and gguf.GGUFReader(str(path)) is not a  # restored afterwards

@@ -25,6 +25,7 @@ the same code path. MR-MKG's trained parts are not loaded here and stay float32 
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
@@ -83,6 +84,30 @@ def _find_gguf(name: str, src: GGUFSource) -> Path:
     return files[0]
 
 
+@contextlib.contextmanager
+def _one_gguf_parse():
+    """transformers parses the GGUF file three times for one conversion (tokenizer, config, weights),
+    each a new ``gguf.GGUFReader`` whose metadata parse (49k-token vocabulary and merges) took ~5 s
+    of SmolLM2's ~38 s conversion. Inside this block a file is parsed once and its (read-only,
+    memory-mapped) reader shared. transformers imports the class at call time, so patching the
+    module attribute is enough; a transformers that stops doing so simply parses three times again."""
+    import gguf
+
+    original, readers = gguf.GGUFReader, {}
+
+    def shared(path, mode="r"):
+        key = (os.path.realpath(path), mode)
+        if key not in readers:
+            readers[key] = original(path, mode)
+        return readers[key]
+
+    gguf.GGUFReader = shared
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = original
+
+
 def _gguf_folder(name: str, src: GGUFSource, progress: bool = True) -> Path:
     """The cached HF folder for a registered GGUF model, converting it on first use."""
     gguf = _find_gguf(name, src)
@@ -95,13 +120,14 @@ def _gguf_folder(name: str, src: GGUFSource, progress: bool = True) -> Path:
 
     if progress:
         log.warning("converting %s (%s) into %s; this happens once", name, gguf.name, target)
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    # Dequantised to float32: the GGUF's 4-bit blocks times fp16 scales are not bf16-exact, and
-    # the caller picks the run-time dtype. dequantize=True makes transformers drop the quantizer
-    # after loading, so the plain dense model can be saved (otherwise save_pretrained refuses).
-    model = AutoModelForCausalLM.from_pretrained(
-        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32,
-        quantization_config=GgufConfig(gguf_file=str(gguf), dequantize=True))
+    with _one_gguf_parse():
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        # Dequantised to float32: the GGUF's 4-bit blocks times fp16 scales are not bf16-exact, and
+        # the caller picks the run-time dtype. dequantize=True makes transformers drop the quantizer
+        # after loading, so the plain dense model can be saved (otherwise save_pretrained refuses).
+        model = AutoModelForCausalLM.from_pretrained(
+            str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32,
+            quantization_config=GgufConfig(gguf_file=str(gguf), dequantize=True))
     try:
         with atomic_dir(target, overwrite=False) as tmp:
             model.save_pretrained(tmp)
