@@ -69,7 +69,7 @@ class RetrievalConfig:
     shortlist: int = field(default=2, metadata={
         "help": "compressed (ivfpq) index only: score the expanded candidates from their PQ codes and re-score "
                 "only the best shortlist x N exactly against the stored vectors (10M synthetic triples: top-N "
-                "agreement with the all-exact re-rank 0.874 / 0.996 / 1.000 at 1 / 2 / 4); 0 = every candidate exactly"})
+                "agreement with the all-exact re-rank 0.87-0.89 / 0.995-0.996 / 1.000 at 1 / 2 / 4); 0 = every candidate exactly"})
 
     def __post_init__(self) -> None:
         for name in ("n", "N", "hops"):
@@ -303,8 +303,9 @@ class Retriever:
         """On a compressed (IVF-PQ) index, the ``shortlist * N`` candidates with the best scores computed
         from their PQ codes, ascending ids; otherwise ``cands`` unchanged.
 
-        Exact scores need each candidate's float row, read from disk for an out-of-core index (~30 us a
-        row at 10M triples, ~400 candidates a query); PQ codes are decoded in memory. The shortlist is
+        Exact scores need each candidate's float row, read from disk for an out-of-core index (at 10M
+        triples ~400 candidates a query, 30-200 us a row unless the page cache holds it); PQ codes are
+        decoded from the memory-mapped inverted lists (~1.2 ms for 400). The shortlist is
         ranked by the same score as the final re-rank (text part from the codes), so the result differs
         from scoring every candidate exactly only when a triple's PQ error moves it from the exact top
         ``N`` to below the ``shortlist * N``-th PQ score (benchmarks/scale.py measures how often).
