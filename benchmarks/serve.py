@@ -204,7 +204,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--max-batch", type=int, default=8, help="micro-batch size of the batching server")
-    ap.add_argument("--max-wait-ms", type=float, default=5.0)
+    ap.add_argument("--max-wait-ms", type=float, default=15.0)
     ap.add_argument("--good", type=int, default=800, help="good requests of the mixed run")
     ap.add_argument("--bad", type=int, default=200, help="malformed requests of the mixed run")
     ap.add_argument("--questions", type=int, default=24, help="distinct demo questions cycled through")

@@ -15,7 +15,7 @@ def serve_command(
     port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port."),
     max_batch: int = typer.Option(8, "--max-batch", min=1, max=1024,
                                   help="Most concurrent requests answered in one batch (1 = no micro-batching)."),
-    max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", min=0.0, max=10_000.0,
+    max_wait_ms: float = typer.Option(15.0, "--max-wait-ms", min=0.0, max=10_000.0,
                                       help="How long a batch waits for more requests (ms)."),
     max_queue: int = typer.Option(256, "--max-queue", min=1, help="Waiting requests beyond this get 503."),
     # every float has a max: typer refuses nan through min, but lets inf (and 1e400) through without one
