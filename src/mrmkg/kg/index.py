@@ -245,14 +245,13 @@ def _set_search_params(index: faiss.Index, config: IndexConfig) -> None:
     elif isinstance(index, faiss.IndexPreTransform):  # OPQ + IVF-PQ
         faiss.extract_index_ivf(index).nprobe = config.ivf_nprobe
     if isinstance(index, (faiss.IndexIVF, faiss.IndexPreTransform)):
-        lists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(index).invlists)
+        ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
+        lists = faiss.downcast_InvertedLists(ivf.invlists)
         if isinstance(lists, faiss.OnDiskInvertedLists):  # read with IO_FLAG_MMAP
             # its default starts 32 prefetch threads per search call: 5x slower for one query (2.9 vs 0.6 ms)
             lists.prefetch_nthread = 0
-    if _is_pq(index):
-        ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
-        if ivf.direct_map.type == faiss.DirectMap.NoMap:  # written before builds kept one (KGIndex.pq_scores)
-            ivf.make_direct_map()
+        if isinstance(ivf, faiss.IndexIVFPQ) and ivf.direct_map.type == faiss.DirectMap.NoMap:
+            ivf.make_direct_map()  # written before builds kept one (KGIndex.pq_scores)
 
 
 def _search(index: faiss.Index, q: np.ndarray, k: int, dim: int, what: str) -> tuple[np.ndarray, np.ndarray]:

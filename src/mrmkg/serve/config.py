@@ -11,9 +11,9 @@ from mrmkg.errors import InputError
 class ServeConfig:
     max_batch: int = field(default=8, metadata={"help": "Most requests answered in one Pipeline.batch call (1 = no micro-batching)."})
     max_wait_ms: float = field(default=15.0, metadata={"help": (
-        "How long the first request of a batch waits for others (ms). 15 lets 8 concurrent clients share one batch "
-        "(7.4 requests a call, 103 req/s); at 5 they split into two alternating batches of ~4 (75.7 req/s), "
-        "benchmarks/serve.py, docs/serve.md.")})
+        "How long the first request of a batch waits for others (ms). 15 lets 8 concurrent clients share a batch "
+        "(6.1-7.4 requests a call, 1.71-2.23x batch size 1 in three runs); at 5 they split into two alternating "
+        "batches of ~4 (1.86x); benchmarks/serve.py, docs/serve.md.")})
     max_queue: int = field(default=256, metadata={"help": "Requests waiting beyond this are refused with 503 (back-pressure)."})
     timeout_s: float = field(default=30.0, metadata={"help": "A request not answered within this many seconds gets 504."})
     max_body_bytes: int = field(default=10 * 2**20, metadata={"help": "Largest request body (bytes); larger gets 413."})
