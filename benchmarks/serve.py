@@ -7,7 +7,7 @@ number of client tasks taking request numbers from a counter: the loop ends by i
 cycle through questions of the checkpoint's world (demo checkpoints: the dev split's image, text
 and analogy questions; pictures sent base64 in JSON), or ``--question`` / ``--image`` / ``--analogy``
 for any other checkpoint. Reported per setting: errors (must be 0), p50 / p99 latency, requests/s, mean requests per
-Pipeline call;
+Pipeline call and the share of the wall time the model thread spent inside Pipeline calls (busy);
 then the ratio of requests/s, batching on / off. The mixed run interleaves ``--bad`` malformed
 requests (one of each kind, cycled) with ``--good`` good ones on the batching server: every bad one
 must get a 4xx JSON error, every good one 200 and the candidates and triples of ``Pipeline`` called
@@ -139,26 +139,63 @@ class Server:
             self.proc.wait(timeout=20)
 
 
-async def load(url: str, requests: list[dict], concurrency: int) -> list[tuple[int, float, dict | None]]:
-    """Send ``requests`` (httpx kwargs) with ``concurrency`` client tasks; (status, seconds, body) each, in order."""
-    import httpx
+def encode_request(host: str, port: int, kwargs: dict) -> bytes:
+    """One ``POST /v1/answer`` as raw HTTP/1.1 bytes (keep-alive), from httpx-style kwargs
+    (``json=`` or ``content=`` with ``headers=``)."""
+    if "json" in kwargs:
+        body, ctype = json.dumps(kwargs["json"]).encode(), "application/json"
+    else:
+        body = kwargs["content"]
+        ctype = {k.lower(): v for k, v in kwargs.get("headers", {}).items()}.get("content-type", "application/json")
+    head = (f"POST /v1/answer HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {ctype}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n")
+    return head.encode() + body
 
+
+async def _exchange(reader, writer, raw: bytes) -> tuple[int, bytes, bool]:
+    """Send one request, read its response: (status, body, whether the server closes the connection)."""
+    writer.write(raw)
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
+    body = await reader.readexactly(int(headers.get("content-length", 0)))
+    return int(lines[0].split()[1]), body, headers.get("connection", "").lower() == "close"
+
+
+async def load(url: str, requests: list[dict], concurrency: int) -> list[tuple[int, float, dict | None]]:
+    """Send ``requests`` (httpx-style kwargs) with ``concurrency`` client tasks, one keep-alive
+    connection each; (status, seconds, body) each, in order.
+
+    The client is a few lines of raw HTTP/1.1 over asyncio streams, with every request encoded
+    before the clock starts and every response parsed after it stops: a load generator must not
+    compete with the server for the two cores (httpx took ~20 % of a core at ~100 requests/s, and
+    its per-request work sat between one micro-batch and the next)."""
+    host, port = url.split("//", 1)[1].split(":")
+    raws = [encode_request(host, int(port), r) for r in requests]
     out: list = [None] * len(requests)
     nxt = iter(range(len(requests)))
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
-        async def worker():
+
+    async def worker():
+        reader, writer = await asyncio.open_connection(host, int(port), limit=2 ** 22)
+        try:
             for i in nxt:  # a shared iterator: the loop ends when every request has been sent
                 t0 = time.perf_counter()
-                r = await client.post("/v1/answer", **requests[i])
-                dt = time.perf_counter() - t0
-                try:
-                    body = r.json()
-                except ValueError:
-                    body = None
-                out[i] = (r.status_code, dt, body)
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return out
+                status, body, closing = await _exchange(reader, writer, raws[i])
+                out[i] = (status, time.perf_counter() - t0, body)
+                if closing:
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, int(port), limit=2 ** 22)
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    parsed = []
+    for status, dt, body in out:
+        try:
+            parsed.append((status, dt, json.loads(body)))
+        except ValueError:
+            parsed.append((status, dt, None))
+    return parsed
 
 
 def summary(results, wall: float) -> dict:
@@ -168,16 +205,19 @@ def summary(results, wall: float) -> dict:
             "p99_ms": 1000 * q[98], "req_per_s": len(results) / wall, "wall_s": wall}
 
 
-def mean_batch(url: str) -> float:
-    """Requests per Pipeline call so far, from the server's /metrics."""
+def batch_stats(url: str) -> dict:
+    """The answer batcher's counters so far, from the server's /metrics: requests batched, Pipeline
+    calls, seconds inside those calls."""
     import httpx
 
-    vals = {}
+    names = {'mrmkg_batch_size_sum{kind="answer"}': "requests", 'mrmkg_batch_size_count{kind="answer"}': "calls",
+             'mrmkg_batch_seconds_sum{kind="answer"}': "seconds"}
+    out = dict.fromkeys(names.values(), 0.0)
     for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
-        for key in ("sum", "count"):
-            if line.startswith(f'mrmkg_batch_size_{key}{{kind="answer"}}'):
-                vals[key] = float(line.split()[-1])
-    return vals.get("sum", 0.0) / max(vals.get("count", 0.0), 1.0)
+        key, _, val = line.rpartition(" ")
+        if key in names:
+            out[names[key]] = float(val)
+    return out
 
 
 def run_setting(checkpoint, max_batch, args, bodies, mixed=None) -> dict:
@@ -186,10 +226,15 @@ def run_setting(checkpoint, max_batch, args, bodies, mixed=None) -> dict:
         srv.wait_ready()
         reqs = [{"json": bodies[i % len(bodies)]} for i in range(args.requests)]
         asyncio.run(load(srv.url, [{"json": b} for b in bodies] * 2, args.concurrency))  # warm-up: every question
+        before = batch_stats(srv.url)
         t0 = time.perf_counter()
         res = asyncio.run(load(srv.url, reqs, args.concurrency))
         out = summary(res, time.perf_counter() - t0)
-        out["mean_batch"] = mean_batch(srv.url)  # includes the warm-up's batches
+        after = batch_stats(srv.url)
+        d = {k: after[k] - before[k] for k in after}
+        out["mean_batch"] = d["requests"] / max(d["calls"], 1.0)
+        # the share of the timed load during which the model thread was inside a Pipeline call
+        out["model_busy"] = d["seconds"] / out["wall_s"]
         if mixed is not None:
             out["mixed"] = mixed(srv)
         return out
@@ -270,11 +315,11 @@ def main() -> None:
     results["ratio_req_per_s"] = results["batching"]["req_per_s"] / results["no_batching"]["req_per_s"]
 
     print(f"\n{args.requests} requests at concurrency {args.concurrency} on {checkpoint} ({len(bodies)} questions)")
-    print(f"{'setting':<22}{'errors':>8}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}{'batch':>8}")
+    print(f"{'setting':<22}{'errors':>8}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}{'batch':>8}{'busy':>7}")
     for name, key in ((f"micro-batch {args.max_batch}", "batching"), ("batch size 1", "no_batching")):
         r = results[key]
         print(f"{name:<22}{r['errors']:>8}{r['p50_ms']:>10.1f}{r['p99_ms']:>10.1f}{r['req_per_s']:>10.1f}"
-              f"{r['mean_batch']:>8.1f}")
+              f"{r['mean_batch']:>8.1f}{100 * r['model_busy']:>6.0f}%")
     print(f"ratio of req/s (micro-batching / batch size 1): {results['ratio_req_per_s']:.2f}x")
     for key in ("batching", "no_batching"):
         m = results[key]["mixed"]

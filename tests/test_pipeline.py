@@ -49,6 +49,21 @@ def test_answer_is_json_ready_and_dict_like():
     assert a["answer_id"] == "Q3"
 
 
+def test_answer_to_dict_matches_asdict_and_is_a_copy():
+    from dataclasses import asdict, replace
+
+    sub = {"nodes": [{"id": 0, "name": "fur", "score": 0.5}], "edges": [(0, 1, "eats", 0.25)], "triples": [{"id": 7}]}
+    a = Answer(answer="fur", answer_id="Q3", candidates=[Candidate("Q3", "fur", 1.5), Candidate("Q4", "gum", 0.5)],
+               subgraph=sub, timings={"model": 0.1}, meta={"given": Candidate("Q1", "cat", 0.0)}, graph=object())
+    expected = asdict(replace(a, graph=None))
+    expected.pop("graph")
+    d = a.to_dict()
+    assert d == expected and list(d) == list(expected)
+    d["subgraph"]["nodes"][0]["name"] = "changed"          # the dict is the caller's to change
+    d["candidates"][0]["score"] = 0.0
+    assert a.subgraph["nodes"][0]["name"] == "fur" and a.candidates[0].score == 1.5
+
+
 def test_checkpoint_resolution_names_the_folder(tmp_path):
     with pytest.raises(InputError, match="checkpoint not found"):
         resolve_checkpoint(tmp_path / "nope")

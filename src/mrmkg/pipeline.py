@@ -29,12 +29,26 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from mrmkg.devices import check_device
 from mrmkg.errors import InputError
+
+
+def _plain(x):
+    """What ``dataclasses.asdict`` makes of a field, for the types answers hold: nested dicts, lists
+    and tuples copied, dataclasses turned into dicts, other leaves shared rather than deep-copied."""
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_plain(v) for v in x]
+    if isinstance(x, tuple):
+        return tuple(_plain(v) for v in x)
+    if is_dataclass(x) and not isinstance(x, type):
+        return asdict(x)  # e.g. a Candidate: flat, so asdict is cheap here
+    return x
 
 
 @dataclass
@@ -87,9 +101,9 @@ class Answer:
     graph: Any = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
-        d = asdict(replace(self, graph=None))
-        d.pop("graph")
-        return d
+        """Plain, JSON-ready copy (without ``graph``). Written out rather than ``dataclasses.asdict``:
+        asdict deep-copies every leaf of the subgraph and was 8 % of a server's model thread."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "graph"}
 
     def draw(self, answer: Answer, path: str | Path, title: str | None = None) -> Path:
         """Draw ``answer``'s subgraph (entity names, image nodes as thumbnails, edge scores) to a
