@@ -5,7 +5,9 @@ Steps (each cached, so a second run only prints):
 1. generate the world (:func:`mrmkg.tasks.demo.world.build_world`, cached by its config key);
 2. build its index (:meth:`mrmkg.kg.index.KGIndex.build`, beside the graph, cached by key);
 3. train and evaluate the ablation ladder (:data:`RUNGS`), each rung a :class:`~mrmkg.tasks.demo.task.DemoTask`
-   run through the training engine; rung (v) first trains stage 1 (:class:`~mrmkg.tasks.demo.task.DemoStage1Task`)
+   run through the training engine; rungs (ii)-(iv) start from rung (i)'s trained weights and train
+   ``warm_steps`` more (``warm_start``: what every rung shares -- the answer tokens, the visual adapter --
+   is learnt once); rung (v) first trains stage 1 (:class:`~mrmkg.tasks.demo.task.DemoStage1Task`)
    and starts stage 2 from it (``init_from``). A rung's folder is named by a hash of everything that
    determines it (world, index, model, task and training config, and for (v) the stage-1 hash),
    and holds ``final/`` weights, ``predictions.jsonl`` and ``result.json``; a complete folder is
@@ -81,7 +83,15 @@ class DemoConfig:
     train_per_type: int = field(default=300, metadata={"help": "training questions per type (seeded sample)"})
     eval_per_type: int = field(default=40, metadata={"help": "evaluated questions per type (the split's first ones)"})
     stage1_per_type: int = field(default=160, metadata={"help": "stage-1 facts per form (text / image) (seeded sample)"})
-    steps: int = field(default=120, metadata={"help": "optimizer steps per rung (stage 2); 80 is ~90 s faster but the image gain falls to +17.5-32.5 points (docs/results.md)"})
+    steps: int = field(default=120, metadata={"help": "optimizer steps of a rung trained from scratch: rung (i), rung (v) after stage 1, and every rung when warm_start is off"})
+    warm_start: bool = field(default=True, metadata={
+        "help": "rungs (ii)-(iv) start from rung (i)'s trained weights (the answer tokens and the visual adapter, "
+                "which every rung has) and train warm_steps more, so the knowledge rungs do not relearn what (i) "
+                "learnt; (i) is trained first even when it is not listed. Off: every rung trains `steps` from scratch"})
+    warm_steps: int = field(default=100, metadata={
+        "help": "optimizer steps of a rung that starts from rung (i) (warm_start); measured on image / text questions: "
+                "(iv) from (i) 47.5 / 35.0 % after 100 steps, 37.5 / 27.5 % after 80, from scratch 35.0 / 17.5 % after "
+                "120 (docs/results.md)"})
     stage1_steps: int = field(default=60, metadata={"help": "optimizer steps of stage 1"})
     batch_size: int = field(default=4, metadata={"help": "examples per step (4: half the cost of 8 per step; trade-off measured in docs/results.md)"})
     lr: float = field(default=2e-3, metadata={"help": "peak learning rate (linear decay, 10% warm-up); 3e-3 with batch 4 let some rungs collapse"})
@@ -111,7 +121,8 @@ class DemoConfig:
             raise InputError(f"demo rungs {list(self.rungs)}: expected some of {sorted(known)}", path="DemoConfig.rungs")
         if self.eval_split not in ("dev", "test"):
             raise InputError(f"eval_split must be dev or test, got {self.eval_split!r}", path="DemoConfig.eval_split")
-        for name in ("steps", "stage1_steps", "batch_size", "train_per_type", "eval_per_type", "stage1_per_type"):
+        for name in ("steps", "warm_steps", "stage1_steps", "batch_size", "train_per_type", "eval_per_type",
+                     "stage1_per_type"):
             if getattr(self, name) < 1:
                 raise InputError(f"must be >= 1, got {getattr(self, name)}", path=f"DemoConfig.{name}")
 
@@ -120,7 +131,7 @@ def quick_config(**overrides) -> DemoConfig:
     """``--quick``: a smaller world and a few steps per rung (a smoke run, not a result)."""
     base = DemoConfig(world={"n_creatures": 60, "n_distractors": 12, "n_foods": 16, "n_places": 8, "n_materials": 8,
                              "n_clans": 6},
-                      train_per_type=16, eval_per_type=8, stage1_per_type=16, steps=3, stage1_steps=2)
+                      train_per_type=16, eval_per_type=8, stage1_per_type=16, steps=3, warm_steps=2, stage1_steps=2)
     return replace(base, **overrides)
 
 
@@ -200,10 +211,12 @@ class Demo:
         return _key({"format": DEMO_FORMAT, "train": d, "world": self.world.config.key(),
                      "index": self.index.manifest.get("key"), "parent": parent})
 
-    def _train(self, rung: Rung, stage1: bool, parent: Path | None, fresh: bool) -> tuple[Path, dict]:
-        """Train one run (or reuse it). Returns (run folder, result dict)."""
+    def _train(self, rung: Rung, stage1: bool, parent: Path | None, fresh: bool,
+               steps: int | None = None) -> tuple[Path, dict]:
+        """Train one run (or reuse it), ``steps`` steps (default: the config's for its kind), from
+        ``parent``'s weights when given. Returns (run folder, result dict)."""
         cfg = self.config
-        steps = cfg.stage1_steps if stage1 else cfg.steps
+        steps = steps or (cfg.stage1_steps if stage1 else cfg.steps)
         tc = self._train_config(rung, Path("."), steps, str(parent / "final") if parent else None, stage1)
         key = self._run_key(tc, parent.name if parent else None)
         run = self.out / "runs" / f"{'stage1' if stage1 else rung.name}-{key}"
@@ -217,7 +230,8 @@ class Demo:
         task = cls(from_dict(DemoTaskConfig, tc.task_args, Source(), prefix="task_args."), tc.model, cfg.seed,
                    text_encoder=self._text, vision_encoder=self._vision)
         what = "stage 1 (graph QA)" if stage1 else rung.label
-        self.console.print(f"[bold cyan]train[/] {what}: {steps} steps x {cfg.batch_size}")
+        start = f" from {parent.name.split('-')[0]}'s weights" if parent else ""
+        self.console.print(f"[bold cyan]train[/] {what}: {steps} steps x {cfg.batch_size}{start}")
         t0 = time.perf_counter()
         res = train(tc, task=task, overwrite=True)
         train_s = time.perf_counter() - t0
@@ -236,20 +250,23 @@ class Demo:
     def run_ladder(self, fresh: bool = False) -> dict:
         """Train/evaluate every configured rung; returns ``{rung name: result}``."""
         cfg = self.config
-        results = {}
+        results, runs = {}, {}
         stage1_run = None
-        for rung in RUNGS:
-            if rung.name not in cfg.rungs:
-                continue
-            parent = None
+        wanted = [r for r in RUNGS if r.name in cfg.rungs]
+        if cfg.warm_start and any(not r.pretrain and r.name != RUNGS[0].name for r in wanted) and RUNGS[0] not in wanted:
+            wanted.insert(0, RUNGS[0])  # the knowledge rungs start from (i): train it even when not listed
+        for rung in wanted:
+            parent, steps = None, None
             if rung.pretrain:
                 if stage1_run is None:
                     stage1_run, r1 = self._train(rung, True, None, fresh)
                     results["stage1"] = r1
                 parent = stage1_run
-            run, res = self._train(rung, False, parent, fresh)
-            res["run"] = str(run)
-            results[rung.name] = res
+            elif cfg.warm_start and rung.name != RUNGS[0].name:
+                parent, steps = runs[RUNGS[0].name], cfg.warm_steps
+            run, res = self._train(rung, False, parent, fresh, steps)
+            res["run"], res["init_from"] = str(run), parent.name if parent else None
+            runs[rung.name], results[rung.name] = run, res
             m = res["metrics"]
             self.console.print(f"  {rung.label}: " + ", ".join(f"{t} {100 * m[t]:.1f}%" for t in ("image", "text", "analogy", "overall") if t in m)
                                + (" (cached)" if res.get("cached") else f" (train {res['train_seconds']:.0f} s)"))
@@ -266,16 +283,18 @@ class Demo:
         table.add_column("rung")
         for t in types:
             table.add_column(t, justify="right")
+        table.add_column("steps", justify="right")
         table.add_column("train s", justify="right")
-        md = ["| rung | " + " | ".join(types) + " | train s |", "|---|" + "---:|" * (len(types) + 1)]
-        s1 = results.get("stage1", {}).get("train_seconds", 0.0)
+        md = ["| rung | " + " | ".join(types) + " | steps | train s |", "|---|" + "---:|" * (len(types) + 2)]
         for r, res in rows:
             m = res["metrics"]
-            secs = res["train_seconds"] + (s1 if r.pretrain else 0.0)
+            # a rung that started from another run's weights: its steps after that run's, its seconds its own
+            before = results["stage1"] if r.pretrain else results[RUNGS[0].name] if res.get("init_from") else None
+            steps = f"{before['steps']} + {res['steps']}" if before else str(res["steps"])
+            secs = f"{res['train_seconds']:.0f}" + (" + stage 1" if r.pretrain and before else "")
             cells = [f"{100 * m[t]:.1f}" if t in m else "-" for t in types]
-            note = " (incl. stage 1)" if r.pretrain else ""
-            table.add_row(r.label, *cells, f"{secs:.0f}{note}")
-            md.append(f"| {r.label} | " + " | ".join(cells) + f" | {secs:.0f}{note} |")
+            table.add_row(r.label, *cells, steps, secs)
+            md.append(f"| {r.label} | " + " | ".join(cells) + f" | {steps} | {secs} |")
         self.console.print(table)
         n = rows[-1][1]["metrics"]["n"] if rows else {}
         self.console.print(f"questions evaluated per type: {n}")
