@@ -163,7 +163,7 @@ def test_warm_start_trains_rung_i_first_and_can_be_off(tmp_path, cache, llm_dir,
     assert s["rungs"]["align"]["init_from"] == base and s["rungs"]["align"]["steps"] == 1  # warm_steps
     cfg = (Path(s["rungs"]["align"]["run"]) / "final" / "train_config.yaml").read_text()
     assert f"{base}/final" in cfg and "max_steps: 1" in cfg
-    assert "| (iv) + alignment loss |" in (tmp_path / "a" / "table.md").read_text() and "2 + 1" in text
+    assert "| (iv) + alignment loss |" in (tmp_path / "a" / "table.md").read_text() and "2+1" in text
 
     count_training.clear()
     s, _ = _run(_config(tmp_path / "b", llm_dir, rungs=("align",), warm_start=False))

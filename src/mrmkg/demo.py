@@ -280,7 +280,7 @@ class Demo:
         rows = [(r, results[r.name]) for r in RUNGS if r.name in results]
         types = ("image", "text", "analogy", "overall")
         table = Table(title=f"MR-MKG ablation ladder on the demo world ({cfg.eval_split} accuracy, %)")
-        table.add_column("rung")
+        table.add_column("rung", no_wrap=True)
         for t in types:
             table.add_column(t, justify="right")
         table.add_column("steps", justify="right")
@@ -290,7 +290,7 @@ class Demo:
             m = res["metrics"]
             # a rung that started from another run's weights: its steps after that run's, its seconds its own
             before = results["stage1"] if r.pretrain else results[RUNGS[0].name] if res.get("init_from") else None
-            steps = f"{before['steps']} + {res['steps']}" if before else str(res["steps"])
+            steps = f"{before['steps']}+{res['steps']}" if before else str(res["steps"])
             secs = f"{res['train_seconds']:.0f}" + (" + stage 1" if r.pretrain and before else "")
             cells = [f"{100 * m[t]:.1f}" if t in m else "-" for t in types]
             table.add_row(r.label, *cells, steps, secs)
