@@ -11,7 +11,7 @@ Pipeline call and the share of the wall time the model thread spent inside Pipel
 then the ratio of requests/s, batching on / off. The mixed run interleaves ``--bad`` malformed
 requests (one of each kind, cycled) with ``--good`` good ones on the batching server: every bad one
 must get a 4xx JSON error, every good one 200 and the candidates and triples of ``Pipeline`` called
-alone in this process (what `mrmkg ask` prints): scores within 1e-5 and ids equal but for the order
+alone in this process (what `mrmkg ask` prints): scores within 1e-5 (relative above 1) and ids equal but for the order
 of tied candidates (a batch runs other matrix shapes, so the last float bits may differ); the count
 equal bit for bit is printed too. The mixed run is done on both servers.
 
@@ -324,8 +324,8 @@ def main() -> None:
     for key in ("batching", "no_batching"):
         m = results[key]["mixed"]
         print(f"mixed run ({key}): {m['bad']} malformed -> {m['bad_refused_4xx']} refused 4xx; {m['good']} good -> "
-              f"{m['good_answered']} answered, {m['good_equal_to_ask']} equal to `mrmkg ask` (scores within 1e-5, "
-              f"tie order aside), {m['good_bitwise_equal_to_ask']} bit for bit")
+              f"{m['good_answered']} answered, {m['good_equal_to_ask']} equal to `mrmkg ask` (scores within 1e-5 "
+              f"relative, tie order aside), {m['good_bitwise_equal_to_ask']} bit for bit")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     ok = all(results[k]["errors"] == 0 and results[k]["mixed"]["good_answered"] == results[k]["mixed"]["good"]

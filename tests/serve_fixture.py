@@ -44,16 +44,20 @@ def build_checkpoint(root: Path) -> dict:
 
 
 def same_ranking(got: list[tuple[str, float]], ref: list[tuple[str, float]], tol: float = 1e-5) -> bool:
-    """Two top-k lists ``[(id, score)]`` agree: the scores position by position within ``tol`` (a batch
-    of several questions runs other matrix shapes than one alone, so the last float bits may differ),
-    and the ids equal except where ``ref`` has a tie within ``tol`` (an exact tie's order can flip
-    with those bits), at a position tied with another candidate or at the last one (tied with a
+    """Two top-k lists ``[(id, score)]`` agree: the scores position by position within ``tol`` relative
+    to the score (absolute below 1: a batch of several questions runs other matrix shapes than one
+    alone, so the last float bits differ, and through a 30-layer LLM they add up to ~3e-6 of a score),
+    and the ids equal except where ``ref`` has a tie within that tolerance (an exact tie's order can
+    flip with those bits), at a position tied with another candidate or at the last one (tied with a
     candidate beyond k)."""
-    if len(got) != len(ref) or any(abs(g[1] - r[1]) > tol for g, r in zip(got, ref)):
+    def close(a: float, b: float) -> bool:
+        return abs(a - b) <= tol * max(1.0, abs(b))
+
+    if len(got) != len(ref) or not all(close(g[1], r[1]) for g, r in zip(got, ref)):
         return False
     for i, (g, r) in enumerate(zip(got, ref)):
         if g[0] != r[0]:
-            tied = [x for x, s in ref if abs(s - r[1]) <= tol and x != r[0]]
+            tied = [x for x, s in ref if close(s, r[1]) and x != r[0]]
             if g[0] not in tied and i != len(ref) - 1:  # the last may be tied with a candidate beyond k
                 return False
     return True

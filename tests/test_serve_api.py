@@ -312,6 +312,9 @@ def test_same_ranking_allows_float_noise_and_tie_order_only():
     assert not same_ranking([("b", 0.5), ("a", 0.25), ("c", 0.25), ("d", 0.1)], ref)
     assert not same_ranking([("a", 0.51), ("b", 0.25), ("c", 0.25), ("d", 0.1)], ref)
     assert not same_ranking(ref[:3], ref)
+    big = [("a", 8.0), ("b", 5.0)]  # above 1 the tolerance is relative: 1e-5 of the score
+    assert same_ranking([("a", 8.00007), ("b", 4.99996)], big)
+    assert not same_ranking([("a", 8.0001), ("b", 5.0)], big)
 
 
 def test_micro_batcher_gathers_up_to_max_batch_and_isolates_errors():
