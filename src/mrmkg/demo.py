@@ -288,10 +288,12 @@ class Demo:
         md = ["| rung | " + " | ".join(types) + " | steps | train s |", "|---|" + "---:|" * (len(types) + 2)]
         for r, res in rows:
             m = res["metrics"]
-            # a rung that started from another run's weights: its steps after that run's, its seconds its own
+            # a rung that started from another run's weights (stage 1, or (i) with warm_start): that run's
+            # steps and seconds, then its own
             before = results["stage1"] if r.pretrain else results[RUNGS[0].name] if res.get("init_from") else None
-            steps = f"{before['steps']}+{res['steps']}" if before else str(res["steps"])
-            secs = f"{res['train_seconds']:.0f}" + (" + stage 1" if r.pretrain and before else "")
+            steps, secs = str(res["steps"]), f"{res['train_seconds']:.0f}"
+            if before:
+                steps, secs = f"{before['steps']}+{steps}", f"{before['train_seconds']:.0f}+{secs}"
             cells = [f"{100 * m[t]:.1f}" if t in m else "-" for t in types]
             table.add_row(r.label, *cells, steps, secs)
             md.append(f"| {r.label} | " + " | ".join(cells) + f" | {steps} | {secs} |")
