@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
 
 def main() -> None:
@@ -26,28 +26,18 @@ def main() -> None:
     ap.add_argument("--expect", default=None, help="the answer the page must show")
     args = ap.parse_args()
 
-    import os
-    import subprocess
     import time
 
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
-    from test_serve_browser import browser, free_port, get_json
+    from serve import Server
+    from test_serve_browser import browser
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.Popen([sys.executable, "-m", "mrmkg", "serve", args.checkpoint, "--port", str(port), "--quiet"],
-                            env=env)
+    srv = Server(args.checkpoint, max_batch=8, max_wait_ms=15)  # `mrmkg serve` on a free loopback port
+    url = srv.url
     shown = []
     try:
-        for _ in range(240):
-            try:
-                if get_json(url + "/readyz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.5)
+        srv.wait_ready()
         for name, (w, h) in {"desktop": (1280, 800), "phone": (390, 844)}.items():
             d = browser(w, h)
             try:
@@ -69,8 +59,7 @@ def main() -> None:
             finally:
                 d.quit()
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        srv.stop()
     if args.expect and any(a != args.expect for a in shown):
         sys.exit(f"expected the answer {args.expect!r}, the page showed {shown}")
 
