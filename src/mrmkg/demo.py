@@ -280,11 +280,9 @@ class Demo:
         rows = [(r, results[r.name]) for r in RUNGS if r.name in results]
         types = ("image", "text", "analogy", "overall")
         table = Table(title=f"MR-MKG ablation ladder on the demo world ({cfg.eval_split} accuracy, %)")
-        table.add_column("rung", no_wrap=True)
-        for t in types:
-            table.add_column(t, justify="right")
-        table.add_column("steps", justify="right")
-        table.add_column("train s", justify="right")
+        table.add_column("rung")  # the one column that may wrap on a narrow terminal
+        for t in (*types, "steps", "train s"):
+            table.add_column(t, justify="right", no_wrap=True)
         md = ["| rung | " + " | ".join(types) + " | steps | train s |", "|---|" + "---:|" * (len(types) + 2)]
         for r, res in rows:
             m = res["metrics"]
