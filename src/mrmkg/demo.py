@@ -252,9 +252,14 @@ class Demo:
         cfg = self.config
         results, runs = {}, {}
         stage1_run = None
+        base = RUNGS[0]
+
+        def warm(r: Rung) -> bool:  # starts from (i)'s weights
+            return cfg.warm_start and not r.pretrain and r != base
+
         wanted = [r for r in RUNGS if r.name in cfg.rungs]
-        if cfg.warm_start and any(not r.pretrain and r.name != RUNGS[0].name for r in wanted) and RUNGS[0] not in wanted:
-            wanted.insert(0, RUNGS[0])  # the knowledge rungs start from (i): train it even when not listed
+        if any(map(warm, wanted)) and base not in wanted:
+            wanted.insert(0, base)  # the knowledge rungs start from (i): train it even when not listed
         for rung in wanted:
             parent, steps = None, None
             if rung.pretrain:
@@ -262,8 +267,8 @@ class Demo:
                     stage1_run, r1 = self._train(rung, True, None, fresh)
                     results["stage1"] = r1
                 parent = stage1_run
-            elif cfg.warm_start and rung.name != RUNGS[0].name:
-                parent, steps = runs[RUNGS[0].name], cfg.warm_steps
+            elif warm(rung):
+                parent, steps = runs[base.name], cfg.warm_steps
             run, res = self._train(rung, False, parent, fresh, steps)
             res["run"], res["init_from"] = str(run), parent.name if parent else None
             runs[rung.name], results[rung.name] = run, res
